@@ -1,0 +1,71 @@
+"""Finds the TFDS builders of ``datasets/<name>/`` by path and instantiates them.
+
+``datasets/`` is a folder of TFDS dataset directories, not a package: each
+``datasets/<name>/<name>_dataset_builder.py`` defines ``class Builder``. The
+folder is looked up in ``$ERTS_TF_DATASETS`` if set, else beside the
+``erts_tf`` package (the repository layout of an editable install).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import sys
+from types import ModuleType
+
+import tensorflow_datasets as tfds
+
+CORE_FEATURES = ("sample_id", "signal", "label")
+
+
+def datasets_root() -> pathlib.Path:
+    """The folder holding one TFDS dataset directory per dataset."""
+    env = os.environ.get("ERTS_TF_DATASETS")
+    if env:
+        return pathlib.Path(env)
+    return pathlib.Path(__file__).resolve().parents[2] / "datasets"
+
+
+def names() -> list[str]:
+    """Names of every dataset folder that holds a ``<name>_dataset_builder.py``."""
+    root = datasets_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / f"{p.name}_dataset_builder.py").is_file())
+
+
+def builder_module(name: str) -> ModuleType:
+    """Imports ``datasets/<name>/<name>_dataset_builder.py`` (once) and returns it."""
+    module_name = f"erts_tf_datasets.{name}.{name}_dataset_builder"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    folder = datasets_root() / name
+    path = folder / f"{name}_dataset_builder.py"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"unknown dataset {name!r}: {path} does not exist; known datasets: {', '.join(names()) or 'none'}"
+        )
+    # TFDS resolves README.md / CITATIONS.bib through the builder's package, so the
+    # folders are registered as (namespace) packages before the module is loaded.
+    for package, package_path in (("erts_tf_datasets", folder.parent), (f"erts_tf_datasets.{name}", folder)):
+        if package not in sys.modules:
+            namespace = ModuleType(package)
+            namespace.__path__ = [str(package_path)]
+            namespace.__file__ = str(package_path / "__init__.py")  # read by etils.epath
+            sys.modules[package] = namespace
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def builder(name: str, config: str | None = None, data_dir: str | None = None, **kwargs) -> tfds.core.DatasetBuilder:
+    """Instantiates the TFDS builder of dataset ``name`` (``config`` as named in its BUILDER_CONFIGS)."""
+    cls = builder_module(name).Builder
+    if config is not None:
+        known = [c.name for c in getattr(cls, "BUILDER_CONFIGS", [])]
+        if known and config not in known:
+            raise ValueError(f"dataset {name!r} has no config {config!r}; choose one of {', '.join(known)}")
+    return cls(config=config, data_dir=data_dir, **kwargs)

@@ -1,0 +1,49 @@
+"""A compact 1-D ResNet for ECG (in the spirit of antonior92's ``get_model``).
+
+Layout for an input ``(batch, time, leads)``:
+stem (conv k15 s2 + BN + ReLU + maxpool 2) -> four residual stages (one block
+each, stride 1, 2, 2, 2) -> global average pooling -> dense logits.
+The Grad-CAM target is ``stage3`` (the second-to-last stage, stride 16):
+``(batch, ceil(time / 16), 128)``; 63 time bins for 1000 samples.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from erts_tf.models.registry import register
+
+TARGET_LAYER = "stage3"
+_STAGE_FILTERS = (32, 64, 128, 160)
+_STAGE_STRIDES = (1, 2, 2, 2)
+
+
+def _residual_block(x, filters: int, stride: int, kernel_size: int, name: str):
+    """Two convolutions with a (projected) shortcut; output ``(batch, time/stride, filters)``."""
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv1D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Conv1D(filters, kernel_size, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv1D(filters, kernel_size, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.Activation("relu", name=name)(y)
+
+
+@register("resnet1d", TARGET_LAYER, "compact 1-D ResNet, 4 stages; Grad-CAM at stage3 (stride 16)")
+def build_resnet1d(input_shape: tuple[int, int], n_classes: int, kernel_size: int = 9) -> keras.Model:
+    """Builds the 1-D ResNet: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
+    inputs = keras.Input(shape=input_shape, name="signal")
+    x = layers.Conv1D(_STAGE_FILTERS[0], 15, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    x = layers.MaxPooling1D(2, padding="same", name="stem_pool")(x)
+    for index, (filters, stride) in enumerate(zip(_STAGE_FILTERS, _STAGE_STRIDES), start=1):
+        x = _residual_block(x, filters, stride, kernel_size, name=f"stage{index}")
+    x = layers.GlobalAveragePooling1D(name="pool")(x)
+    logits = layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name="resnet1d")
