@@ -1,0 +1,201 @@
+"""mitbih_arrhythmia: MIT-BIH Arrhythmia Database heartbeats in AAMI classes (manual download).
+
+One example per reference beat annotation (``.atr``) whose symbol maps to an
+AAMI class (N: N L R e j; S: A a J S; V: V E; F: F; Q: / f Q): a window of the
+signal around the annotated R peak (``before`` samples before it, ``after``
+from it on, 360 Hz, millivolts), from lead MLII (config ``mlii``) or MLII and
+the record's second lead (``two_leads``). Beats whose window would leave the
+record are dropped and counted in ``info.metadata``.
+
+Splits are inter-patient (de Chazal et al. 2004): DS1 trains, DS2 tests, the
+paced records 102, 104, 107, 217 are excluded, and the validation split is the
+whole DS1 records 114, 124, 207, 223 (chosen to hold N, S, V and F beats in
+roughly DS1's proportions, about 16 % of DS1's beats).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from erts_tf.data import physionet
+
+CLASSES = ("N", "S", "V", "F", "Q")
+AAMI = {
+    **dict.fromkeys("NLRej", "N"),
+    **dict.fromkeys("AaJS", "S"),
+    **dict.fromkeys("VE", "V"),
+    "F": "F",
+    **dict.fromkeys("/fQ", "Q"),
+}
+SAMPLING_RATE = 360
+DS1 = (
+    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122",
+    "124", "201", "203", "205", "207", "208", "209", "215", "220", "223", "230",
+)  # fmt: skip
+DS2 = (
+    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210",
+    "212", "213", "214", "219", "221", "222", "228", "231", "232", "233", "234",
+)  # fmt: skip
+PACED = ("102", "104", "107", "217")
+VALIDATION = ("114", "124", "207", "223")
+
+SOURCE = physionet.Source(
+    dataset="mitbih_arrhythmia",
+    title="MIT-BIH Arrhythmia Database 1.0.0",
+    url="https://physionet.org/content/mitdb/1.0.0/",
+    archive_name="mit-bih-arrhythmia-database-1.0.0.zip",
+    archive_patterns=("mit-bih-arrhythmia-database*.zip", "mitdb*.zip"),
+    markers=("[0-9][0-9][0-9].atr",),
+)
+
+
+@dataclasses.dataclass
+class MitbihConfig(tfds.core.BuilderConfig):
+    """Leads, beat window and the records of each split (all change what is written)."""
+
+    two_leads: bool = False
+    before: int = 128
+    after: int = 128
+    train_records: tuple[str, ...] = tuple(r for r in DS1 if r not in VALIDATION)
+    validation_records: tuple[str, ...] = VALIDATION
+    test_records: tuple[str, ...] = DS2
+
+
+class Builder(physionet.PhysioNetBuilder):
+    """DatasetBuilder for mitbih_arrhythmia."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: AAMI N/S/V/F/Q beats, de Chazal DS1/DS2 split, validation 114/124/207/223.",
+    }
+    MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+    Download {SOURCE.archive_name} from {SOURCE.url} ("Download the ZIP
+    file") and put it, unchanged, or the folder extracted from it (NNN.hea,
+    NNN.dat, NNN.atr for the 48 records) in manual_dir.
+    """
+    BUILDER_CONFIGS = [
+        MitbihConfig(name="mlii", description="Lead MLII, 256-sample (0.71 s) window centred on the R peak."),
+        MitbihConfig(
+            name="two_leads",
+            description="MLII and the record's second lead (V1, V2, V4 or V5), 256-sample window.",
+            two_leads=True,
+        ),
+    ]
+    DEFAULT_CONFIG_NAME = "mlii"
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        config = self.builder_config
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(
+                {
+                    "sample_id": np.int64,
+                    "signal": tfds.features.Tensor(
+                        shape=(config.before + config.after, 2 if config.two_leads else 1), dtype=np.float32
+                    ),
+                    "label": tfds.features.ClassLabel(names=CLASSES),
+                    "record": tfds.features.Text(),
+                    "leads": tfds.features.Text(),
+                    "beat_index": np.int64,
+                    "sample": np.int64,
+                    "symbol": tfds.features.Text(),
+                    "rr_previous": np.float32,
+                    "rr_next": np.float32,
+                }
+            ),
+            supervised_keys=("signal", "label"),
+            homepage=SOURCE.url,
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        config = self.builder_config
+        root = physionet.locate_root(
+            dl_manager,
+            SOURCE,
+            members=lambda name: name.rsplit("/", 1)[-1].split(".")[-1] in ("hea", "dat", "atr"),
+            checksums_path=self._checksums_file(),
+        )
+        splits = {"train": config.train_records, "validation": config.validation_records, "test": config.test_records}
+        records = [r for rs in splits.values() for r in rs]
+        overlap = sorted({r for r in records if records.count(r) > 1})
+        if overlap:
+            raise ValueError(f"mitbih_arrhythmia/{config.name}: records {overlap} are in more than one split")
+        missing = [root / f"{r}.{ext}" for r in records for ext in ("hea", "dat", "atr") if not (root / f"{r}.{ext}").is_file()]
+        if missing:
+            raise physionet.ManualDataError(
+                f"mitbih_arrhythmia: missing file(s) {', '.join(str(m) for m in missing[:5])}"
+                f"{f' and {len(missing) - 5} more' if len(missing) > 5 else ''}: the split needs every record "
+                f"of it. Download {SOURCE.archive_name} from {SOURCE.url}."
+            )
+        self._dropped = {}
+        return {split: self._generate_examples(split, root, names) for split, names in splits.items()}
+
+    def _read(self, root: pathlib.Path, name: str):
+        """Signal (time, leads) with MLII first, lead names, and the reference annotation of one record."""
+        import wfdb
+
+        try:
+            signal, record = physionet.read_wfdb(root / name)
+            physionet.check_signal(signal, name)
+        except physionet.RecordError as err:
+            # A de Chazal split is defined by its records: a bad record is an error, not a skip.
+            raise ValueError(f"mitbih_arrhythmia: record {name} cannot be used: {err}") from err
+        names = [str(n) for n in record.sig_name]
+        if "MLII" not in names:
+            raise ValueError(f"mitbih_arrhythmia: record {name} has no MLII lead (leads: {', '.join(names)})")
+        if record.fs != SAMPLING_RATE:
+            raise ValueError(f"mitbih_arrhythmia: record {name} is sampled at {record.fs} Hz, expected {SAMPLING_RATE}")
+        order = [names.index("MLII")] + [i for i in range(len(names)) if names[i] != "MLII"]
+        if self.builder_config.two_leads:
+            if len(order) < 2:
+                raise ValueError(f"mitbih_arrhythmia: record {name} has a single lead, config two_leads needs two")
+            order = order[:2]
+        else:
+            order = order[:1]
+        try:
+            annotation = wfdb.rdann(str(root / name), "atr")
+        except Exception as err:
+            raise ValueError(f"mitbih_arrhythmia: unreadable annotation file {root / name}.atr: {err}") from err
+        return signal[:, order], [names[i] for i in order], annotation
+
+    def _generate_examples(self, split: str, root: pathlib.Path, names: tuple[str, ...]):
+        config = self.builder_config
+        sample_id = 0
+        dropped = 0
+        for name in sorted(names):
+            signal, leads, annotation = self._read(root, name)
+            self.skip_log.considered += 1
+            samples = np.asarray(annotation.sample, dtype=np.int64)
+            beats = [i for i, s in enumerate(annotation.symbol) if s in AAMI]
+            beat_samples = samples[beats]
+            for position, index in enumerate(beats):
+                peak = int(samples[index])
+                start, stop = peak - config.before, peak + config.after
+                if start < 0 or stop > signal.shape[0]:
+                    dropped += 1
+                    continue
+                previous = (peak - beat_samples[position - 1]) / SAMPLING_RATE if position > 0 else 0.0
+                following = (beat_samples[position + 1] - peak) / SAMPLING_RATE if position + 1 < len(beats) else 0.0
+                yield f"{name}_{index}", {
+                    "sample_id": sample_id,
+                    "signal": signal[start:stop],
+                    "label": AAMI[annotation.symbol[index]],
+                    "record": name,
+                    "leads": ",".join(leads),
+                    "beat_index": index,
+                    "sample": peak,
+                    "symbol": annotation.symbol[index],
+                    "rr_previous": np.float32(previous),
+                    "rr_next": np.float32(following),
+                }
+                sample_id += 1
+        self._dropped[split] = dropped
+
+    def _finish_skips(self) -> None:
+        super()._finish_skips()
+        if isinstance(self.info.metadata, dict):
+            self.info.metadata["dropped_edge_beats"] = dict(self._dropped)

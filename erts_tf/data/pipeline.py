@@ -1,0 +1,155 @@
+"""Input pipeline: TFDS split -> in-memory arrays -> keep-mask filter -> batches.
+
+A split is decoded ONCE into NumPy arrays (``load_split``), z-scored per lead
+and per sample. Each training epoch then streams sample ids in a permutation
+seeded by ``(seed, epoch)``, keeps only ids whose ``keep_mask[sample_id]`` is
+True, and only then gathers the record: a dropped record is never read into
+the pipeline, and ``read_counter`` counts exactly the records that were.
+Elements are ``(signal (batch, time, leads), label (batch,), sample_id (batch,))``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from erts_tf.data import registry
+
+log = logging.getLogger(__name__)
+
+
+def zscore(signal: np.ndarray) -> np.ndarray:
+    """Per-sample, per-lead z-score of ``(..., time, leads)``.
+
+    NaN/inf become 0 first; a lead with std < 1e-8 (flat) is divided by 1, so
+    a constant lead becomes zeros, never NaN.
+    """
+    signal = np.nan_to_num(np.asarray(signal, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    mean = signal.mean(axis=-2, keepdims=True)
+    std = signal.std(axis=-2, keepdims=True)
+    std = np.where(std < 1e-8, 1.0, std)
+    return ((signal - mean) / std).astype(np.float32)
+
+
+def zscore_tf(signal: tf.Tensor) -> tf.Tensor:
+    """The same z-score as ``zscore`` in TensorFlow (used by the serving function)."""
+    signal = tf.cast(signal, tf.float32)
+    signal = tf.where(tf.math.is_finite(signal), signal, tf.zeros_like(signal))
+    mean = tf.reduce_mean(signal, axis=-2, keepdims=True)
+    std = tf.math.reduce_std(signal, axis=-2, keepdims=True)
+    std = tf.where(std < 1e-8, tf.ones_like(std), std)
+    return (signal - mean) / std
+
+
+@dataclasses.dataclass
+class SplitArrays:
+    """One decoded split.
+
+    Attributes:
+      signal: ``(n, time, leads)`` float32, z-scored.
+      label: ``(n,)`` int32.
+      extras: other scalar features by name, each ``(n,)`` (e.g. ``corruption``).
+      class_names: names of the label classes.
+      extra_names: for ClassLabel extras, their names (e.g. corruption types).
+    """
+
+    signal: np.ndarray
+    label: np.ndarray
+    extras: dict[str, np.ndarray]
+    class_names: list[str]
+    extra_names: dict[str, list[str]]
+
+    @property
+    def n(self) -> int:
+        return len(self.label)
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return tuple(self.signal.shape[1:])
+
+
+def load_split(builder: tfds.core.DatasetBuilder, split: str) -> SplitArrays:
+    """Decodes ``split`` of a prepared builder into ``SplitArrays`` ordered by ``sample_id``.
+
+    Raises ``ValueError`` if a core feature is missing or the sample ids are
+    not exactly ``0..n-1``.
+    """
+    features = builder.info.features
+    missing = [f for f in registry.CORE_FEATURES if f not in features]
+    if missing:
+        raise ValueError(f"dataset {builder.name!r} lacks the core features {missing}")
+    scalar_extras = [
+        k for k, f in features.items()
+        if k not in registry.CORE_FEATURES and tuple(getattr(f, "shape", (None,))) == ()
+    ]
+    columns = {k: [] for k in ("sample_id", "signal", "label", *scalar_extras)}
+    ds = builder.as_dataset(split=split, shuffle_files=False).batch(1024)
+    for batch in tfds.as_numpy(ds):
+        for key in columns:
+            columns[key].append(batch[key])
+    arrays = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in columns.items()}
+    order = np.argsort(arrays["sample_id"], kind="stable")
+    ids = arrays["sample_id"][order]
+    if not np.array_equal(ids, np.arange(len(ids))):
+        raise ValueError(f"{builder.name}/{split}: sample_id must be 0..n-1 without gaps or repeats")
+    extra_names = {
+        k: list(features[k].names) for k in scalar_extras if isinstance(features[k], tfds.features.ClassLabel)
+    }
+    return SplitArrays(
+        signal=zscore(arrays["signal"][order]),
+        label=arrays["label"][order].astype(np.int32),
+        extras={k: arrays[k][order] for k in scalar_extras},
+        class_names=list(features["label"].names),
+        extra_names=extra_names,
+    )
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of sample ids in ``epoch``: a permutation seeded by ``(seed, epoch)``."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def train_dataset(
+    arrays: SplitArrays,
+    keep_mask: tf.Variable,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    read_counter: tf.Variable | None = None,
+) -> tf.data.Dataset:
+    """Batches of the kept samples of one epoch, in a ``(seed, epoch)`` order.
+
+    ``keep_mask`` ``(n,)`` bool is read when the dataset is iterated, so
+    assigning it before iterating changes what the epoch yields.
+    """
+    signal = tf.constant(arrays.signal)
+    label = tf.constant(arrays.label)
+
+    def read(i):
+        if read_counter is not None:
+            read_counter.assign_add(1)
+        return signal[i], label[i], i
+
+    ids = tf.data.Dataset.from_tensor_slices(epoch_permutation(arrays.n, seed, epoch).astype(np.int64))
+    ds = ids.filter(lambda i: tf.gather(keep_mask, i))
+    ds = ds.map(read, num_parallel_calls=None, deterministic=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(arrays: SplitArrays, batch_size: int, ids: np.ndarray | None = None) -> tf.data.Dataset:
+    """Batches of ``(signal, label, sample_id)`` in sample-id order (``ids``: a subset)."""
+    ids = np.arange(arrays.n) if ids is None else np.asarray(ids)
+    ds = tf.data.Dataset.from_tensor_slices((arrays.signal[ids], arrays.label[ids], ids.astype(np.int64)))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def prepare(name: str, config: str | None, data_dir: str | None, manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
+    """Builds dataset ``name`` (if needed) and returns its builder."""
+    builder = registry.builder(name, config, data_dir=data_dir)
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    builder.download_and_prepare(download_config=download_config)
+    return builder

@@ -1,0 +1,102 @@
+"""Every command-line flag of ``erts_tf.train``, defined and validated here once.
+
+``run_config()`` turns the parsed flags into a ``RunConfig``. Bad values fail
+at parse time with a one-line message and exit code 2 (see ``parse``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+from erts_tf import models
+from erts_tf.data import registry
+from erts_tf.explain import focus
+from erts_tf.selection.policies import MODES
+from erts_tf.training.config import RunConfig
+from erts_tf.training.model import LEVELS
+
+FLAGS = flags.FLAGS
+
+# data
+flags.DEFINE_string("dataset", "synthetic_ecg", "Dataset folder under datasets/ (see `ls datasets`).")
+flags.DEFINE_string("dataset_config", None, "TFDS builder config of the dataset (e.g. quickstart, 100hz).")
+flags.DEFINE_string("data_dir", None, "TFDS data dir where prepared datasets live (default ~/tensorflow_datasets).")
+flags.DEFINE_string("manual_dir", None, "Folder with the manually downloaded archives (real datasets).")
+# model and optimisation
+flags.DEFINE_string("model", "resnet1d", "Backbone name from the registry.")
+flags.DEFINE_integer("epochs", 100, "Number of epochs.")
+flags.DEFINE_integer("batch_size", 32, "Mini-batch size.")
+flags.DEFINE_float("lr", 3e-4, "AdamW learning rate at epoch 0.")
+flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
+flags.DEFINE_float("lr_decay", 0.98, "Learning rate factor applied after every epoch.")
+flags.DEFINE_enum("loss", "class_balanced", ["class_balanced", "plain"], "Cross-entropy weighting.")
+flags.DEFINE_float("cb_beta", 0.9999, "Beta of the class-balanced (effective number) weights.")
+flags.DEFINE_boolean("reference_loss_split", False,
+                     "Reproduce the reference: plain CE for mode `full`, class-balanced for the others.")
+# selection
+flags.DEFINE_enum("mode", "erts", list(MODES), "Selection mode.")
+flags.DEFINE_enum("level", "epoch", list(LEVELS),
+                  "epoch: dropped samples are not read at all; batch: the reference's in-batch masking.")
+flags.DEFINE_float("tau", 0.3, "dbpd threshold on p_true (0: misclassified samples only).")
+flags.DEFINE_float("decay", 0.99, "srd: a decay**epoch fraction is kept.")
+flags.DEFINE_float("cam_keep_frac", 0.7, "erts: share of the low-confidence candidates kept by focus.")
+flags.DEFINE_enum("focus_score", "entropy", list(focus.FOCUS_SCORES), "Focus score of the Grad-CAM map.")
+flags.DEFINE_integer("warm_up_epochs", 5, "Full-data epochs before selection starts.")
+flags.DEFINE_integer("cam_start_epoch", 3, "Epochs after warm-up before the focus filter starts.")
+flags.DEFINE_integer("start_revision", 50, "From this epoch on every epoch is full data (-1: never).")
+flags.DEFINE_integer("rescore_every", 5, "Epoch level: re-score dropped samples every N selection epochs (0: never).")
+flags.DEFINE_boolean("always_cam", False, "Compute focus scores in every epoch (audits, validity studies).")
+# run
+flags.DEFINE_string("output_dir", None, "Run directory (its parent must exist).")
+flags.DEFINE_integer("seed", 0, "Seed of weights, data order and random policies.")
+flags.DEFINE_boolean("resume", False, "Resume the unfinished run in --output_dir from its last finished epoch.")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing run in --output_dir.")
+flags.DEFINE_boolean("skip_nonfinite", False, "Skip (and count) batches with a non-finite loss/gradient instead of failing.")
+flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_integer("verbose", 2, "Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).")
+
+flags.mark_flag_as_required("output_dir")
+
+
+def _check(condition, message):
+    if not condition:
+        raise flags.ValidationError(message)
+    return True
+
+
+flags.register_validator("model", lambda v: _check(v in models.names(),
+                         f"unknown model {v!r}; choose one of {', '.join(models.names())}"))
+flags.register_validator("dataset", lambda v: _check(v in registry.names(),
+                         f"unknown dataset {v!r}; choose one of {', '.join(registry.names())}"))
+for _name in ("epochs", "batch_size"):
+    flags.register_validator(_name, lambda v, n=_name: _check(v is not None and v > 0, f"--{n} must be > 0, got {v}"))
+flags.register_validator("lr", lambda v: _check(v > 0, f"--lr must be > 0, got {v}"))
+for _name in ("tau", "decay", "cam_keep_frac", "lr_decay"):
+    flags.register_validator(_name, lambda v, n=_name: _check(0 <= v <= 1, f"--{n} must be in [0, 1], got {v}"))
+for _name in ("warm_up_epochs", "cam_start_epoch", "rescore_every"):
+    flags.register_validator(_name, lambda v, n=_name: _check(v >= 0, f"--{n} must be >= 0, got {v}"))
+flags.register_validator(
+    "output_dir",
+    lambda v: _check(v is None or os.path.isdir(os.path.dirname(os.path.abspath(v)) or "."),
+                     f"the parent folder of --output_dir={v} does not exist"),
+)
+flags.register_multi_flags_validator(
+    ["resume", "overwrite"], lambda d: _check(not (d["resume"] and d["overwrite"]),
+                                              "--resume and --overwrite exclude each other"))
+
+
+def parse(argv: list[str]) -> list[str]:
+    """absl flag parser for ``app.run``: a bad flag prints one line and exits with code 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}".splitlines()[0], file=sys.stderr)
+        sys.exit(2)
+
+
+def run_config() -> RunConfig:
+    """The ``RunConfig`` described by the parsed flags."""
+    return RunConfig(**{f: FLAGS[f].value for f in RunConfig.__dataclass_fields__})

@@ -1,0 +1,43 @@
+"""``RunConfig``: every setting of a training run (the flags of ``erts_tf.flags``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    output_dir: str
+    dataset: str = "synthetic_ecg"
+    dataset_config: str | None = None
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    model: str = "resnet1d"
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    lr_decay: float = 0.98
+    loss: str = "class_balanced"
+    cb_beta: float = 0.9999
+    reference_loss_split: bool = False
+    mode: str = "erts"
+    level: str = "epoch"
+    tau: float = 0.3
+    decay: float = 0.99
+    cam_keep_frac: float = 0.7
+    focus_score: str = "entropy"
+    warm_up_epochs: int = 5
+    cam_start_epoch: int = 3
+    start_revision: int = 50
+    rescore_every: int = 5
+    always_cam: bool = False
+    seed: int = 0
+    resume: bool = False
+    overwrite: bool = False
+    skip_nonfinite: bool = False
+    jit_compile: bool = False
+    verbose: int = 2
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,320 @@
+"""``ERTSModel``: one ``train_step`` for every selection mode and level.
+
+The model wraps a backbone (any functional or Sequential Keras model mapping
+``(batch, time, leads)`` to logits) and an auxiliary view of it,
+``cam_model: x -> (target-layer activations, logits)``, that shares its layers.
+
+Two selection levels:
+
+* ``epoch``: the input pipeline already dropped the samples not selected
+  for this epoch. One training forward under one tape gives the loss, the
+  weight gradients, and, when focus scores are needed, the Grad-CAM maps from
+  one extra partial backward (true-class logits -> target layer). Scores of
+  the samples seen are scattered into the ``SelectionState``; the next
+  epoch's keep-mask is decided from them (``SelectionCallback``).
+* ``batch`` (the reference): in selection epochs every sample of the batch is
+  first scored in inference mode (no batch-norm update, no dropout), the
+  policy masks the batch, and the training forward/backward runs on the kept
+  samples only (a batch with none kept takes no optimizer step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from erts_tf.explain import focus as focus_lib
+from erts_tf.explain.gradcam import gradcam_over_time, true_class_logit_sum
+from erts_tf.selection import policies
+from erts_tf.selection.state import SelectionState
+from erts_tf.training.losses import weighted_cross_entropy
+
+LEVELS = ("epoch", "batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionConfig:
+    """Everything that decides which samples are trained on."""
+
+    mode: str = "erts"
+    level: str = "epoch"
+    policy: policies.PolicyConfig = policies.PolicyConfig()
+    focus_score: str = "entropy"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mode not in policies.MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(policies.MODES)}")
+        if self.level not in LEVELS:
+            raise ValueError(f"unknown selection level {self.level!r}; choose one of {', '.join(LEVELS)}")
+        focus_lib.get(self.focus_score)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+    """What the compiled train step does this epoch (a change retraces it).
+
+    Attributes:
+      cam: compute Grad-CAM focus scores of the trained samples.
+      batch_select: run the batch-level policy (score pass + masked training).
+      cam_active: the erts modes' focus filter is on (batch level).
+    """
+
+    cam: bool = False
+    batch_select: bool = False
+    cam_active: bool = False
+
+
+class ERTSModel(keras.Model):
+    """A backbone trained with per-sample selection.
+
+    Args:
+      backbone: Keras model ``(batch, time, leads) -> (batch, n_classes)`` logits.
+      target_layer: name of the Grad-CAM target layer inside ``backbone``.
+      n_train: number of training samples (sample ids are ``0..n_train-1``).
+      class_weights: ``(n_classes,)`` loss weight per class.
+      selection: the ``SelectionConfig``.
+      train_labels: ``(n_train,)`` labels by sample id (epoch-level policies need them).
+      skip_nonfinite: skip (and count) batches whose loss or gradients are not
+        finite instead of stopping with an error.
+    """
+
+    def __init__(self, backbone, target_layer, n_train, class_weights, selection=SelectionConfig(),
+                 train_labels=None, skip_nonfinite=False, **kwargs):
+        super().__init__(name=kwargs.pop("name", "erts"), **kwargs)
+        self.backbone = backbone
+        self.target_layer = target_layer
+        self.cam_model = keras.Model(
+            backbone.inputs, [backbone.get_layer(target_layer).output, backbone.outputs[0]], name="cam_view"
+        )
+        self.n_classes = int(backbone.outputs[0].shape[-1])
+        self.class_weights = tf.constant(np.asarray(class_weights, np.float32))
+        self.selection = selection
+        self.train_labels = None if train_labels is None else np.asarray(train_labels, np.int32)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.state = SelectionState(n_train)
+        self.focus_fn = focus_lib.get(selection.focus_score)
+        self.plan = StepPlan()
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.f1 = keras.metrics.F1Score(average="macro", name="macro_f1")
+
+    # -- Keras plumbing -----------------------------------------------------------------------
+    def call(self, inputs, training=False):
+        return self.backbone(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.f1]
+
+    def set_plan(self, plan: StepPlan) -> None:
+        """Sets what the next train steps do; retraces the train function if it changed."""
+        if plan != self.plan:
+            self.plan = plan
+            self.make_train_function(force=True)
+
+    # -- pieces of the step -------------------------------------------------------------------
+    def _update_metrics(self, loss, labels, logits):
+        self.loss_tracker.update_state(loss)
+        self.f1.update_state(tf.one_hot(labels, self.n_classes), tf.nn.softmax(logits))
+
+    @staticmethod
+    def _confidence(labels, logits):
+        """``p_true`` ``(batch,)`` and ``correct`` ``(batch,)`` from logits ``(batch, C)``."""
+        probs = tf.nn.softmax(tf.cast(logits, tf.float32))
+        p_true = tf.gather(probs, labels, axis=1, batch_dims=1)
+        correct = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), labels)
+        return p_true, correct
+
+    def _focus(self, tape, activations, cam_target):
+        """Focus ``(batch,)`` from the true-class Grad-CAM; one partial backward on ``tape``.
+
+        ``cam_target`` is ``true_class_logit_sum`` computed inside ``tape``.
+        """
+        grads = tape.gradient(cam_target, activations)
+        return self.focus_fn(gradcam_over_time(activations, grads))
+
+    def _loss(self, labels, logits):
+        per_sample = weighted_cross_entropy(labels, logits, self.class_weights)
+        loss = tf.reduce_mean(per_sample)
+        if self.backbone.losses:
+            loss += tf.add_n(self.backbone.losses)
+        return loss
+
+    def _apply(self, loss, grads, ids):
+        """Applies ``grads`` if everything is finite; else errors or skips (``skip_nonfinite``)."""
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None] + [tf.math.is_finite(loss)])
+        if not self.skip_nonfinite:
+            tf.debugging.Assert(
+                finite,
+                ["non-finite loss or gradient at epoch", self.state.epoch, "step", self.state.step,
+                 "loss", loss, "sample_ids", ids],
+                summarize=64,
+            )
+            self.optimizer.apply(grads, self.backbone.trainable_variables)
+            self.state.count("optimizer_steps", 1)
+            return tf.constant(True)
+
+        def apply():
+            self.optimizer.apply(grads, self.backbone.trainable_variables)
+            self.state.count("optimizer_steps", 1)
+            return tf.constant(True)
+
+        def skip():
+            self.state.count("skipped_batches", 1)
+            tf.print("skipping batch with non-finite loss/gradient: epoch", self.state.epoch,
+                     "step", self.state.step, "sample_ids", ids, summarize=64)
+            return tf.constant(False)
+
+        return tf.cond(finite, apply, skip)
+
+    # -- the step -----------------------------------------------------------------------------
+    def train_step(self, data):
+        signal, labels, ids = data
+        labels = tf.cast(labels, tf.int32)
+        ids = tf.cast(ids, tf.int32)
+        if self.plan.batch_select:
+            logs = self._batch_level_step(signal, labels, ids)
+        else:
+            logs = self._full_batch_step(signal, labels, ids)
+        self.state.step.assign_add(1)
+        return logs
+
+    def _full_batch_step(self, signal, labels, ids):
+        """Trains on every sample of the batch; scores them from the same forward."""
+        n = tf.shape(ids)[0]
+        with tf.GradientTape(persistent=self.plan.cam) as tape:
+            activations, logits = self.cam_model(signal, training=True)
+            loss = self._loss(labels, logits)
+            cam_target = true_class_logit_sum(logits, labels)
+        weights = self.backbone.trainable_variables
+        grads = tape.gradient(loss, weights)
+        focus = self._focus(tape, activations, cam_target) if self.plan.cam else None
+        applied = self._apply(loss, grads, ids)
+        p_true, correct = self._confidence(labels, logits)
+        self.state.record_scores(ids, p_true, correct, focus)
+        self.state.record_backprop(ids, applied)
+        self.state.count("forward_train", n)
+        self.state.count("backward", n * tf.cast(applied, tf.int32))
+        if self.plan.cam:
+            self.state.count("gradcam", n)
+        self._update_metrics(loss, labels, logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def score(self, signal, labels, training=False, cam=True):
+        """Scores a batch: ``(p_true, correct, focus)``, each ``(batch,)``; focus is None if not ``cam``."""
+        with tf.GradientTape() as tape:  # records via the weights; only logits -> activations is replayed
+            activations, logits = self.cam_model(signal, training=training)
+            cam_target = true_class_logit_sum(logits, labels)
+        p_true, correct = self._confidence(labels, logits)
+        focus = self._focus(tape, activations, cam_target) if cam else None
+        return p_true, correct, focus
+
+    def _batch_level_step(self, signal, labels, ids):
+        """Reference batch-level selection: score all in inference mode, train on the kept ones."""
+        n = tf.shape(ids)[0]
+        p_true, correct, focus = self.score(signal, labels, training=False, cam=self.plan.cam)
+        self.state.count("forward_score", n)
+        if self.plan.cam:
+            self.state.count("gradcam", n)
+        scores = policies.Scores.of(p_true, focus if focus is not None else tf.zeros_like(p_true), labels, correct)
+        rng = tf.stack([tf.constant(self.selection.seed, tf.int64), self.state.epoch * (2**24) + self.state.step])
+        decision = policies.decide(self.selection.mode, scores, self.state.epoch, rng,
+                                   self.selection.policy, cam_active=self.plan.cam_active)
+        self.state.record_scores(ids, p_true, correct, focus)
+        self.state.record_decision(ids, decision.keep, decision.reason)
+        kept_ids = tf.boolean_mask(ids, decision.keep)
+        n_kept = tf.shape(kept_ids)[0]
+
+        def train_kept():
+            x = tf.boolean_mask(signal, decision.keep)
+            y = tf.boolean_mask(labels, decision.keep)
+            with tf.GradientTape() as tape:
+                logits = self.backbone(x, training=True)
+                loss = self._loss(y, logits)
+            grads = tape.gradient(loss, self.backbone.trainable_variables)
+            applied = self._apply(loss, grads, kept_ids)
+            self._update_metrics(loss, y, logits)
+            return applied
+
+        applied = tf.cond(n_kept > 0, train_kept, lambda: tf.constant(False))
+        self.state.record_backprop(kept_ids, applied)
+        self.state.count("forward_train", n_kept)
+        self.state.count("backward", n_kept * tf.cast(applied, tf.int32))
+        return {m.name: m.result() for m in self.metrics}
+
+    def score_dataset(self, dataset: tf.data.Dataset, cam: bool) -> None:
+        """Scores every ``(signal, label, sample_id)`` batch of ``dataset`` in inference mode
+        (no weight update) and records the scores; counted as read, forward_score and gradcam."""
+
+        @tf.function(reduce_retracing=True)
+        def step(signal, labels, ids):
+            labels = tf.cast(labels, tf.int32)
+            p_true, correct, focus = self.score(signal, labels, training=False, cam=cam)
+            self.state.record_scores(ids, p_true, correct, focus)
+            n = tf.shape(ids)[0]
+            self.state.count("samples_read", n)
+            self.state.count("forward_score", n)
+            if cam:
+                self.state.count("gradcam", n)
+
+        for signal, labels, ids in dataset:
+            step(signal, labels, ids)
+
+    def fit(self, x=None, epochs=1, initial_epoch=0, callbacks=None, verbose="auto", **kwargs):
+        """Keras ``fit``, run as one ``fit`` call per epoch.
+
+        Keras learns the number of steps of a dataset of unknown length from
+        its first epoch and caps later epochs to it; a keep-mask that grows
+        again (revision, resume) would then silently train on part of the
+        data. One call per epoch avoids that. Callbacks still see one
+        ``on_train_begin``/``on_train_end`` for the whole run.
+
+        Args:
+          x: a ``tf.data.Dataset`` of ``(signal, label, sample_id)``, or a
+            callable ``epoch -> dataset`` (a fresh, epoch-seeded order).
+          Other arguments as ``keras.Model.fit``.
+        """
+        callback_list = _RunCallbackList(
+            callbacks, add_history=True, add_progbar=verbose != 0, verbose=1 if verbose == "auto" else verbose,
+            epochs=epochs, steps=None, model=self,
+        )
+        callback_list.run_begin()
+        for epoch in range(initial_epoch, epochs):
+            dataset = x(epoch) if callable(x) else x
+            super().fit(dataset, epochs=epoch + 1, initial_epoch=epoch, callbacks=callback_list,
+                        verbose=verbose, **kwargs)
+            if self.stop_training:
+                break
+        callback_list.run_end()
+        return self.history
+
+    def test_step(self, data):
+        signal, labels, _ = data
+        labels = tf.cast(labels, tf.int32)
+        logits = self.backbone(signal, training=False)
+        loss = tf.reduce_mean(weighted_cross_entropy(labels, logits, self.class_weights))
+        self._update_metrics(loss, labels, logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def predict_step(self, data):
+        signal = data[0] if isinstance(data, (tuple, list)) else data
+        return tf.nn.softmax(self.backbone(signal, training=False))
+
+
+class _RunCallbackList(keras.callbacks.CallbackList):
+    """A CallbackList whose train begin/end fire once per run, not once per ``fit`` call."""
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def run_begin(self):
+        super().on_train_begin()
+
+    def run_end(self):
+        super().on_train_end()

@@ -1,0 +1,182 @@
+"""One training run: data -> model -> selection -> fit -> best weights -> test -> summary.
+
+``run(config)`` is what ``python -m erts_tf.train`` calls; tests and
+benchmarks call it directly. Everything is written into ``config.output_dir``:
+``config.json``, ``logs/`` (TensorBoard), ``checkpoints/``, ``progress.json``,
+``best.weights.h5``, ``audit.csv``, ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from erts_tf import metrics, models
+from erts_tf.data import pipeline
+from erts_tf.selection.policies import PolicyConfig
+from erts_tf.selection.schedule import Schedule
+from erts_tf.training import callbacks as cbs
+from erts_tf.training.config import RunConfig
+from erts_tf.training.losses import class_balanced_weights
+from erts_tf.training.model import ERTSModel, SelectionConfig
+
+log = logging.getLogger(__name__)
+
+
+class RunError(Exception):
+    """A run cannot start as configured (message is for the user)."""
+
+
+@dataclasses.dataclass
+class Data:
+    train: pipeline.SplitArrays
+    validation: pipeline.SplitArrays
+    test: pipeline.SplitArrays
+
+
+def load_data(config: RunConfig) -> Data:
+    """Prepares the dataset (building it if needed) and decodes the three splits."""
+    try:
+        builder = pipeline.prepare(config.dataset, config.dataset_config, config.data_dir, config.manual_dir)
+    except (FileNotFoundError, ValueError, KeyError, AssertionError) as error:
+        raise RunError(f"dataset {config.dataset!r}: {error}") from error
+    return Data(*(pipeline.load_split(builder, s) for s in ("train", "validation", "test")))
+
+
+def _check_output_dir(config: RunConfig) -> None:
+    out = config.output_dir
+    finished = os.path.exists(os.path.join(out, "summary.json"))
+    started = os.path.exists(os.path.join(out, "progress.json"))
+    if config.overwrite and os.path.isdir(out):
+        shutil.rmtree(out)
+    elif config.resume and not started:
+        raise RunError(f"--resume: {out} holds no unfinished run (no progress.json)")
+    elif config.resume and finished:
+        raise RunError(f"--resume: the run in {out} already finished (summary.json exists)")
+    elif not config.resume and (finished or started):
+        state = "a finished" if finished else "an unfinished"
+        raise RunError(f"{out} holds {state} run; pass --resume to continue it or --overwrite to replace it")
+    os.makedirs(out, exist_ok=True)
+
+
+def build_model(config: RunConfig, data: Data) -> ERTSModel:
+    """Backbone + ERTSModel + compiled AdamW for ``data``."""
+    n_classes = len(data.train.class_names)
+    backbone = models.build(config.model, data.train.input_shape, n_classes)
+    plain = config.loss == "plain" or (config.reference_loss_split and config.mode == "full")
+    weights = np.ones(n_classes, np.float32) if plain else class_balanced_weights(data.train.label, n_classes, config.cb_beta)
+    selection = SelectionConfig(
+        mode=config.mode,
+        level=config.level,
+        policy=PolicyConfig(tau=config.tau, decay=config.decay, cam_keep_frac=config.cam_keep_frac, n_classes=n_classes),
+        focus_score=config.focus_score,
+        seed=config.seed,
+    )
+    model = ERTSModel(backbone, models.get(config.model).target_layer, data.train.n, weights, selection,
+                      train_labels=data.train.label, skip_nonfinite=config.skip_nonfinite)
+    optimizer = keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=config.weight_decay)
+    model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
+    optimizer.build(backbone.trainable_variables)
+    return model
+
+
+def predict(model: ERTSModel, arrays: pipeline.SplitArrays, batch_size: int) -> np.ndarray:
+    """Class probabilities ``(n, n_classes)`` for a split, in sample-id order."""
+    return model.predict(pipeline.eval_dataset(arrays, batch_size), verbose=0)
+
+
+def run(config: RunConfig, data: Data | None = None) -> dict:
+    """Trains, restores the best validation weights, scores the test split; returns the summary."""
+    start = time.perf_counter()
+    _check_output_dir(config)
+    out = config.output_dir
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    data = data or load_data(config)
+    model = build_model(config, data)
+    state = model.state
+    schedule = Schedule(config.warm_up_epochs, config.cam_start_epoch, config.start_revision)
+
+    checkpoint = tf.train.Checkpoint(backbone=model.backbone, optimizer=model.optimizer, state=state)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(out, "checkpoints"), max_to_keep=2)
+    progress_path = os.path.join(out, "progress.json")
+    ledger = cbs.CostLedger(model, lambda e: cbs.effective_phase(config.mode, schedule, e))
+    best = cbs.BestWeights(model, os.path.join(out, "best.weights.h5"))
+    initial_epoch = 0
+    if config.resume:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        with open(progress_path) as f:
+            progress = json.load(f)
+        initial_epoch = progress["finished_epoch"] + 1
+        ledger.history = progress["ledger"][:initial_epoch]
+        best.best, best.best_epoch = progress["best"]["value"], progress["best"]["epoch"]
+        log.info("resuming %s at epoch %d", out, initial_epoch)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config.to_json(), f, indent=1)
+
+    def rescore(ids, cam):
+        model.score_dataset(pipeline.eval_dataset(data.train, config.batch_size, ids), cam=cam)
+
+    audit = cbs.AuditLog(os.path.join(out, "audit.csv"), model, data.train.class_names,
+                         data.train.extras, data.train.extra_names)
+    audit.initial_epoch = initial_epoch
+    callbacks = [
+        ledger,
+        cbs.SelectionCallback(model, schedule, config.epochs, rescore, config.rescore_every, config.always_cam),
+        cbs.LearningRateDecay(config.lr, config.lr_decay),
+        audit,
+        best,
+        keras.callbacks.TensorBoard(os.path.join(out, "logs"), write_graph=False),
+        cbs.EpochCheckpoint(manager, progress_path, ledger, best),
+    ]
+    read_counter = state.counters["samples_read"]
+    model.fit(
+        lambda epoch: pipeline.train_dataset(data.train, state.keep, config.batch_size, config.seed, epoch, read_counter),
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        validation_data=pipeline.eval_dataset(data.validation, config.batch_size),
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+    if os.path.exists(best.path):
+        model.backbone.load_weights(best.path)
+    model.backbone.save(os.path.join(out, "model.keras"))
+    summary = {
+        "config": config.to_json(),
+        "dataset": {"train": data.train.n, "validation": data.validation.n, "test": data.test.n,
+                    "classes": data.train.class_names, "input_shape": list(data.train.input_shape)},
+        "best_epoch": best.best_epoch,
+        "validation": metrics.classification_metrics(data.validation.label, predict(model, data.validation, config.batch_size), data.validation.class_names),
+        "test": metrics.classification_metrics(data.test.label, predict(model, data.test, config.batch_size), data.test.class_names),
+        "cost": ledger.totals(),
+        "epochs": ledger.history,
+        "wall_clock_s": time.perf_counter() - start,
+    }
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def result_table(summary: dict) -> str:
+    """A plain-text table of a run's results."""
+    cost = summary["cost"]
+    lines = [
+        f"{'metric':<28}{'value':>12}",
+        f"{'macro-F1 validation':<28}{summary['validation']['macro_f1']:>12.4f}",
+        f"{'macro-F1 test':<28}{summary['test']['macro_f1']:>12.4f}",
+        *(f"{'  F1 test ' + name:<28}{v['f1']:>12.4f}" for name, v in summary["test"]["per_class"].items()),
+        f"{'best epoch':<28}{summary['best_epoch']:>12d}",
+        f"{'effective epochs':<28}{cost['effective_epochs']:>12.2f}",
+        f"{'total-work ratio vs full':<28}{cost['total_work_ratio']:>12.3f}",
+        f"{'train wall-clock (s)':<28}{cost['train_s']:>12.1f}",
+        f"{'run wall-clock (s)':<28}{summary['wall_clock_s']:>12.1f}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""Every registered backbone: builds, names its Grad-CAM target, trains with Grad-CAM, exports.
+
+Kept small for CPU (batch 2); each (backbone, input shape) model is built once
+and shared by the tests that only read it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from erts_tf import models
+from erts_tf.explain.gradcam import gradcam_over_time, true_class_logit_sum
+from erts_tf.models.lead_image import LeadImage
+
+N_CLASSES = 5
+BATCH = 2
+SHAPES = [(1000, 12), (3600, 1)]
+BACKBONES = models.names()
+
+# Documented target-layer output shapes (without the batch axis).
+EXPECTED_TARGET_SHAPES = {
+    "resnet18_2d": {(1000, 12): (2, 63, 256), (3600, 1): (2, 225, 256)},
+    "mobilenetv2_2d": {(1000, 12): (1, 32, 320), (3600, 1): (1, 113, 320)},
+    "efficientnetv2s_2d": {(1000, 12): (1, 32, 256), (3600, 1): (1, 113, 256)},
+    "inception1d": {(1000, 12): (1000, 128), (3600, 1): (3600, 128)},
+    "xresnet1d": {(1000, 12): (63, 64), (3600, 1): (225, 64)},
+    "xresnet1d101": {(1000, 12): (63, 256), (3600, 1): (225, 256)},
+}
+TWO_D = ("resnet18_2d", "mobilenetv2_2d", "efficientnetv2s_2d")
+
+
+@functools.cache
+def _model(name: str, shape: tuple[int, int]) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return models.build(name, shape, N_CLASSES)
+
+
+def _batch(shape: tuple[int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((BATCH, *shape)).astype("float32")
+    y = rng.integers(0, N_CLASSES, size=BATCH).astype("int32")
+    return x, y
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", BACKBONES)
+def test_builds_and_gives_logits(name, shape):
+    model = _model(name, shape)
+    x, _ = _batch(shape)
+    logits = model(x, training=False)
+    assert tuple(logits.shape) == (BATCH, N_CLASSES)
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(logits)))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", BACKBONES)
+def test_target_layer_keeps_time_axis(name, shape):
+    model = _model(name, shape)
+    target_shape = tuple(model.get_layer(models.get(name).target_layer).output.shape)
+    assert len(target_shape) in (3, 4), target_shape
+    assert target_shape[-2] >= 8, f"{name}: time axis {target_shape[-2]} < 8"
+    if len(target_shape) == 4:
+        assert target_shape[1] >= 1, f"{name}: lead axis collapsed"
+    if name in EXPECTED_TARGET_SHAPES:
+        assert target_shape[1:] == EXPECTED_TARGET_SHAPES[name][shape]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", BACKBONES)
+def test_training_step_with_gradcam(name, shape):
+    """One compiled step as the ERTS training step does it: loss gradients and Grad-CAM from one tape."""
+    keras.utils.set_random_seed(1)
+    model = models.build(name, shape, N_CLASSES)  # fresh: this test changes the weights
+    aux = keras.Model(model.inputs, [model.get_layer(models.get(name).target_layer).output, model.output])
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape(persistent=True) as tape:
+            activations, logits = aux(x, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+            cam_target = true_class_logit_sum(logits, y)
+        weight_grads = tape.gradient(loss, model.trainable_variables)
+        cam_grads = tape.gradient(cam_target, activations)
+        del tape
+        optimizer.apply(weight_grads, model.trainable_variables)
+        return gradcam_over_time(activations, cam_grads), cam_grads, loss
+
+    x, y = _batch(shape)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    maps, cam_grads, loss = step(tf.constant(x), tf.constant(y))
+    maps = maps.numpy()
+
+    time_bins = model.get_layer(models.get(name).target_layer).output.shape[-2]
+    assert maps.shape == (BATCH, time_bins)
+    assert np.all(np.isfinite(maps)) and np.isfinite(loss.numpy())
+    assert maps.min() >= 0.0 and maps.max() <= 1.0
+    assert np.any(cam_grads.numpy() != 0), "no gradient reached the target layer"
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_savedmodel_export_round_trip(name, tmp_path):
+    shape = SHAPES[0]
+    model = _model(name, shape)
+    x, _ = _batch(shape, seed=3)
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    path = str(tmp_path / name)
+    model.export(path, verbose=False)
+    reloaded = tf.saved_model.load(path)
+    np.testing.assert_allclose(reloaded.serve(tf.constant(x)).numpy(), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", [n for n in TWO_D if n in BACKBONES])
+def test_two_d_models_start_with_the_lead_image(name):
+    for shape in SHAPES:
+        image = _model(name, shape).get_layer("lead_image").output
+        rows = 32 if name != "resnet18_2d" else shape[1] + 20  # MobileNetV2 / EfficientNetV2 need >= 32 rows
+        assert tuple(image.shape) == (None, rows, shape[0], 1)
+
+
+def test_lead_image_is_the_padded_signal():
+    leads, time = 12, 7
+    signal = np.arange(2 * time * leads, dtype="float32").reshape(2, time, leads) + 1.0
+    image = keras.ops.convert_to_numpy(LeadImage()(signal))
+    assert image.shape == (2, 32, time, 1)
+    np.testing.assert_array_equal(image[:, 10:22, :, 0], signal.transpose(0, 2, 1))  # row 10 + k is lead k
+    assert not image[:, :10].any() and not image[:, 22:].any()
+
+
+def test_lead_image_pads_to_a_minimum_height():
+    layer = LeadImage(min_rows=32)
+    signal = np.ones((1, 5, 1), "float32")
+    image = keras.ops.convert_to_numpy(layer(signal))
+    assert layer.row_padding(1) == (15, 16)  # 10 + 5 above, 10 + 6 below
+    assert image.shape == (1, 32, 5, 1) == layer.compute_output_shape((1, 5, 1))
+    assert image[0, 15, :, 0].tolist() == [1.0] * 5 and image.sum() == 5.0
+    assert LeadImage(min_rows=32).row_padding(12) == (10, 10)  # 12 leads: the reference's 32 rows
+    clone = LeadImage.from_config(layer.get_config())
+    assert (clone.pad_rows, clone.min_rows) == (10, 32)
