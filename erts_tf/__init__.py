@@ -1,0 +1,12 @@
+"""erts-tf: explainability-based reliability training signal (ERTS) for ECG classifiers.
+
+Drop-in API: ``erts_tf.with_sample_ids`` and ``erts_tf.ERTS`` (see ``erts_tf.dropin``).
+"""
+
+
+def __getattr__(name):  # lazy: importing the package does not import TensorFlow
+    if name in ("ERTS", "with_sample_ids"):
+        from erts_tf import dropin
+
+        return getattr(dropin, name)
+    raise AttributeError(name)

@@ -27,3 +27,54 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names) -
         },
         "confusion_matrix": skm.confusion_matrix(labels, pred, labels=classes).tolist(),
     }
+
+
+def auroc_ovr(labels: np.ndarray, probs: np.ndarray, class_names) -> dict:
+    """One-vs-rest ROC AUC per class and their macro mean (scikit-learn's ``roc_auc_score``).
+
+    A class without positive or without negative samples in ``labels`` has no
+    AUROC (``None``); the macro mean is over the classes that have one (``None``
+    if none has).
+
+    Args:
+      labels: ``(n,)`` true class indices.
+      probs: ``(n, n_classes)`` predicted probabilities.
+    """
+    labels = np.asarray(labels)
+    return _auroc_columns(np.stack([labels == c for c in range(len(class_names))], axis=1), probs, class_names)
+
+
+def _auroc_columns(targets: np.ndarray, scores: np.ndarray, class_names) -> dict:
+    per_class = {}
+    for c, name in enumerate(class_names):
+        positive = np.asarray(targets[:, c], bool)
+        defined = 0 < positive.sum() < len(positive)
+        per_class[name] = float(skm.roc_auc_score(positive, scores[:, c])) if defined else None
+    defined = [v for v in per_class.values() if v is not None]
+    return {"macro_auroc": float(np.mean(defined)) if defined else None, "per_class_auroc": per_class}
+
+
+def multilabel_metrics(targets: np.ndarray, scores: np.ndarray, class_names, threshold: float | None = 0.5) -> dict:
+    """Multi-label metrics of per-class scores against multi-hot targets.
+
+    Macro AUROC over the classes (columns) that have both positives and
+    negatives; with a ``threshold``, also macro-F1 and per-class F1 of
+    ``scores >= threshold`` (scikit-learn, ``zero_division=0``).
+
+    Args:
+      targets: ``(n, n_classes)`` multi-hot {0, 1}.
+      scores: ``(n, n_classes)`` per-class scores (sigmoid outputs, or the class
+        probabilities of a single-label model: then only the AUROC is meaningful).
+      threshold: decision threshold for the F1 metrics; None skips them.
+    """
+    targets = np.asarray(targets).astype(int)
+    scores = np.asarray(scores, np.float64)
+    result = {"n": int(len(targets)), "positives": dict(zip(class_names, targets.sum(axis=0).tolist())),
+              **_auroc_columns(targets, scores, class_names)}
+    if threshold is not None:
+        pred = (scores >= threshold).astype(int)
+        f1 = skm.f1_score(targets, pred, average=None, zero_division=0)
+        result.update(threshold=threshold,
+                      macro_f1=float(skm.f1_score(targets, pred, average="macro", zero_division=0)),
+                      per_class_f1=dict(zip(class_names, map(float, f1))))
+    return result

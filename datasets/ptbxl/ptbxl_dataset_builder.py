@@ -184,11 +184,13 @@ class Builder(physionet.PhysioNetBuilder):
             for ext in (".hea", ".dat")
             if not (root / f"{stem}{ext}").is_file()
         ]
-        if missing and len(missing) > self.max_skip_fraction * 2 * len(table):
+        records = {m.rsplit(".", 1)[0] for m in missing}
+        if len(records) > self.max_skip_fraction * len(table):
             raise physionet.ManualDataError(
-                f"ptbxl/{self.builder_config.name}: {len(missing)} of {2 * len(table)} record files listed in "
-                f"ptbxl_database.csv are missing, e.g. {', '.join(missing[:3])}. Download the complete "
-                f"{SOURCE.title} from {SOURCE.url}."
+                f"ptbxl/{self.builder_config.name}: the files of {len(records)} of the {len(table)} records listed in "
+                f"ptbxl_database.csv are missing (more than max_skip_fraction={self.max_skip_fraction:g}), e.g. "
+                f"{', '.join(missing[:3])}. Nothing was written. Download the complete {SOURCE.title}, "
+                f"{SOURCE.archive_name}, from {SOURCE.url}."
             )
 
     def _generate_examples(self, split: str, root: pathlib.Path, rows: pd.DataFrame, diagnostic_class: dict):

@@ -115,7 +115,7 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 
 def train_dataset(
     arrays: SplitArrays,
-    keep_mask: tf.Variable,
+    keep_mask: tf.Variable | None,
     batch_size: int,
     seed: int,
     epoch: int,
@@ -124,7 +124,7 @@ def train_dataset(
     """Batches of the kept samples of one epoch, in a ``(seed, epoch)`` order.
 
     ``keep_mask`` ``(n,)`` bool is read when the dataset is iterated, so
-    assigning it before iterating changes what the epoch yields.
+    assigning it before iterating changes what the epoch yields; None keeps all.
     """
     signal = tf.constant(arrays.signal)
     label = tf.constant(arrays.label)
@@ -135,8 +135,9 @@ def train_dataset(
         return signal[i], label[i], i
 
     ids = tf.data.Dataset.from_tensor_slices(epoch_permutation(arrays.n, seed, epoch).astype(np.int64))
-    ds = ids.filter(lambda i: tf.gather(keep_mask, i))
-    ds = ds.map(read, num_parallel_calls=None, deterministic=True)
+    if keep_mask is not None:
+        ids = ids.filter(lambda i: tf.gather(keep_mask, i))
+    ds = ids.map(read)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

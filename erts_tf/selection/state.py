@@ -32,6 +32,7 @@ class SelectionState(tf.Module):
       p_true: float32 last softmax probability of the true class (-1: never scored).
       focus: float32 last focus score.
       correct: bool, last argmax == label.
+      label: int32 the sample's label (-1 until first seen).
       scored_epoch: int32 epoch of the last score (-1: never).
       dropped_epoch: int32 epoch the current drop began (-1: kept).
       backprop_count: int32 times back-propagated.
@@ -48,6 +49,7 @@ class SelectionState(tf.Module):
             self.p_true = tf.Variable(tf.fill([n], -1.0), trainable=False, name="p_true")
             self.focus = tf.Variable(tf.zeros([n]), trainable=False, name="focus")
             self.correct = tf.Variable(tf.zeros([n], tf.bool), trainable=False, name="correct")
+            self.label = tf.Variable(tf.fill([n], -1), trainable=False, name="label")
             self.scored_epoch = tf.Variable(tf.fill([n], -1), trainable=False, name="scored_epoch")
             self.dropped_epoch = tf.Variable(tf.fill([n], -1), trainable=False, name="dropped_epoch")
             self.backprop_count = tf.Variable(tf.zeros([n], tf.int32), trainable=False, name="backprop_count")
@@ -61,9 +63,10 @@ class SelectionState(tf.Module):
     def count(self, name: str, amount) -> None:
         self.counters[name].assign_add(tf.cast(amount, tf.int64))
 
-    def record_scores(self, ids, p_true, correct, focus=None) -> None:
-        """Scatters the scores of samples ``ids`` ``(batch,)`` scored in the current epoch."""
+    def record_scores(self, ids, labels, p_true, correct, focus=None) -> None:
+        """Scatters the labels and scores of samples ``ids`` ``(batch,)`` scored in the current epoch."""
         index = tf.cast(ids, tf.int32)[:, None]
+        self.label.scatter_nd_update(index, tf.cast(labels, tf.int32))
         self.p_true.scatter_nd_update(index, tf.cast(p_true, tf.float32))
         self.correct.scatter_nd_update(index, tf.cast(correct, tf.bool))
         epoch = tf.cast(self.epoch, tf.int32)
@@ -105,5 +108,5 @@ class SelectionState(tf.Module):
         """NumPy copies of the per-sample arrays."""
         return {
             name: getattr(self, name).numpy()
-            for name in ("keep", "reason", "p_true", "focus", "correct", "scored_epoch", "dropped_epoch", "backprop_count")
+            for name in ("keep", "reason", "p_true", "focus", "correct", "label", "scored_epoch", "dropped_epoch", "backprop_count")
         }

@@ -45,15 +45,15 @@ class SelectionCallback(keras.callbacks.Callback):
     Args:
       model: the ``ERTSModel``.
       schedule: warm-up / cam start / revision.
-      epochs: total epochs of the run (to know whether focus is still needed).
+      epochs: total epochs of the run (to know whether focus is still needed); None: from ``fit``.
       rescore: ``rescore(ids, cam)`` scores the given sample ids (see ``Trainer``); None
         disables re-scoring.
       rescore_every: cadence in selection epochs; 0 disables.
       always_cam: compute focus scores in every epoch (for audits and validity studies).
     """
 
-    def __init__(self, model: ERTSModel, schedule: Schedule, epochs: int, rescore=None, rescore_every: int = 5,
-                 always_cam: bool = False):
+    def __init__(self, model: ERTSModel, schedule: Schedule, epochs: int | None = None, rescore=None,
+                 rescore_every: int = 5, always_cam: bool = False):
         super().__init__()
         self.erts = model
         self.schedule = schedule
@@ -61,6 +61,10 @@ class SelectionCallback(keras.callbacks.Callback):
         self.rescore = rescore
         self.rescore_every = rescore_every
         self.always_cam = always_cam
+
+    def on_train_begin(self, logs=None):
+        if self.epochs is None:
+            self.epochs = self.params.get("epochs")
 
     @property
     def mode(self) -> str:
@@ -100,7 +104,7 @@ class SelectionCallback(keras.callbacks.Callback):
                 if len(dropped):
                     self.rescore(dropped, cam=cam)
             scores = policies.Scores.of(state.p_true.value(), state.focus.value(),
-                                        self.erts.train_labels, state.correct.value())
+                                        tf.maximum(state.label.value(), 0), state.correct.value())
             decision = policies.decide(self.mode, scores, epoch, np.array([self.erts.selection.seed, epoch]),
                                        self.erts.selection.policy, cam_active=cam_active)
             state.set_decision(decision.keep, decision.reason)
@@ -148,7 +152,8 @@ class CostLedger(keras.callbacks.Callback):
         n = self.erts.state.n
         counters = self.erts.state.counter_values()
         delta = {k: counters[k] - self._counters[k] for k in COUNTERS}
-        entry = {"epoch": int(epoch), "phase": self.phase_of(epoch).value, **delta,
+        entry = {"epoch": int(epoch), "phase": self.phase_of(epoch).value,
+                 "kept": int(self.erts.state.keep.numpy().sum()), **delta,
                  "train_s": (self._train_end or now) - self._start, "wall_s": now - self._start}
         self.history.append(entry)
         totals = self.totals()
@@ -160,6 +165,9 @@ class CostLedger(keras.callbacks.Callback):
         if logs is not None:
             for key in ("kept_fraction", "effective_epochs", "total_work_ratio"):
                 logs[key] = entry[key]
+            for key in ("loss", "macro_f1", "val_loss", "val_macro_f1"):
+                if key in logs:
+                    entry[key] = float(logs[key])
 
     def totals(self) -> dict:
         """Run totals over ``history``."""
@@ -211,7 +219,7 @@ class AuditLog(keras.callbacks.Callback):
         s = self.erts.state.snapshot()
         changed = np.flatnonzero(s["keep"] != self._prev)
         self._prev = s["keep"].copy()
-        labels = self.erts.train_labels
+        labels = s["label"]
         with open(self.path, "a", newline="") as f:
             writer = csv.writer(f)
             for i in changed:

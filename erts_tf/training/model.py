@@ -21,6 +21,7 @@ Two selection levels:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -77,13 +78,12 @@ class ERTSModel(keras.Model):
       n_train: number of training samples (sample ids are ``0..n_train-1``).
       class_weights: ``(n_classes,)`` loss weight per class.
       selection: the ``SelectionConfig``.
-      train_labels: ``(n_train,)`` labels by sample id (epoch-level policies need them).
       skip_nonfinite: skip (and count) batches whose loss or gradients are not
         finite instead of stopping with an error.
     """
 
     def __init__(self, backbone, target_layer, n_train, class_weights, selection=SelectionConfig(),
-                 train_labels=None, skip_nonfinite=False, **kwargs):
+                 skip_nonfinite=False, **kwargs):
         super().__init__(name=kwargs.pop("name", "erts"), **kwargs)
         self.backbone = backbone
         self.target_layer = target_layer
@@ -93,7 +93,6 @@ class ERTSModel(keras.Model):
         self.n_classes = int(backbone.outputs[0].shape[-1])
         self.class_weights = tf.constant(np.asarray(class_weights, np.float32))
         self.selection = selection
-        self.train_labels = None if train_labels is None else np.asarray(train_labels, np.int32)
         self.skip_nonfinite = bool(skip_nonfinite)
         self.state = SelectionState(n_train)
         self.focus_fn = focus_lib.get(selection.focus_score)
@@ -194,7 +193,7 @@ class ERTSModel(keras.Model):
         focus = self._focus(tape, activations, cam_target) if self.plan.cam else None
         applied = self._apply(loss, grads, ids)
         p_true, correct = self._confidence(labels, logits)
-        self.state.record_scores(ids, p_true, correct, focus)
+        self.state.record_scores(ids, labels, p_true, correct, focus)
         self.state.record_backprop(ids, applied)
         self.state.count("forward_train", n)
         self.state.count("backward", n * tf.cast(applied, tf.int32))
@@ -223,7 +222,7 @@ class ERTSModel(keras.Model):
         rng = tf.stack([tf.constant(self.selection.seed, tf.int64), self.state.epoch * (2**24) + self.state.step])
         decision = policies.decide(self.selection.mode, scores, self.state.epoch, rng,
                                    self.selection.policy, cam_active=self.plan.cam_active)
-        self.state.record_scores(ids, p_true, correct, focus)
+        self.state.record_scores(ids, labels, p_true, correct, focus)
         self.state.record_decision(ids, decision.keep, decision.reason)
         kept_ids = tf.boolean_mask(ids, decision.keep)
         n_kept = tf.shape(kept_ids)[0]
@@ -253,7 +252,7 @@ class ERTSModel(keras.Model):
         def step(signal, labels, ids):
             labels = tf.cast(labels, tf.int32)
             p_true, correct, focus = self.score(signal, labels, training=False, cam=cam)
-            self.state.record_scores(ids, p_true, correct, focus)
+            self.state.record_scores(ids, labels, p_true, correct, focus)
             n = tf.shape(ids)[0]
             self.state.count("samples_read", n)
             self.state.count("forward_score", n)
@@ -284,8 +283,11 @@ class ERTSModel(keras.Model):
         callback_list.run_begin()
         for epoch in range(initial_epoch, epochs):
             dataset = x(epoch) if callable(x) else x
-            super().fit(dataset, epochs=epoch + 1, initial_epoch=epoch, callbacks=callback_list,
-                        verbose=verbose, **kwargs)
+            with warnings.catch_warnings():  # each call runs its dataset to the end, by design
+                warnings.filterwarnings("ignore", message=".*ran out of data.*")
+                warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+                super().fit(dataset, epochs=epoch + 1, initial_epoch=epoch, callbacks=callback_list,
+                            verbose=verbose, **kwargs)
             if self.stop_training:
                 break
         callback_list.run_end()

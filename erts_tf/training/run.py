@@ -81,7 +81,7 @@ def build_model(config: RunConfig, data: Data) -> ERTSModel:
         seed=config.seed,
     )
     model = ERTSModel(backbone, models.get(config.model).target_layer, data.train.n, weights, selection,
-                      train_labels=data.train.label, skip_nonfinite=config.skip_nonfinite)
+                      skip_nonfinite=config.skip_nonfinite)
     optimizer = keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=config.weight_decay)
     model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     optimizer.build(backbone.trainable_variables)
@@ -112,10 +112,12 @@ def run(config: RunConfig, data: Data | None = None) -> dict:
     best = cbs.BestWeights(model, os.path.join(out, "best.weights.h5"))
     initial_epoch = 0
     if config.resume:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         with open(progress_path) as f:
             progress = json.load(f)
-        initial_epoch = progress["finished_epoch"] + 1
+        # progress.json is written after the checkpoint: restore the checkpoint it names.
+        finished = progress["finished_epoch"]
+        checkpoint.restore(os.path.join(out, "checkpoints", f"ckpt-{finished}")).assert_existing_objects_matched()
+        initial_epoch = finished + 1
         ledger.history = progress["ledger"][:initial_epoch]
         best.best, best.best_epoch = progress["best"]["value"], progress["best"]["epoch"]
         log.info("resuming %s at epoch %d", out, initial_epoch)
@@ -138,8 +140,9 @@ def run(config: RunConfig, data: Data | None = None) -> dict:
         cbs.EpochCheckpoint(manager, progress_path, ledger, best),
     ]
     read_counter = state.counters["samples_read"]
+    pipeline_mask = state.keep if config.level == "epoch" else None  # batch level reads everything
     model.fit(
-        lambda epoch: pipeline.train_dataset(data.train, state.keep, config.batch_size, config.seed, epoch, read_counter),
+        lambda epoch: pipeline.train_dataset(data.train, pipeline_mask, config.batch_size, config.seed, epoch, read_counter),
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         validation_data=pipeline.eval_dataset(data.validation, config.batch_size),

@@ -1,0 +1,276 @@
+"""``python -m erts_tf.evaluate --run_dir=runs/quick [--split=test] [--bootstrap=1000] [--seed=0]``.
+
+Scores a finished run's ``model.keras`` (best validation weights) on one split
+of the run's dataset and writes ``<run_dir>/eval_<split>.json``:
+
+* ``metrics``: macro-F1, accuracy, per-class precision/recall/F1/support and the
+  confusion matrix (``erts_tf.metrics.classification_metrics``, scikit-learn's
+  definitions, ``zero_division=0``), one-vs-rest AUROC per class and macro;
+* ``bootstrap``: percentile 95 % intervals of all of them from ``--bootstrap``
+  resamples of the split, seeded by ``--seed`` (``erts_tf.bootstrap``);
+* ``multilabel`` (datasets with a multi-hot feature: PTB-XL ``superclasses``,
+  the PhysioNet/CinC ``multi_hot``): macro AUROC of the class probabilities
+  against the multi-hot targets. The model is single-label (softmax), so a
+  0.5-threshold multi-label F1 of its probabilities is not reported; the JSON
+  says so in ``multilabel.note``.
+
+It prints the same as a table. A bad flag, a missing run folder or a run
+without ``model.keras`` exits with code 2 and a one-line message.
+
+As a library: ``evaluate(run_dir, split="test", rounds=1000, seed=0)``
+returns (and writes) the dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import numpy as np
+
+from erts_tf import bootstrap as bootstrap_lib
+from erts_tf import metrics
+
+SPLITS = ("train", "validation", "test")
+# Multi-hot features of the datasets, aligned with the label's class names.
+MULTI_LABEL_FEATURES = ("superclasses", "multi_hot")
+SINGLE_LABEL_NOTE = (
+    "the model is single-label (softmax over the classes): these are the AUROCs of its class probabilities "
+    "against the multi-hot targets; a multi-label F1 at threshold 0.5 of softmax outputs is not meaningful "
+    "and is not reported"
+)
+
+
+class EvaluateError(Exception):
+    """The run or the data cannot be evaluated (message is for the user)."""
+
+
+def load_run_config(run_dir: str, data_dir: str | None = None):
+    """The ``RunConfig`` saved in ``<run_dir>/config.json`` (``data_dir`` replaces the saved one)."""
+    from erts_tf.training.config import RunConfig
+
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isdir(run_dir):
+        raise EvaluateError(f"--run_dir={run_dir}: no such folder")
+    if not os.path.isfile(path):
+        raise EvaluateError(f"{path} does not exist: {run_dir} is not a run folder")
+    with open(path) as f:
+        saved = json.load(f)
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    config = RunConfig(**{k: v for k, v in saved.items() if k in known})
+    return dataclasses.replace(config, data_dir=data_dir) if data_dir else config
+
+
+def load_model(run_dir: str):
+    """The backbone saved as ``<run_dir>/model.keras``: z-scored ``(batch, time, leads)`` -> logits."""
+    path = os.path.join(run_dir, "model.keras")
+    if not os.path.isfile(path):
+        raise EvaluateError(f"{path} does not exist: the run did not finish (no model.keras)")
+    import keras
+
+    from erts_tf import models  # noqa: F401  (registers the custom layers of every backbone)
+
+    return keras.models.load_model(path, compile=False)
+
+
+def predict_probs(backbone, signal: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities ``(n, n_classes)`` of a logits backbone on z-scored ``signal`` ``(n, time, leads)``."""
+    import tensorflow as tf
+
+    logits = backbone.predict(signal, batch_size=batch_size, verbose=0)
+    return tf.nn.softmax(tf.convert_to_tensor(logits, tf.float32)).numpy()
+
+
+def prepare_builder(config):
+    """The prepared TFDS builder of the run's dataset (``EvaluateError`` naming the dataset)."""
+    from erts_tf.data import pipeline
+
+    try:
+        return pipeline.prepare(config.dataset, config.dataset_config, config.data_dir, config.manual_dir)
+    except (FileNotFoundError, ValueError, KeyError, AssertionError) as error:
+        raise EvaluateError(f"dataset {config.dataset!r}: {error}".splitlines()[0]) from error
+
+
+def read_feature(builder, split: str, name: str) -> np.ndarray:
+    """Feature ``name`` of every example of ``split``, ordered by ``sample_id``."""
+    import tensorflow_datasets as tfds
+
+    ds = builder.as_dataset(split=split, shuffle_files=False).map(lambda ex: (ex["sample_id"], ex[name])).batch(1024)
+    ids, values = [], []
+    for i, v in tfds.as_numpy(ds):
+        ids.append(i)
+        values.append(v)
+    ids, values = np.concatenate(ids), np.concatenate(values)
+    return values[np.argsort(ids, kind="stable")]
+
+
+def multi_hot_feature(builder, n_classes: int) -> str | None:
+    """Name of the dataset's multi-hot feature aligned with the classes, if it has one."""
+    features = builder.info.features
+    for name in MULTI_LABEL_FEATURES:
+        if name in features and tuple(getattr(features[name], "shape", ())) == (n_classes,):
+            return name
+    return None
+
+
+def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 0, data_dir: str | None = None,
+             batch_size: int = 64, write: bool = True) -> dict:
+    """Scores ``<run_dir>/model.keras`` on ``split``; writes ``<run_dir>/eval_<split>.json``; returns the dict.
+
+    Args:
+      run_dir: a finished run folder (``config.json``, ``model.keras``).
+      split: one of ``SPLITS``.
+      rounds: bootstrap rounds (0: no intervals).
+      seed: seed of the bootstrap resampling.
+      data_dir: TFDS data dir, if not the one saved in the run's config.
+      batch_size: prediction batch size.
+      write: write the JSON file.
+    """
+    from erts_tf.data import pipeline
+
+    if split not in SPLITS:
+        raise EvaluateError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    config = load_run_config(run_dir, data_dir)
+    backbone = load_model(run_dir)
+    builder = prepare_builder(config)
+    try:
+        arrays = pipeline.load_split(builder, split)
+    except ValueError as error:
+        raise EvaluateError(str(error)) from error
+    expected = tuple(backbone.inputs[0].shape[1:])
+    if tuple(arrays.input_shape) != expected:
+        raise EvaluateError(f"{config.dataset}/{split}: signals are {arrays.input_shape}, the model expects {expected}")
+    probs = predict_probs(backbone, arrays.signal, batch_size)
+    names = arrays.class_names
+    result = {
+        "run_dir": os.path.abspath(run_dir),
+        "split": split,
+        "dataset": config.dataset,
+        "dataset_config": config.dataset_config,
+        "model": config.model,
+        "mode": config.mode,
+        "level": config.level,
+        "classes": names,
+        "metrics": {**metrics.classification_metrics(arrays.label, probs, names),
+                    **metrics.auroc_ovr(arrays.label, probs, names)},
+    }
+    if rounds > 0:
+        result["bootstrap"] = bootstrap_lib.single_label_bootstrap(arrays.label, probs, names, rounds, seed)
+    feature = multi_hot_feature(builder, len(names))
+    if feature is not None:
+        targets = read_feature(builder, split, feature)
+        result["multilabel"] = {
+            "feature": feature,
+            "model_output": "softmax (single-label)",
+            "note": SINGLE_LABEL_NOTE,
+            **metrics.multilabel_metrics(targets, probs, names, threshold=None),
+        }
+        if rounds > 0:
+            result["multilabel"]["bootstrap"] = bootstrap_lib.multilabel_bootstrap(
+                targets, probs, names, rounds, seed, threshold=None)
+    summary_path = os.path.join(run_dir, "summary.json")
+    if os.path.isfile(summary_path):
+        with open(summary_path) as f:
+            trained = json.load(f).get(split)
+        if trained and "macro_f1" in trained:
+            result["training_summary_macro_f1"] = trained["macro_f1"]
+    if write:
+        with open(os.path.join(run_dir, f"eval_{split}.json"), "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+def _ci(entry: dict | None) -> str:
+    if not entry or entry.get("low") is None:
+        return ""
+    return f"[{entry['low']:.4f}, {entry['high']:.4f}]"
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def table(result: dict) -> str:
+    """The evaluation as a plain-text table (point estimates, 95 % intervals, confusion matrix)."""
+    m, boot = result["metrics"], result.get("bootstrap", {})
+    level = boot.get("level", 0.95)
+    ci_head = f"{int(round(level * 100))}% CI ({boot['rounds']} rounds)" if boot else ""
+    lines = [
+        f"{result['dataset']}/{result['split']} (n={m['n']}), model {result['model']}, mode {result['mode']}/{result['level']}",
+        f"{'metric':<30}{'value':>10}  {ci_head}",
+        f"{'macro-F1':<30}{m['macro_f1']:>10.4f}  {_ci(boot.get('macro_f1'))}",
+        f"{'accuracy':<30}{m['accuracy']:>10.4f}  {_ci(boot.get('accuracy'))}",
+        f"{'macro AUROC (one-vs-rest)':<30}{_num(m['macro_auroc']):>10}  {_ci(boot.get('macro_auroc'))}",
+    ]
+    per_class_ci = boot.get("per_class", {})
+    for name, v in m["per_class"].items():
+        ci = per_class_ci.get(name, {})
+        lines.append(f"{'  ' + name + ' (n=' + str(v['support']) + ')':<30}"
+                     f"P {v['precision']:.3f}  R {v['recall']:.3f}  F1 {v['f1']:.3f} {_ci(ci.get('f1'))}"
+                     f"  AUROC {_num(m['per_class_auroc'][name])}")
+    if "multilabel" in result:
+        ml = result["multilabel"]
+        ml_ci = ml.get("bootstrap", {}).get("macro_auroc")
+        lines.append(f"{'multi-label macro AUROC':<30}{_num(ml['macro_auroc']):>10}  {_ci(ml_ci)}")
+        lines.append(f"  ({ml['feature']}; {ml['model_output']})")
+    if "training_summary_macro_f1" in result:
+        lines.append(f"{'macro-F1 in summary.json':<30}{result['training_summary_macro_f1']:>10.4f}")
+    width = max(len(n) for n in result["classes"])
+    lines.append("confusion matrix (rows: true, columns: predicted)")
+    lines.append(" " * (width + 2) + "".join(f"{n[:8]:>9}" for n in result["classes"]))
+    for name, row in zip(result["classes"], m["confusion_matrix"]):
+        lines.append(f"  {name:<{width}}" + "".join(f"{c:>9d}" for c in row))
+    return "\n".join(lines)
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("run_dir", None, "Folder of a finished run (config.json, model.keras).")
+    flags.DEFINE_enum("split", "test", list(SPLITS), "Split to score.")
+    flags.DEFINE_integer("bootstrap", 1000, "Bootstrap rounds for the 95% intervals (0: none).")
+    flags.DEFINE_integer("seed", 0, "Seed of the bootstrap resampling.")
+    flags.DEFINE_integer("batch_size", 64, "Prediction batch size.")
+    flags.DEFINE_string("data_dir", None, "TFDS data dir, if not the one saved in the run's config.json.")
+    flags.mark_flag_as_required("run_dir")
+    flags.register_validator("bootstrap", lambda v: v == 0 or v >= 100,
+                             "--bootstrap must be 0 (no intervals) or >= 100 rounds")
+    flags.register_validator("batch_size", lambda v: v > 0, "--batch_size must be > 0")
+    return flags.FLAGS
+
+
+def _parse(argv):
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}".splitlines()[0], file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: list[str]) -> None:
+    from absl import flags, logging
+
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        sys.exit(2)
+    f = flags.FLAGS
+    if not f["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TFDS logs every dataset it opens at INFO
+    try:
+        result = evaluate(f.run_dir, f.split, f.bootstrap, f.seed, f.data_dir, f.batch_size)
+    except EvaluateError as error:
+        print(f"error: {error}".splitlines()[0], file=sys.stderr)
+        sys.exit(2)
+    print(table(result))
+    print(f"wrote {os.path.join(f.run_dir, 'eval_' + f.split + '.json')}")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main, flags_parser=_parse)

@@ -1,0 +1,74 @@
+"""Parity of the exported models with the Keras model on raw records of the run's dataset.
+
+The reference is what training and ``erts_tf.evaluate`` compute: the NumPy
+z-score (``pipeline.zscore``) of the raw signal, the Keras backbone, softmax.
+The SavedModel and the ONNX model get the RAW signal and must reproduce it:
+``max_abs_diff`` is the largest absolute difference of any class probability,
+``argmax_identical`` whether every predicted class is the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from export.onnx_export import onnx_predict
+from export.serving import saved_model_predict
+
+DEFAULT_TOLERANCE = 1e-4
+
+
+def raw_records(builder, split: str, n: int) -> dict[str, np.ndarray]:
+    """The first ``n`` records of ``split`` (file order) with their UN-normalised signal.
+
+    Returns:
+      ``{"signal": (n, time, leads) float32, "label": (n,), "sample_id": (n,)}``.
+    """
+    import tensorflow_datasets as tfds
+
+    ds = builder.as_dataset(split=split, shuffle_files=False).take(n)
+    ds = ds.map(lambda ex: {"signal": ex["signal"], "label": ex["label"], "sample_id": ex["sample_id"]}).batch(max(n, 1))
+    batches = list(tfds.as_numpy(ds))
+    if not batches:
+        raise ValueError(f"{builder.name}/{split} has no records")
+    record = batches[0]
+    return {"signal": record["signal"].astype(np.float32), "label": record["label"], "sample_id": record["sample_id"]}
+
+
+def keras_reference(backbone, raw_signal: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Probabilities ``(n, n_classes)`` of the Keras backbone on the training-time preprocessing."""
+    from erts_tf.data import pipeline
+    from erts_tf.evaluate import predict_probs
+
+    return predict_probs(backbone, pipeline.zscore(raw_signal), batch_size)
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> dict:
+    """Max/mean absolute difference and argmax agreement of ``candidate`` with ``reference``."""
+    diff = np.abs(np.asarray(candidate, np.float64) - np.asarray(reference, np.float64))
+    same = np.argmax(candidate, axis=-1) == np.argmax(reference, axis=-1)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    return {
+        "max_abs_diff": max_abs,
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "argmax_identical": bool(same.all()),
+        "argmax_differs": int((~same).sum()),
+        "passed": bool(max_abs <= tolerance and same.all()),
+    }
+
+
+def check_parity(backbone, raw_signal: np.ndarray, saved_model_path: str | None = None, onnx_path: str | None = None,
+                 tolerance: float = DEFAULT_TOLERANCE, batch_size: int = 64) -> dict:
+    """Compares the exported models with the Keras model on ``raw_signal`` ``(n, time, leads)``.
+
+    Returns:
+      ``{"n", "tolerance", "saved_model": {...}, "onnx": {...}, "passed"}`` with
+      ``compare``'s fields for each artefact given.
+    """
+    reference = keras_reference(backbone, raw_signal, batch_size)
+    result = {"n": int(len(raw_signal)), "tolerance": tolerance}
+    if saved_model_path:
+        result["saved_model"] = compare(reference, saved_model_predict(saved_model_path, raw_signal), tolerance)
+    if onnx_path:
+        result["onnx"] = compare(reference, onnx_predict(onnx_path, raw_signal), tolerance)
+    result["passed"] = all(result[k]["passed"] for k in ("saved_model", "onnx") if k in result)
+    return result

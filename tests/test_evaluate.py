@@ -1,0 +1,155 @@
+"""Evaluation of a finished run: metrics, bootstrap intervals, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from erts_tf import bootstrap, metrics
+
+CLASSES = ["a", "b", "c", "d", "e"]
+
+
+def shared_tiny_run(tmp_path_factory, tfds_dir, tiny_data):
+    """One short erts run on synthetic_ecg/tiny, trained once per test session (cached under basetemp).
+
+    The same function is in test_export.py and test_report.py; the first module
+    to need it trains, the others reuse the folder.
+    """
+    from erts_tf.training import run
+    from erts_tf.training.config import RunConfig
+
+    out = tmp_path_factory.getbasetemp() / "shared_tiny_erts_run"
+    if not (out / "summary.json").exists():
+        config = RunConfig(output_dir=str(out), dataset_config="tiny", data_dir=tfds_dir, epochs=3, batch_size=16,
+                           warm_up_epochs=1, cam_start_epoch=1, start_revision=-1, rescore_every=1, tau=0.9,
+                           mode="erts", level="epoch", overwrite=True, verbose=0)
+        run.run(config, tiny_data)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tfds_dir, tiny_data):
+    return shared_tiny_run(tmp_path_factory, tfds_dir, tiny_data)
+
+
+def _fake_predictions(n=200, seed=0, n_classes=5):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, n)
+    labels[labels == n_classes - 1] = 0  # the last class is absent: F1 0, AUROC undefined
+    probs = rng.dirichlet(np.ones(n_classes), n)
+    probs[np.arange(n), labels] += rng.random(n)
+    probs = np.round(probs / probs.sum(1, keepdims=True), 2)  # ties, as real probabilities have
+    return labels, probs
+
+
+def test_bootstrap_points_follow_sklearn():
+    labels, probs = _fake_predictions()
+    result = bootstrap.single_label_bootstrap(labels, probs, CLASSES, rounds=200, seed=0)
+    reference = metrics.classification_metrics(labels, probs, CLASSES)
+    auroc = metrics.auroc_ovr(labels, probs, CLASSES)
+    assert result["macro_f1"]["point"] == pytest.approx(reference["macro_f1"], abs=1e-12)
+    assert result["accuracy"]["point"] == pytest.approx(reference["accuracy"], abs=1e-12)
+    assert result["macro_auroc"]["point"] == pytest.approx(auroc["macro_auroc"], abs=1e-12)
+    for name in CLASSES:
+        for key in ("precision", "recall", "f1"):
+            assert result["per_class"][name][key]["point"] == pytest.approx(reference["per_class"][name][key], abs=1e-12)
+        expected = auroc["per_class_auroc"][name]
+        got = result["per_class"][name]["auroc"]["point"]
+        assert (got is None and expected is None) or got == pytest.approx(expected, abs=1e-12)
+    assert auroc["per_class_auroc"]["e"] is None  # absent class
+
+
+def test_bootstrap_rounds_follow_sklearn():
+    labels, probs = _fake_predictions(n=60)
+    index = next(bootstrap.resample_chunks(60, 5, seed=3))
+    pred = probs.argmax(1)
+    cm = bootstrap.confusion_counts(labels[index], pred[index], 5)
+    for r in range(5):
+        y, p = labels[index[r]], pred[index[r]]
+        np.testing.assert_array_equal(cm[r], skm.confusion_matrix(y, p, labels=range(5)))
+        auc = bootstrap.auroc_by_rank((y == 1)[None], probs[index[r], 1][None])[0]
+        assert auc == pytest.approx(skm.roc_auc_score(y == 1, probs[index[r], 1]), abs=1e-12)
+
+
+def test_bootstrap_ci_contains_point_and_is_seeded():
+    labels, probs = _fake_predictions()
+    a = bootstrap.single_label_bootstrap(labels, probs, CLASSES, rounds=1000, seed=7)
+    b = bootstrap.single_label_bootstrap(labels, probs, CLASSES, rounds=1000, seed=7)
+    c = bootstrap.single_label_bootstrap(labels, probs, CLASSES, rounds=1000, seed=8)
+    assert a == b
+    assert a["macro_f1"]["low"] != c["macro_f1"]["low"] or a["macro_f1"]["high"] != c["macro_f1"]["high"]
+    for key in ("macro_f1", "accuracy", "macro_auroc"):
+        assert a[key]["low"] <= a[key]["point"] <= a[key]["high"], key
+        assert a[key]["defined_rounds"] == 1000
+    assert a["per_class"]["e"]["auroc"]["defined_rounds"] == 0
+
+
+def test_multilabel_metrics_and_bootstrap():
+    rng = np.random.default_rng(1)
+    targets = (rng.random((150, 5)) < 0.3).astype(int)
+    scores = np.clip(targets * 0.4 + rng.random((150, 5)) * 0.7, 0, 1)
+    point = metrics.multilabel_metrics(targets, scores, CLASSES)
+    expected = np.mean([skm.roc_auc_score(targets[:, c], scores[:, c]) for c in range(5)])
+    assert point["macro_auroc"] == pytest.approx(expected)
+    assert point["macro_f1"] == pytest.approx(skm.f1_score(targets, scores >= 0.5, average="macro", zero_division=0))
+    ci = bootstrap.multilabel_bootstrap(targets, scores, CLASSES, rounds=500, seed=0)
+    assert ci["macro_auroc"]["point"] == pytest.approx(point["macro_auroc"], abs=1e-12)
+    assert ci["macro_f1"]["point"] == pytest.approx(point["macro_f1"], abs=1e-12)
+    assert ci["macro_auroc"]["low"] <= point["macro_auroc"] <= ci["macro_auroc"]["high"]
+    assert "macro_f1" not in metrics.multilabel_metrics(targets, scores, CLASSES, threshold=None)
+
+
+def test_evaluate_reproduces_the_training_summary(trained_run):
+    from erts_tf import evaluate
+
+    with open(os.path.join(trained_run, "summary.json")) as f:
+        summary = json.load(f)
+    result = evaluate.evaluate(trained_run, "test", rounds=1000, seed=0)
+    assert result["metrics"]["macro_f1"] == pytest.approx(summary["test"]["macro_f1"], abs=1e-9)
+    assert result["metrics"]["confusion_matrix"] == summary["test"]["confusion_matrix"]
+    assert result["training_summary_macro_f1"] == summary["test"]["macro_f1"]
+    ci = result["bootstrap"]["macro_f1"]
+    assert ci["low"] <= result["metrics"]["macro_f1"] <= ci["high"]
+    assert ci["point"] == pytest.approx(result["metrics"]["macro_f1"], abs=1e-12)
+    assert "multilabel" not in result  # synthetic_ecg has no multi-hot feature
+    with open(os.path.join(trained_run, "eval_test.json")) as f:
+        assert json.load(f)["bootstrap"] == result["bootstrap"]
+    again = evaluate.evaluate(trained_run, "test", rounds=1000, seed=0, write=False)
+    assert again["bootstrap"] == result["bootstrap"]
+    validation = evaluate.evaluate(trained_run, "validation", rounds=0, write=False)
+    assert validation["metrics"]["macro_f1"] == pytest.approx(summary["validation"]["macro_f1"], abs=1e-9)
+    assert "bootstrap" not in validation
+    table = evaluate.table(result)
+    assert "macro-F1" in table and "confusion matrix" in table
+
+
+def _cli(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "erts_tf.evaluate", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--run_dir"),
+    (["--run_dir=/nonexistent/run", "--split=dev"], "--split"),
+    (["--run_dir=/nonexistent/run", "--bootstrap=10"], "--bootstrap"),
+    (["--run_dir=/nonexistent/run"], "no such folder"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(args, message):
+    result = _cli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_cli_on_a_folder_without_model(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"output_dir": str(tmp_path)}))
+    result = _cli(f"--run_dir={tmp_path}")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "model.keras" in lines[0], result.stderr

@@ -1,0 +1,63 @@
+"""Bad flags and flagfiles: one line on stderr, exit code 2, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+from erts_tf import flags as erts_flags
+
+
+def _parse(args, tmp_path):
+    erts_flags.FLAGS.unparse_flags()
+    return erts_flags.parse(["train", f"--output_dir={tmp_path / 'run'}", *args])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs=0"], "--epochs must be > 0"),
+        (["--epochs=abc"], "epochs"),
+        (["--tau=1.5"], "--tau must be in [0, 1]"),
+        (["--mode=nope"], "mode"),
+        (["--model=nope"], "unknown model 'nope'"),
+        (["--dataset=nope"], "unknown dataset 'nope'"),
+        (["--no_such_flag=1"], "no_such_flag"),
+        (["--resume", "--overwrite"], "exclude each other"),
+    ],
+)
+def test_bad_flag_exits_2_with_one_line(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(args, tmp_path)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_unknown_key_in_flagfile_and_missing_output_parent(tmp_path, capsys):
+    flagfile = tmp_path / "bad.cfg"
+    flagfile.write_text("--flagfile=configs/base.cfg\n--learning_rate=0.1\n")
+    with pytest.raises(SystemExit) as exit_info:
+        _parse([f"--flagfile={flagfile}"], tmp_path)
+    assert exit_info.value.code == 2 and "learning_rate" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        erts_flags.FLAGS.unparse_flags()
+        erts_flags.parse(["train", f"--output_dir={tmp_path / 'missing' / 'run'}"])
+    assert exit_info.value.code == 2 and "parent folder" in capsys.readouterr().err
+
+
+def test_good_flagfile_parses_into_a_run_config(tmp_path):
+    _parse(["--flagfile=configs/quickstart.cfg", "--epochs=3"], tmp_path)
+    config = erts_flags.run_config()
+    assert config.mode == "erts" and config.epochs == 3 and config.dataset_config == "quickstart"
+    erts_flags.FLAGS.unparse_flags()
+
+
+def test_cli_exits_2_for_a_bad_flag(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "erts_tf.train", "--flagfile=configs/quickstart.cfg",
+         f"--output_dir={tmp_path / 'run'}", "--cam_keep_frac=2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: flag --cam_keep_frac=2")
