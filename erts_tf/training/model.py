@@ -142,8 +142,18 @@ class ERTSModel(keras.Model):
             loss += tf.add_n(self.backbone.losses)
         return loss
 
-    def _apply(self, loss, grads, ids):
-        """Applies ``grads`` if everything is finite; else errors or skips (``skip_nonfinite``)."""
+    def _snapshot_statistics(self):
+        """Copies of the non-trainable weights (batch-norm statistics) if skipping is enabled."""
+        if not self.skip_nonfinite:
+            return None
+        return [tf.identity(v.value) for v in self.backbone.non_trainable_variables]
+
+    def _apply(self, loss, grads, ids, statistics=None):
+        """Applies ``grads`` if everything is finite; else errors or skips (``skip_nonfinite``).
+
+        A skipped batch also restores ``statistics`` (the non-trainable weights before its
+        forward), so batch-norm statistics are not poisoned either.
+        """
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None] + [tf.math.is_finite(loss)])
         if not self.skip_nonfinite:
             tf.debugging.Assert(
@@ -162,6 +172,8 @@ class ERTSModel(keras.Model):
             return tf.constant(True)
 
         def skip():
+            for variable, value in zip(self.backbone.non_trainable_variables, statistics or []):
+                variable.assign(value)
             self.state.count("skipped_batches", 1)
             tf.print("skipping batch with non-finite loss/gradient: epoch", self.state.epoch,
                      "step", self.state.step, "sample_ids", ids, summarize=64)
@@ -184,6 +196,7 @@ class ERTSModel(keras.Model):
     def _full_batch_step(self, signal, labels, ids):
         """Trains on every sample of the batch; scores them from the same forward."""
         n = tf.shape(ids)[0]
+        statistics = self._snapshot_statistics()
         with tf.GradientTape(persistent=self.plan.cam) as tape:
             activations, logits = self.cam_model(signal, training=True)
             loss = self._loss(labels, logits)
@@ -191,7 +204,7 @@ class ERTSModel(keras.Model):
         weights = self.backbone.trainable_variables
         grads = tape.gradient(loss, weights)
         focus = self._focus(tape, activations, cam_target) if self.plan.cam else None
-        applied = self._apply(loss, grads, ids)
+        applied = self._apply(loss, grads, ids, statistics)
         p_true, correct = self._confidence(labels, logits)
         self.state.record_scores(ids, labels, p_true, correct, focus)
         self.state.record_backprop(ids, applied)
@@ -230,11 +243,12 @@ class ERTSModel(keras.Model):
         def train_kept():
             x = tf.boolean_mask(signal, decision.keep)
             y = tf.boolean_mask(labels, decision.keep)
+            statistics = self._snapshot_statistics()
             with tf.GradientTape() as tape:
                 logits = self.backbone(x, training=True)
                 loss = self._loss(y, logits)
             grads = tape.gradient(loss, self.backbone.trainable_variables)
-            applied = self._apply(loss, grads, kept_ids)
+            applied = self._apply(loss, grads, kept_ids, statistics)
             self._update_metrics(loss, y, logits)
             return applied
 
