@@ -75,10 +75,10 @@ TFDS_TESTING_MISSING = (
 )
 
 
-def check_conventions(name: str, config, manual_dir, data_dir, splits: dict) -> object:
+def check_conventions(name: str, config, manual_dir, data_dir, splits: dict, builder=None) -> object:
     """The checks of ``tfds.testing.DatasetBuilderTestCase``, without its ``dill`` dependency.
 
-    Builds ``config`` from ``manual_dir``; checks the builder's metadata
+    Builds ``config`` from ``manual_dir`` (or takes ``builder``, already built); checks the builder's metadata
     (registered, version with release notes, manual-download instructions,
     configs with descriptions and a valid default, README/CITATIONS read), the
     number of examples per split, that every split reads back with the
@@ -98,7 +98,10 @@ def check_conventions(name: str, config, manual_dir, data_dir, splits: dict) -> 
     config_names = [c.name for c in cls.BUILDER_CONFIGS]
     assert cls.DEFAULT_CONFIG_NAME in config_names and len(set(config_names)) == len(config_names)
     assert all(c.description for c in cls.BUILDER_CONFIGS)
-    builder = build(name, config, data_dir, manual_dir)
+    if builder is None:
+        builder = build(name, config, data_dir, manual_dir)
+    else:
+        data_dir = builder.data_dir_root
     info = builder.info
     assert info.description and info.citation and info.homepage.startswith("https://physionet.org/")
     assert {s: i.num_examples for s, i in info.splits.items()} == splits

@@ -26,12 +26,19 @@ DUMMY_SPLITS = {"train": 16, "validation": 2, "test": 2}
 
 
 @functools.lru_cache(maxsize=None)
-def dummy_both_rates() -> pathlib.Path:
-    """A manual dir holding a dummy PTB-XL folder with records100/ and records500/ (written once)."""
+def dummy_data() -> tuple[pathlib.Path, dict]:
+    """A manual dir holding a dummy PTB-XL folder with records100/ and records500/ (written once), and its truth."""
     manual = pathlib.Path(tempfile.mkdtemp(prefix="ptbxl_dummy_"))
     atexit.register(shutil.rmtree, manual, ignore_errors=True)
-    dummy.write_ptbxl(manual / "ptb-xl-dummy", per_fold=2, rates=(100, 500))
-    return manual
+    expected = dummy.write_ptbxl(manual / "ptb-xl-dummy", per_fold=2, rates=(100, 500))
+    return manual, expected
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Both configs built once from the dummy folder."""
+    manual, _ = dummy_data()
+    return {c: dummy.build("ptbxl", c, tmp_path_factory.mktemp(f"ptbxl_{c}"), manual) for c in ("100hz", "500hz")}
 
 
 if tfds_testing is not None:
@@ -44,15 +51,15 @@ if tfds_testing is not None:
 
         @classmethod
         def setUpClass(cls):
-            cls.EXAMPLE_DIR = str(dummy_both_rates())
+            cls.EXAMPLE_DIR = str(dummy_data()[0])
             super().setUpClass()
 
 else:
 
     @pytest.mark.parametrize("config", ["100hz", "500hz"])
-    def test_conventions(config, tmp_path):
+    def test_conventions(config, built):
         """What tfds.testing.DatasetBuilderTestCase checks, where its dependency dill is missing."""
-        builder = dummy.check_conventions("ptbxl", config, dummy_both_rates(), tmp_path / "data", DUMMY_SPLITS)
+        builder = dummy.check_conventions("ptbxl", config, dummy_data()[0], None, DUMMY_SPLITS, builder=built[config])
         assert builder.info.features["signal"].shape == ((1000, 12) if config == "100hz" else (5000, 12))
 
 
@@ -82,23 +89,12 @@ def test_reference_label_edge_cases():
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dummy_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ptbxl_manual") / "ptb-xl-dummy"
-    expected = dummy.write_ptbxl(root, per_fold=2, rates=(100,))
-    return root, expected
-
-
-@pytest.fixture(scope="module")
-def dummy_build(dummy_folder, tmp_path_factory):
-    root, expected = dummy_folder
-    return dummy.build("ptbxl", "100hz", tmp_path_factory.mktemp("ptbxl_data"), root.parent), root, expected
-
-
-def test_dummy_values(dummy_build):
+@pytest.mark.parametrize("config", ["100hz", "500hz"])
+def test_dummy_values(config, built):
     import wfdb
 
-    builder, root, expected = dummy_build
+    manual, expected = dummy_data()
+    builder, root, rate = built[config], manual / "ptb-xl-dummy", int(config[:3])
     for split, folds in (("train", range(1, 9)), ("validation", [9]), ("test", [10])):
         found = dummy.examples(builder, split)
         ids = [int(ex["ecg_id"]) for ex in found]
@@ -113,14 +109,14 @@ def test_dummy_values(dummy_build):
             assert int(ex["patient_id"]) == 1000 + int(ex["ecg_id"])
             for flag, value in want["flags"].items():
                 assert bool(ex[flag]) == value, (flag, int(ex["ecg_id"]))
-            direct, _ = wfdb.rdsamp(str(dummy.ptbxl_record(root, int(ex["ecg_id"]))))
+            direct, _ = wfdb.rdsamp(str(dummy.ptbxl_record(root, int(ex["ecg_id"]), rate)))
             np.testing.assert_allclose(ex["signal"], direct, atol=1e-6)
-            assert ex["signal"].shape == (1000, 12)
+            assert ex["signal"].shape == (10 * rate, 12)
 
 
-def test_zip_input_gives_the_same_dataset(dummy_folder, dummy_build, tmp_path):
-    root, _ = dummy_folder
-    builder, _, _ = dummy_build
+def test_zip_input_gives_the_same_dataset(built, tmp_path):
+    root = dummy_data()[0] / "ptb-xl-dummy"
+    builder = built["100hz"]
     manual = tmp_path / "manual"
     manual.mkdir()
     dummy.zip_folder(root, manual / "ptb-xl-dummy-1.0.3.zip")
@@ -232,8 +228,8 @@ def test_500hz_without_records500_is_a_clear_error(tmp_path):
     assert not (tmp_path / "data" / "ptbxl" / "500hz" / "1.0.0").exists()
 
 
-def test_truncated_archive_is_a_clear_error(dummy_folder, tmp_path):
-    root, _ = dummy_folder
+def test_truncated_archive_is_a_clear_error(tmp_path):
+    root = dummy_data()[0] / "ptb-xl-dummy"
     manual = tmp_path / "manual"
     manual.mkdir()
     archive = dummy.zip_folder(root, tmp_path / "ptb-xl-dummy.zip")

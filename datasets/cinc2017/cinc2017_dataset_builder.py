@@ -65,7 +65,7 @@ class Builder(physionet.PhysioNetBuilder):
                 {
                     "sample_id": np.int64,
                     "record": tfds.features.Text(),
-                    "signal": tfds.features.Tensor(shape=(self.builder_config.length, 1), dtype=np.float32),
+                    "signal": physionet.signal_feature((self.builder_config.length, 1)),
                     "label": tfds.features.ClassLabel(names=CLASSES),
                     "is_noisy": np.bool_,
                     "num_samples": np.int64,

@@ -93,9 +93,7 @@ class Builder(physionet.PhysioNetBuilder):
             features=tfds.features.FeaturesDict(
                 {
                     "sample_id": np.int64,
-                    "signal": tfds.features.Tensor(
-                        shape=(config.before + config.after, 2 if config.two_leads else 1), dtype=np.float32
-                    ),
+                    "signal": physionet.signal_feature((config.before + config.after, 2 if config.two_leads else 1)),
                     "label": tfds.features.ClassLabel(names=CLASSES),
                     "record": tfds.features.Text(),
                     "leads": tfds.features.Text(),

@@ -125,7 +125,7 @@ class Builder(physionet.PhysioNetBuilder):
                     "ecg_id": np.int64,
                     "patient_id": np.int64,
                     "strat_fold": np.int64,
-                    "signal": tfds.features.Tensor(shape=(self.builder_config.length, 12), dtype=np.float32),
+                    "signal": physionet.signal_feature((self.builder_config.length, 12)),
                     "label": tfds.features.ClassLabel(names=SUPERCLASSES),
                     "superclasses": tfds.features.Tensor(shape=(len(SUPERCLASSES),), dtype=np.int8),
                     "has_diagnostic_label": np.bool_,

@@ -1,0 +1,190 @@
+"""cpsc2018 builder (PhysioNet/CinC Challenge 2020 layout): conventions, labels, split, zip/tar, bad input.
+
+CPSC 2018 is not available to the project: every test writes its own small
+records in the layout the Challenge ships (``g1/A0001.hea`` with ``#Dx:``,
+``g1/A0001.mat`` with ``val``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+
+import physionet_dummy_data as dummy
+from erts_tf.data import physionet, registry
+
+cpsc = registry.builder_module("cpsc2018")
+DUMMY_SPLITS = {"train": 80, "validation": 10, "test": 10}
+
+
+@functools.lru_cache(maxsize=None)
+def dummy_manual() -> tuple[pathlib.Path, dict]:
+    manual = pathlib.Path(tempfile.mkdtemp(prefix="cpsc2018_dummy_"))
+    atexit.register(shutil.rmtree, manual, ignore_errors=True)
+    expected = dummy.write_challenge(manual / "training" / "cpsc_2018", prefix="A", digits=4)
+    return manual, expected
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Both configs built once from the dummy records."""
+    manual, _ = dummy_manual()
+    return {c: dummy.build("cpsc2018", c, tmp_path_factory.mktemp(f"cpsc_{c}"), manual) for c in ("10s", "paper_crop")}
+
+
+tfds_testing = dummy.tfds_testing()
+
+if tfds_testing is not None:
+
+    class TestCpsc2018Builder(tfds_testing.DatasetBuilderTestCase):
+        """tfds.testing conventions: both configs built from dummy records in g1/ and g2/."""
+
+        DATASET_CLASS = cpsc.Builder
+        SPLITS = DUMMY_SPLITS
+
+        @classmethod
+        def setUpClass(cls):
+            cls.EXAMPLE_DIR = str(dummy_manual()[0])
+            super().setUpClass()
+
+else:
+
+    @pytest.mark.parametrize("config", ["10s", "paper_crop"])
+    def test_conventions(config, built):
+        """What tfds.testing.DatasetBuilderTestCase checks, where its dependency dill is missing."""
+        dummy.check_conventions("cpsc2018", config, dummy_manual()[0], None, DUMMY_SPLITS, builder=built[config])
+
+
+@pytest.mark.parametrize("dx, label, hot", dummy.CHALLENGE_CASES)
+def test_first_matching_code_wins(dx, label, hot):
+    codes = physionet.dx_codes([f"Dx: {dx}"])
+    assert physionet.unified_label(codes) == label
+    assert tuple(physionet.unified_multi_hot(codes)) == hot
+
+
+def test_dx_line_variants():
+    assert physionet.dx_codes(["Age: 74", "Dx: 426783006, 164889003 ", "Rx: x"]) == ["426783006", "164889003"]
+    assert physionet.dx_codes(["# Dx: 59118001"]) == ["59118001"]
+    assert physionet.dx_codes(["Age: 74"]) == []
+    assert physionet.unified_label([]) == "OTHER"
+    assert tuple(physionet.unified_multi_hot([])) == (0, 0, 0, 0, 0, 0, 0, 1)
+
+
+def reference_table_split(expected: dict) -> dict:
+    """The reference's own split: sorted headers in a DataFrame, train_test_split twice (seed 42)."""
+    from sklearn.model_selection import train_test_split
+
+    df = pd.DataFrame(
+        [{"record": n, "label": physionet.UNIFIED_CLASSES.index(expected[n]["label"])} for n in sorted(expected)]
+    )
+    train, rest = train_test_split(df, test_size=0.2, random_state=42, stratify=df["label"])
+    validation, test = train_test_split(rest, test_size=0.5, random_state=42, stratify=rest["label"])
+    return {"train": set(train.record), "validation": set(validation.record), "test": set(test.record)}
+
+
+@pytest.mark.parametrize("config, length", [("paper_crop", 1000), ("10s", 5000)])
+def test_dummy_values_and_reference_split(config, length, built):
+    manual, expected = dummy_manual()
+    builder = built[config]
+    reference = reference_table_split(expected)
+    for split in ("train", "validation", "test"):
+        found = dummy.examples(builder, split)
+        names = [ex["record"].decode() for ex in found]
+        assert names == sorted(reference[split])
+        for ex in found:
+            want = expected[ex["record"].decode()]
+            assert physionet.UNIFIED_CLASSES[ex["label"]] == want["label"]
+            assert tuple(ex["multi_hot"]) == want["multi_hot"]
+            assert ex["dx"].decode() == want["dx"]
+            assert int(ex["num_samples"]) == want["n"]
+            val = scipy.io.loadmat(f"{want['path']}.mat")["val"]
+            n = min(length, want["n"])
+            np.testing.assert_allclose(ex["signal"][:n], val.T[:n] / 1000.0, rtol=1e-6)
+            assert not ex["signal"][n:].any()
+            assert ex["signal"].shape == (length, 12)
+
+
+def test_archives_as_distributed(tmp_path):
+    """The Challenge zip (all databases, training/<db>/gN/) and a database tarball; other databases ignored."""
+    source = tmp_path / "src" / "classification-of-12-lead-ecgs-1.0.2"
+    dummy.write_challenge(source / "training" / "cpsc_2018", prefix="A", digits=4, per_case=10)
+    dummy.write_challenge(source / "training" / "georgia", prefix="E", digits=5, per_case=1)
+    dummy.write_challenge(source / "training" / "cpsc_2018_extra", prefix="Q", digits=4, per_case=1)
+    for kind in ("zip", "tar.gz"):
+        manual = tmp_path / f"manual_{kind.replace('.', '')}"
+        manual.mkdir()
+        if kind == "zip":
+            dummy.zip_folder(source, manual / f"{source.name}.zip")
+        else:
+            dummy.tar_folder(source / "training" / "cpsc_2018", manual / "PhysioNetChallenge2020_Training_CPSC.tar.gz")
+        builder = dummy.build("cpsc2018", "paper_crop", tmp_path / f"data_{kind}", manual)
+        assert {s: i.num_examples for s, i in builder.info.splits.items()} == DUMMY_SPLITS
+        records = {ex["record"].decode() for s in DUMMY_SPLITS for ex in dummy.examples(builder, s)}
+        assert all(r.startswith("A") for r in records)
+        extracted = tmp_path / f"data_{kind}" / "downloads" / physionet.EXTRACT_DIR_NAME
+        members = [p.name for p in extracted.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        assert members and all(m.startswith("A") for m in members)  # only CPSC records were extracted
+
+
+def test_bad_records_are_skipped_counted_and_reported(tmp_path, caplog):
+    folder = tmp_path / "manual" / "g1"
+    dummy.write_challenge(tmp_path / "manual", prefix="A", digits=4)
+    rng = np.random.default_rng(5)
+    (folder / "A0100.hea").unlink()  # signal without header (write_challenge puts even numbers in g1/)
+    dummy.write_challenge_record(folder, "A0101", "426783006", rng=rng)
+    (folder / "A0101.mat").unlink()  # header without signal
+    dummy.write_challenge_record(folder, "A0102", "426783006", rng=rng)
+    (folder / "A0102.mat").write_bytes(b"\x00garbage" * 100)  # unreadable .mat
+    dummy.write_challenge_record(folder, "A0103", "426783006", rng=rng, header_samples=7500)  # length mismatch
+    dummy.write_challenge_record(folder, "A0104", "426783006", rng=rng, leads=dummy.CHALLENGE_LEADS[:11])
+    dummy.write_challenge_record(folder, "A0105", "426783006", rng=rng, fs=250)
+    dummy.write_challenge_record(folder, "A0106", "426783006", rng=rng, val=np.full((12, 1200), 3, np.int16))
+    dummy.write_challenge_record(folder, "A0107", "999999999,426783006", rng=rng)  # unknown code first: fine
+    with caplog.at_level(logging.WARNING):
+        builder = dummy.build("cpsc2018", "paper_crop", tmp_path / "data", tmp_path / "manual", max_skip_fraction=0.1)
+    skips = builder.info.metadata["skips"]
+    reasons = {s["record"]: s["reason"] for s in skips["skipped"]}
+    assert skips["num_considered"] == 107 and skips["num_skipped"] == 7, reasons
+    assert "missing header A0100.hea" in reasons["A0100"]
+    assert "missing signal file A0101.mat" in reasons["A0101"]
+    assert "unreadable MATLAB file" in reasons["A0102"] and "A0102.mat" in reasons["A0102"]
+    assert "header/signal length mismatch" in reasons["A0103"]
+    assert "wrong lead count" in reasons["A0104"] and "11 leads" in reasons["A0104"]
+    assert "250 Hz" in reasons["A0105"]
+    assert "constant signal" in reasons["A0106"]
+    assert "cpsc2018/paper_crop: skipped 7 of 107 records" in caplog.text
+    found = {ex["record"].decode(): ex for s in DUMMY_SPLITS for ex in dummy.examples(builder, s)}
+    assert len(found) == 100 and physionet.UNIFIED_CLASSES[found["A0107"]["label"]] == "NORM"
+    with pytest.raises(physionet.TooManySkipsError, match=r"skipped \d of 107 records"):
+        dummy.build("cpsc2018", "10s", tmp_path / "data", tmp_path / "manual")
+    assert not (tmp_path / "data" / "cpsc2018" / "10s" / "1.0.0").exists()
+
+
+def test_missing_data_and_duplicates_are_clear_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("nothing here")
+    with pytest.raises(physionet.ManualDataError, match=r"no records .*physionet\.org/content/challenge-2020"):
+        dummy.build("cpsc2018", "10s", tmp_path / "data", empty)
+    manual = tmp_path / "manual"
+    dummy.write_challenge_record(manual / "a", "A0001", "426783006")
+    dummy.write_challenge_record(manual / "b", "A0001", "426783006")
+    with pytest.raises(physionet.ManualDataError, match=r"record A0001 found 2 times"):
+        dummy.build("cpsc2018", "10s", tmp_path / "data", manual)
+
+
+def test_too_few_records_for_the_split_is_a_clear_error(tmp_path):
+    manual = tmp_path / "manual"
+    for i, dx in enumerate(["426783006", "164889003", "426783006"], start=1):
+        dummy.write_challenge_record(manual, f"A{i:04d}", dx)
+    with pytest.raises(ValueError, match="cannot make a stratified 80/10/10 split of 3 records"):
+        dummy.build("cpsc2018", "10s", tmp_path / "data", manual)

@@ -1,0 +1,230 @@
+"""mitbih_arrhythmia builder: TFDS conventions on dummy records, beat windows, bad input, the real database.
+
+The full real build of config mlii (about 100k beats, under a minute) runs in
+the default suite; the full two_leads build is marked slow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import functools
+import pathlib
+import shutil
+import tempfile
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import physionet_dummy_data as dummy
+from erts_tf.data import physionet, registry
+
+mitbih = registry.builder_module("mitbih_arrhythmia")
+
+
+def tiny_config(name="tiny", two_leads=False, **splits):
+    records = {"train_records": ("101",), "validation_records": ("114",), "test_records": ("100",), **splits}
+    return mitbih.MitbihConfig(name=name, description="test records", two_leads=two_leads, **records)
+
+
+@functools.lru_cache(maxsize=None)
+def dummy_manual() -> tuple[pathlib.Path, dict]:
+    manual = pathlib.Path(tempfile.mkdtemp(prefix="mitbih_dummy_"))
+    atexit.register(shutil.rmtree, manual, ignore_errors=True)
+    annotations = dummy.write_mitbih(manual / "mit-bih-dummy", records=("100", "101", "114"))
+    return manual, annotations
+
+
+def expected_beats(annotations, record, before=128, after=128, n=360 * 12):
+    """(sample, symbol, index) of the beats the builder should keep, computed from the written annotations."""
+    return [
+        (s, sym, i)
+        for i, (s, sym) in enumerate(annotations[record])
+        if sym in mitbih.AAMI and s - before >= 0 and s + after <= n
+    ]
+
+
+def dummy_splits():
+    _, annotations = dummy_manual()
+    return {split: len(expected_beats(annotations, r)) for split, r in (("train", "101"), ("validation", "114"), ("test", "100"))}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The one- and two-lead tiny configs built once from the dummy records."""
+    manual, _ = dummy_manual()
+    return {
+        two: dummy.build("mitbih_arrhythmia", tiny_config("tiny_two" if two else "tiny", two_leads=two),
+                         tmp_path_factory.mktemp("mitbih"), manual)
+        for two in (False, True)
+    }  # fmt: skip
+
+
+tfds_testing = dummy.tfds_testing()
+
+if tfds_testing is not None:
+
+    class TestMitbihBuilder(tfds_testing.DatasetBuilderTestCase):
+        """tfds.testing conventions on three dummy records (configs with those records, one and two leads)."""
+
+        DATASET_CLASS = mitbih.Builder
+        BUILDER_CONFIG_NAMES_TO_TEST = [tiny_config("tiny"), tiny_config("tiny_two", two_leads=True)]
+
+        @classmethod
+        def setUpClass(cls):
+            cls.EXAMPLE_DIR = str(dummy_manual()[0])
+            cls.SPLITS = dummy_splits()
+            super().setUpClass()
+
+else:
+
+    @pytest.mark.parametrize("two_leads", [False, True])
+    def test_conventions(two_leads, built):
+        """What tfds.testing.DatasetBuilderTestCase checks, where its dependency dill is missing."""
+        config = built[two_leads].builder_config
+        dummy.check_conventions(
+            "mitbih_arrhythmia", config, dummy_manual()[0], None, dummy_splits(), builder=built[two_leads]
+        )
+
+
+@pytest.mark.parametrize("two_leads", [False, True])
+def test_dummy_beats(two_leads, built):
+    import wfdb
+
+    manual, annotations = dummy_manual()
+    builder = built[two_leads]
+    dropped = {}
+    for split, record in (("train", "101"), ("validation", "114"), ("test", "100")):
+        found = dummy.examples(builder, split)
+        want = expected_beats(annotations, record)
+        assert [int(ex["sample"]) for ex in found] == [s for s, _, _ in want]
+        assert [int(ex["beat_index"]) for ex in found] == [i for _, _, i in want]
+        assert [mitbih.CLASSES[ex["label"]] for ex in found] == [mitbih.AAMI[sym] for _, sym, _ in want]
+        assert [ex["symbol"].decode() for ex in found] == [sym for _, sym, _ in want]
+        beats = [s for s, sym in annotations[record] if sym in mitbih.AAMI]
+        dropped[split] = len(beats) - len(want)
+        direct = wfdb.rdrecord(str(manual / "mit-bih-dummy" / record))
+        names = list(direct.sig_name)
+        order = [names.index("MLII")] + ([1 - names.index("MLII")] if two_leads else [])
+        for ex in found:
+            peak = int(ex["sample"])
+            np.testing.assert_allclose(ex["signal"], direct.p_signal[peak - 128 : peak + 128, order], atol=1e-6)
+            position = beats.index(peak)
+            rr = (peak - beats[position - 1]) / 360 if position else 0.0
+            assert ex["rr_previous"] == pytest.approx(rr, abs=1e-5)
+        assert ex["leads"].decode().split(",")[0] == "MLII"
+    assert builder.info.metadata["dropped_edge_beats"] == dropped
+    assert builder.info.features["signal"].shape == (256, 2 if two_leads else 1)
+
+
+def test_missing_or_bad_record_is_an_error(tmp_path):
+    manual = tmp_path / "manual"
+    folder = manual / "mit-bih-dummy"
+    dummy.write_mitbih(folder, records=("100", "101", "114"))
+    (folder / "101.atr").unlink()
+    with pytest.raises(physionet.ManualDataError, match=r"missing file\(s\) .*101\.atr.*physionet\.org/content/mitdb"):
+        dummy.build("mitbih_arrhythmia", tiny_config(), tmp_path / "data", manual)
+    dummy.write_mitbih(folder, records=("101",))
+    dat = folder / "114.dat"
+    dat.write_bytes(dat.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"record 114 cannot be used: truncated signal file .*114\.dat"):
+        dummy.build("mitbih_arrhythmia", tiny_config(), tmp_path / "data", manual)
+    assert not (tmp_path / "data" / "mitbih_arrhythmia" / "tiny" / "1.0.0").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(physionet.ManualDataError, match=r"mit-bih-arrhythmia-database-1\.0\.0\.zip"):
+        dummy.build("mitbih_arrhythmia", "mlii", tmp_path / "data2", empty)
+
+
+def test_default_splits_are_de_chazal():
+    config = next(c for c in mitbih.Builder.BUILDER_CONFIGS if c.name == "mlii")
+    assert set(config.train_records) | set(config.validation_records) == set(mitbih.DS1)
+    assert not set(config.train_records) & set(config.validation_records)
+    assert config.test_records == mitbih.DS2 and len(mitbih.DS1) == len(mitbih.DS2) == 22
+    assert not set(mitbih.PACED) & set(mitbih.DS1 + mitbih.DS2)
+
+
+# ---------------------------------------------------------------------------
+# Real data: MIT-BIH Arrhythmia Database 1.0.0, complete (../shared/data)
+# ---------------------------------------------------------------------------
+
+FULL_SIZES = {"train": 43039, "validation": 7961, "test": 49693}
+FULL_COUNTS = {
+    "train": {"N": 38904, "S": 721, "V": 3015, "F": 391, "Q": 8},
+    "validation": {"N": 6942, "S": 223, "V": 773, "F": 23},
+    "test": {"N": 44241, "S": 1837, "V": 3220, "F": 388, "Q": 7},
+}
+
+
+def _extract_record(archive: pathlib.Path, record: str, into: pathlib.Path) -> pathlib.Path:
+    with zipfile.ZipFile(archive) as zf:
+        for ext in ("hea", "dat", "atr"):
+            zf.extract(f"mit-bih-arrhythmia-database-1.0.0/{record}.{ext}", into)
+    return into / "mit-bih-arrhythmia-database-1.0.0" / record
+
+
+def _check_against_wfdb(builder, archive, records_by_split, into, two_leads):
+    """Every kept beat of the records equals wfdb's annotations; one window per record equals wfdb's signal."""
+    import wfdb
+
+    for split, records in records_by_split.items():
+        dataset = builder.as_dataset(split=split).filter(lambda ex: tf.reduce_any(ex["record"] == list(records)))
+        found = sorted(dataset.as_numpy_iterator(), key=lambda ex: int(ex["sample_id"]))
+        expected = []
+        for record in records:
+            path = _extract_record(archive, record, into)
+            ann = wfdb.rdann(str(path), "atr")
+            signal = wfdb.rdrecord(str(path))
+            n = signal.p_signal.shape[0]
+            keep = [(int(s), sym) for s, sym in zip(ann.sample, ann.symbol) if sym in mitbih.AAMI and 128 <= s <= n - 128]
+            expected += [(record, s, mitbih.AAMI[sym]) for s, sym in keep]
+            names = list(signal.sig_name)
+            columns = [names.index("MLII")] + ([1 - names.index("MLII")] if two_leads else [])
+            for probe in [ex for ex in found if ex["record"].decode() == record][:: 500]:
+                peak = int(probe["sample"])
+                np.testing.assert_allclose(probe["signal"], signal.p_signal[peak - 128 : peak + 128, columns], atol=1e-6)
+                assert probe["leads"].decode() == ",".join(names[c] for c in columns)
+        assert [(ex["record"].decode(), int(ex["sample"]), mitbih.CLASSES[ex["label"]]) for ex in found] == expected
+
+
+@pytest.fixture(scope="session")
+def real_full(tmp_path_factory):
+    """Config mlii on all 44 records (~100k beats, about a minute), built once per session."""
+    archive = dummy.shared_archive("mit-bih-arrhythmia-database-1.0.0.zip")
+    builder = dummy.build("mitbih_arrhythmia", "mlii", tmp_path_factory.mktemp("mitbih_real"), archive.parent)
+    return builder, archive
+
+
+def test_real_full_sizes_and_labels(real_full):
+    builder, _ = real_full
+    assert {s: i.num_examples for s, i in builder.info.splits.items()} == FULL_SIZES
+    # DS1 holds 51,021 and DS2 49,712 annotated AAMI beats (de Chazal et al.); 40 leave the record's edges.
+    assert builder.info.metadata["dropped_edge_beats"] == {"train": 19, "validation": 2, "test": 19}
+    for split, counts in FULL_COUNTS.items():
+        labels, ids, records = collections.Counter(), [], set()
+        only = tfds.decode.PartialDecoding({"label": True, "sample_id": True, "record": True})
+        for batch in builder.as_dataset(split=split, batch_size=8192, decoders=only).as_numpy_iterator():
+            labels.update(mitbih.CLASSES[i] for i in batch["label"])
+            ids.extend(batch["sample_id"].tolist())
+            records.update(r.decode() for r in batch["record"])
+        assert dict(labels) == counts
+        assert sorted(ids) == list(range(FULL_SIZES[split]))
+        assert records == set(getattr(builder.builder_config, f"{split}_records"))
+
+
+def test_real_full_matches_wfdb(real_full, tmp_path):
+    builder, archive = real_full
+    _check_against_wfdb(builder, archive, {"validation": ("114",)}, tmp_path, two_leads=False)
+
+
+@pytest.mark.slow
+def test_real_full_two_leads(tmp_path):
+    """Config two_leads on all 44 records: the same beats as mlii, MLII first (record 114 stores it second)."""
+    archive = dummy.shared_archive("mit-bih-arrhythmia-database-1.0.0.zip")
+    builder = dummy.build("mitbih_arrhythmia", "two_leads", tmp_path / "data", archive.parent)
+    assert {s: i.num_examples for s, i in builder.info.splits.items()} == FULL_SIZES
+    assert builder.info.features["signal"].shape == (256, 2)
+    _check_against_wfdb(builder, archive, {"validation": ("114",)}, tmp_path / "records", two_leads=True)
