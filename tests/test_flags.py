@@ -61,3 +61,14 @@ def test_cli_exits_2_for_a_bad_flag(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: flag --cam_keep_frac=2")
+
+
+def test_cli_exits_2_when_the_dataset_archive_is_missing(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "erts_tf.train", "--dataset=cinc2017", f"--manual_dir={tmp_path}",
+         f"--data_dir={tmp_path / 'tfds'}", f"--output_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: dataset 'cinc2017':") and "training2017" in last

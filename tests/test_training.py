@@ -79,3 +79,22 @@ def test_run_writes_its_files_and_refuses_to_overwrite(tiny_config, tiny_data, t
     assert {r["corruption"] for r in rows} <= {"none", "baseline_wander", "burst_noise", "flat_lead", "electrode_swap", "label_flip"}
     with pytest.raises(run.RunError, match="--overwrite"):
         run.run(config, tiny_data)
+
+
+def test_resume_with_other_settings_is_refused(tiny_config, tiny_data, tmp_path):
+    config = tiny_config(epochs=2, output_dir=str(tmp_path / "r"))
+    run.run(config, tiny_data)
+    (tmp_path / "r" / "summary.json").unlink()  # pretend it was interrupted
+    import dataclasses
+
+    with pytest.raises(run.RunError, match="--model=resnet1d"):
+        run.run(dataclasses.replace(config, resume=True, model="resnet1d"), tiny_data)
+    with pytest.raises(run.RunError, match="--resume: .* no unfinished run"):
+        run.run(dataclasses.replace(config, resume=True, output_dir=str(tmp_path / "empty")), tiny_data)
+
+
+def test_dataset_that_does_not_fit_the_model_is_a_clear_error(tiny_data):
+    with pytest.raises(run.RunError, match="does not match the model's input"):
+        run.check_data_fits_model(tiny_data, (500, 12), 5)
+    with pytest.raises(run.RunError, match="the dataset has 5 classes, the model expects 4"):
+        run.check_data_fits_model(tiny_data, (1000, 12), 4)

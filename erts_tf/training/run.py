@@ -61,16 +61,44 @@ def _check_output_dir(config: RunConfig) -> None:
         raise RunError(f"--resume: {out} holds no unfinished run (no progress.json)")
     elif config.resume and finished:
         raise RunError(f"--resume: the run in {out} already finished (summary.json exists)")
+    elif config.resume:
+        _check_resume_matches(config)
     elif not config.resume and (finished or started):
         state = "a finished" if finished else "an unfinished"
         raise RunError(f"{out} holds {state} run; pass --resume to continue it or --overwrite to replace it")
     os.makedirs(out, exist_ok=True)
 
 
+# Settings a resumed run must share with the run it continues (the checkpoint depends on them).
+_RESUME_FIXED = ("dataset", "dataset_config", "model", "mode", "level", "batch_size", "seed", "focus_score", "epochs")
+
+
+def _check_resume_matches(config: RunConfig) -> None:
+    with open(os.path.join(config.output_dir, "config.json")) as f:
+        saved = json.load(f)
+    changed = [f"--{k}={getattr(config, k)} (run has {saved.get(k)})" for k in _RESUME_FIXED
+               if saved.get(k) != getattr(config, k)]
+    if changed:
+        raise RunError(f"--resume: {config.output_dir} was trained with other settings: {', '.join(changed)}")
+
+
+def check_data_fits_model(data: Data, input_shape, n_classes: int) -> None:
+    """A clear error when a dataset does not match a model's input shape or class count."""
+    if tuple(data.train.input_shape) != tuple(input_shape):
+        raise RunError(f"signal shape {data.train.input_shape} (time, leads) of the dataset does not match "
+                       f"the model's input {tuple(input_shape)}")
+    if len(data.train.class_names) != n_classes:
+        raise RunError(f"the dataset has {len(data.train.class_names)} classes, the model expects {n_classes}")
+    for split in (data.validation, data.test):
+        if split.input_shape != data.train.input_shape:
+            raise RunError(f"validation/test signal shape {split.input_shape} differs from train {data.train.input_shape}")
+
+
 def build_model(config: RunConfig, data: Data) -> ERTSModel:
     """Backbone + ERTSModel + compiled AdamW for ``data``."""
     n_classes = len(data.train.class_names)
     backbone = models.build(config.model, data.train.input_shape, n_classes)
+    check_data_fits_model(data, backbone.inputs[0].shape[1:], int(backbone.outputs[0].shape[-1]))
     plain = config.loss == "plain" or (config.reference_loss_split and config.mode == "full")
     weights = np.ones(n_classes, np.float32) if plain else class_balanced_weights(data.train.label, n_classes, config.cb_beta)
     selection = SelectionConfig(
