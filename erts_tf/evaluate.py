@@ -30,9 +30,6 @@ import sys
 
 import numpy as np
 
-from erts_tf import bootstrap as bootstrap_lib
-from erts_tf import metrics
-
 SPLITS = ("train", "validation", "test")
 # Multi-hot features of the datasets, aligned with the label's class names.
 MULTI_LABEL_FEATURES = ("superclasses", "multi_hot")
@@ -116,7 +113,7 @@ def multi_hot_feature(builder, n_classes: int) -> str | None:
 
 
 def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 0, data_dir: str | None = None,
-             batch_size: int = 64, write: bool = True) -> dict:
+             batch_size: int = 64, write: bool = True, arrays=None) -> dict:
     """Scores ``<run_dir>/model.keras`` on ``split``; writes ``<run_dir>/eval_<split>.json``; returns the dict.
 
     Args:
@@ -127,18 +124,25 @@ def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 
       data_dir: TFDS data dir, if not the one saved in the run's config.
       batch_size: prediction batch size.
       write: write the JSON file.
+      arrays: the split's ``SplitArrays`` if the caller has them (e.g. right after
+        training); otherwise the split is decoded from the run's dataset.
     """
-    from erts_tf.data import pipeline
-
     if split not in SPLITS:
         raise EvaluateError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     config = load_run_config(run_dir, data_dir)
     backbone = load_model(run_dir)
+    from erts_tf import bootstrap as bootstrap_lib  # imported late: a bad --run_dir fails fast
+    from erts_tf import metrics
+    from erts_tf.data import pipeline
+
     builder = prepare_builder(config)
-    try:
-        arrays = pipeline.load_split(builder, split)
-    except ValueError as error:
-        raise EvaluateError(str(error)) from error
+    if arrays is None:
+        try:
+            arrays = pipeline.load_split(builder, split)
+        except ValueError as error:
+            raise EvaluateError(str(error)) from error
+    if arrays.n == 0:
+        raise EvaluateError(f"{config.dataset}/{split} is empty")
     expected = tuple(backbone.inputs[0].shape[1:])
     if tuple(arrays.input_shape) != expected:
         raise EvaluateError(f"{config.dataset}/{split}: signals are {arrays.input_shape}, the model expects {expected}")

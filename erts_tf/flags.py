@@ -56,6 +56,8 @@ flags.DEFINE_boolean("resume", False, "Resume the unfinished run in --output_dir
 flags.DEFINE_boolean("overwrite", False, "Replace an existing run in --output_dir.")
 flags.DEFINE_boolean("skip_nonfinite", False, "Skip (and count) batches with a non-finite loss/gradient instead of failing.")
 flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_boolean("report", True, "After training: bootstrap evaluation of the test split, report.md and plots.")
+flags.DEFINE_integer("tensorboard_images_every", 5, "Grad-CAM overlay images in TensorBoard every N epochs (0: never).")
 flags.DEFINE_integer("verbose", 2, "Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).")
 
 flags.mark_flag_as_required("output_dir")

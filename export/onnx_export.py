@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from export.serving import INPUT_NAME, OUTPUT_NAME
-
+INPUT_NAME = "signal"  # as export.serving (not imported here: it imports TensorFlow)
+OUTPUT_NAME = "probabilities"
 DEFAULT_OPSET = 17
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from export.onnx_export import onnx_predict
-from export.serving import saved_model_predict
 
 DEFAULT_TOLERANCE = 1e-4
 
@@ -64,6 +63,8 @@ def check_parity(backbone, raw_signal: np.ndarray, saved_model_path: str | None 
       ``{"n", "tolerance", "saved_model": {...}, "onnx": {...}, "passed"}`` with
       ``compare``'s fields for each artefact given.
     """
+    from export.serving import saved_model_predict
+
     reference = keras_reference(backbone, raw_signal, batch_size)
     result = {"n": int(len(raw_signal)), "tolerance": tolerance}
     if saved_model_path:

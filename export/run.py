@@ -8,7 +8,6 @@ import os
 from erts_tf.evaluate import load_model, load_run_config, prepare_builder
 from export.onnx_export import DEFAULT_OPSET, export_onnx
 from export.parity import DEFAULT_TOLERANCE, check_parity, raw_records
-from export.serving import INPUT_NAME, OUTPUT_NAME, export_saved_model
 
 
 def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OPSET, split: str = "test",
@@ -23,6 +22,8 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
     out_dir = out_dir or os.path.join(run_dir, "export")
     config = load_run_config(run_dir, data_dir)
     backbone = load_model(run_dir)
+    from export.serving import INPUT_NAME, OUTPUT_NAME, export_saved_model  # imports TensorFlow
+
     os.makedirs(out_dir, exist_ok=True)
     saved_model_path = os.path.join(out_dir, "saved_model")
     onnx_path = os.path.join(out_dir, "model.onnx")

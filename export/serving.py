@@ -6,7 +6,7 @@ artefacts are the same computation:
 
     signal (batch, time, leads) float32, raw units
       -> per-sample, per-lead z-score (``erts_tf.data.pipeline.zscore_tf``;
-         NaN/inf -> 0, flat leads -> 0)
+         flat leads -> 0)
       -> backbone (inference mode) -> logits (batch, n_classes)
       -> softmax -> {"probabilities": (batch, n_classes)}
 

@@ -29,7 +29,7 @@ def tiny_config(tmp_path, tfds_dir):
     def make(**overrides):
         base = dict(output_dir=str(tmp_path / "run"), dataset_config="tiny", data_dir=tfds_dir, epochs=5,
                     batch_size=16, warm_up_epochs=1, cam_start_epoch=1, start_revision=4, rescore_every=2,
-                    tau=0.5, verbose=0, model="tiny_cnn")
+                    tau=0.5, verbose=0, model="tiny_cnn", report=False, tensorboard_images_every=0)
         base.update(overrides)
         return RunConfig(**base)
 

@@ -153,3 +153,30 @@ def test_cli_on_a_folder_without_model(tmp_path):
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "model.keras" in lines[0], result.stderr
+
+
+def test_evaluate_reports_multilabel_auroc_on_ptbxl_dummy(tmp_path):
+    """PTB-XL's ``superclasses`` multi-hot gives a multi-label section, flagged as from a softmax model."""
+    import keras
+
+    import physionet_dummy_data as dummy
+    from erts_tf import evaluate, models
+
+    manual = tmp_path / "manual"
+    truth = dummy.write_ptbxl(manual / "ptb-xl-dummy", per_fold=2, rates=(100,))
+    dummy.build("ptbxl", "100hz", tmp_path / "tfds", manual)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({
+        "output_dir": str(run_dir), "dataset": "ptbxl", "dataset_config": "100hz", "data_dir": str(tmp_path / "tfds"),
+        "manual_dir": str(manual), "model": "tiny_cnn"}))
+    keras.utils.set_random_seed(0)
+    models.build("tiny_cnn", (1000, 12), 5).save(run_dir / "model.keras")
+    result = evaluate.evaluate(str(run_dir), "train", rounds=200, seed=0)
+    multilabel = result["multilabel"]
+    assert multilabel["feature"] == "superclasses" and "single-label" in multilabel["model_output"]
+    assert "not meaningful" in multilabel["note"] and "macro_f1" not in multilabel
+    n_train = sum(1 for r in truth.values() if r["fold"] <= 8)
+    assert multilabel["n"] == result["metrics"]["n"] == n_train
+    assert set(multilabel["per_class_auroc"]) == set(result["classes"])
+    assert multilabel["bootstrap"]["macro_auroc"]["point"] == pytest.approx(multilabel["macro_auroc"], abs=1e-12)

@@ -25,24 +25,30 @@ log = logging.getLogger(__name__)
 def zscore(signal: np.ndarray) -> np.ndarray:
     """Per-sample, per-lead z-score of ``(..., time, leads)``.
 
-    NaN/inf become 0 first; a lead with std < 1e-8 (flat) is divided by 1, so
-    a constant lead becomes zeros, never NaN.
+    NaN/inf become 0 first. A flat lead becomes zeros, never NaN: flat means a std
+    below float32 resolution at the lead's level, ``std <= 1e-6 * max(1, |mean|)``
+    (a float32 lead constant at 0.7 has std ~1e-7, not 0).
     """
     signal = np.nan_to_num(np.asarray(signal, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     mean = signal.mean(axis=-2, keepdims=True)
     std = signal.std(axis=-2, keepdims=True)
-    std = np.where(std < 1e-8, 1.0, std)
-    return ((signal - mean) / std).astype(np.float32)
+    flat = std <= 1e-6 * np.maximum(1.0, np.abs(mean))
+    return np.where(flat, 0.0, (signal - mean) / np.where(flat, 1.0, std)).astype(np.float32)
 
 
 def zscore_tf(signal: tf.Tensor) -> tf.Tensor:
-    """The same z-score as ``zscore`` in TensorFlow (used by the serving function)."""
+    """The same z-score as ``zscore`` in TensorFlow (the serving function's preprocessing).
+
+    NaN and inf are replaced by one select per condition: tf2onnx 1.17 lowers
+    ``where(is_finite(x), x, 0)`` to ``cond * x``, which keeps NaN in ONNX.
+    """
     signal = tf.cast(signal, tf.float32)
-    signal = tf.where(tf.math.is_finite(signal), signal, tf.zeros_like(signal))
+    signal = tf.where(tf.math.is_nan(signal), tf.zeros_like(signal), signal)
+    signal = tf.where(tf.math.is_inf(signal), tf.zeros_like(signal), signal)
     mean = tf.reduce_mean(signal, axis=-2, keepdims=True)
     std = tf.math.reduce_std(signal, axis=-2, keepdims=True)
-    std = tf.where(std < 1e-8, tf.ones_like(std), std)
-    return (signal - mean) / std
+    flat = std <= 1e-6 * tf.maximum(1.0, tf.abs(mean))
+    return tf.where(flat, tf.zeros_like(signal), (signal - mean) / tf.where(flat, tf.ones_like(std), std))
 
 
 @dataclasses.dataclass

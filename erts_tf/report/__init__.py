@@ -5,6 +5,13 @@
 comparison. See ``erts_tf.report.report``.
 """
 
-from erts_tf.report.report import ReportError, compare_runs, comparison_rows, write_run_report
+_EXPORTS = ("ReportError", "compare_runs", "comparison_rows", "write_run_report")
+__all__ = list(_EXPORTS)
 
-__all__ = ["ReportError", "compare_runs", "comparison_rows", "write_run_report"]
+
+def __getattr__(name):  # lazy: the CLI's flag errors do not import pandas and matplotlib
+    if name in _EXPORTS:
+        from erts_tf.report import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module 'erts_tf.report' has no attribute {name!r}")

@@ -44,9 +44,6 @@ def _fail(message: str):
 
 
 def main(argv):
-    from erts_tf.evaluate import EvaluateError
-    from erts_tf.report import report
-
     f = flags.FLAGS
     if not f["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
@@ -55,6 +52,9 @@ def main(argv):
         _fail("give at least one run folder: python -m erts_tf.report RUN_DIR [RUN_DIR ...] [--out=DIR]")
     if len(run_dirs) > 1 and not f.out:
         _fail("several runs: pass --out=DIR for the comparison")
+    from erts_tf.evaluate import EvaluateError
+    from erts_tf.report import report
+
     try:
         if len(run_dirs) == 1:
             path = report.write_run_report(run_dirs[0], f.out, f.top, f.gradcam_examples)

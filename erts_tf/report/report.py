@@ -113,7 +113,8 @@ def gradcam_overlay_png(run_dir: str, path: str, n_examples: int | None = None) 
     maps, probs = gradcam_maps(cam_model, arrays.signal[ids], arrays.label[ids])
     names = arrays.class_names
     titles = [f"validation #{i}: true {names[y]}, predicted {names[p]}, p_true {q[y]:.2f}"
-              for i, y, p, q in zip(ids, arrays.label[ids], probs.argmax(-1), probs)]
+              + ("  (empty map: no positive evidence for the true class)" if m.max() == 0 else "")
+              for i, y, p, q, m in zip(ids, arrays.label[ids], probs.argmax(-1), probs, maps)]
     lead = 1 if arrays.signal.shape[-1] > 1 else 0
     fig = plots.gradcam_overlay_figure(arrays.signal[ids][..., lead], maps, titles, lead_name=f"lead {lead}",
                                        title=f"{config.model}: Grad-CAM of the true class (best weights)")

@@ -38,6 +38,8 @@ class RunConfig:
     skip_nonfinite: bool = False
     jit_compile: bool = False
     verbose: int = 2
+    report: bool = True
+    tensorboard_images_every: int = 5
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

@@ -19,14 +19,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from erts_tf import metrics, models
+from erts_tf import evaluate, metrics, models
 from erts_tf.data import pipeline
 from erts_tf.selection.policies import PolicyConfig
 from erts_tf.selection.schedule import Schedule
 from erts_tf.training import callbacks as cbs
 from erts_tf.training.config import RunConfig
 from erts_tf.training.losses import class_balanced_weights
+from erts_tf.report import write_run_report
 from erts_tf.training.model import ERTSModel, SelectionConfig
+from erts_tf.training.tensorboard_extras import TensorBoardExtras
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,7 @@ def run(config: RunConfig, data: Data | None = None) -> dict:
         audit,
         best,
         keras.callbacks.TensorBoard(os.path.join(out, "logs"), write_graph=False),
+        TensorBoardExtras(model, os.path.join(out, "logs"), data.validation, every=config.tensorboard_images_every),
         cbs.EpochCheckpoint(manager, progress_path, ledger, best),
     ]
     read_counter = state.counters["samples_read"]
@@ -193,6 +196,9 @@ def run(config: RunConfig, data: Data | None = None) -> dict:
     }
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
+    if config.report:
+        evaluate.evaluate(out, "test", 1000, config.seed, arrays=data.test)
+        write_run_report(out)
     return summary
 
 

@@ -68,11 +68,11 @@ class TensorBoardExtras(keras.callbacks.Callback):
       log_dir: the run's TensorBoard folder; events go to ``<log_dir>/extras``.
       validation: the validation ``SplitArrays`` (z-scored signals).
       every: epochs between Grad-CAM images (0: only after the last epoch).
-      n_examples: validation ECGs in the image.
+      n_examples: validation ECGs in the image (default: one per class present, at most 8).
       lead: lead index to draw (default: 1, lead II of a 12-lead ECG, or 0).
     """
 
-    def __init__(self, model, log_dir: str, validation, every: int = 5, n_examples: int = 4, lead: int | None = None):
+    def __init__(self, model, log_dir: str, validation, every: int = 5, n_examples: int | None = None, lead: int | None = None):
         super().__init__()
         self.erts = model
         self.log_dir = os.path.join(log_dir, "extras")
@@ -81,6 +81,7 @@ class TensorBoardExtras(keras.callbacks.Callback):
         self.lead = (1 if leads > 1 else 0) if lead is None else int(lead)
         if not 0 <= self.lead < leads:
             raise ValueError(f"lead {self.lead} out of range for {leads}-lead signals")
+        n_examples = n_examples or min(8, len(np.unique(validation.label)))
         self.ids = example_ids(validation.label, n_examples)
         self.signal = validation.signal[self.ids]
         self.labels = validation.label[self.ids]
@@ -133,7 +134,8 @@ class TensorBoardExtras(keras.callbacks.Callback):
         pred = probs.argmax(axis=-1)
         titles = [
             f"validation #{i}: true {self.class_names[y]}, predicted {self.class_names[p]}, p_true {q[y]:.2f}"
-            for i, y, p, q in zip(self.ids, self.labels, pred, probs)
+            + ("  (empty map: no positive evidence for the true class)" if m.max() == 0 else "")
+            for i, y, p, q, m in zip(self.ids, self.labels, pred, probs, maps)
         ]
         epoch = "" if self._last_epoch is None else f" after epoch {self._last_epoch}"
         fig = plots.gradcam_overlay_figure(self.signal[..., self.lead], maps, titles, lead_name=f"lead {self.lead}",
