@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import logging
 import hashlib
 import json
 import math
@@ -48,12 +49,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
-from absl import logging
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 EXTRACT_DIR_NAME = "erts_extracted"
 MAX_SEARCH_DEPTH = 3
 DEFAULT_MAX_SKIP_FRACTION = 0.02
+
+log = logging.getLogger(__name__)  # std logging: seen by pytest caplog and by absl's handler
 
 
 class ManualDataError(FileNotFoundError):
@@ -180,14 +182,14 @@ def verify_archive(archive: pathlib.Path, source: Source, checksums_path: pathli
     """Checks size and sha256 of ``archive`` when its name is listed in ``checksums_path``."""
     known = load_checksums(checksums_path).get(archive.name)
     if known is None:
-        logging.info("%s: %s is not listed in %s; not checksummed.", source.dataset, archive.name, checksums_path)
+        log.info("%s: %s is not listed in %s; not checksummed.", source.dataset, archive.name, checksums_path)
         return
     size, expected = known
     actual_size = archive.stat().st_size
     if actual_size != size:
         # Another file under a listed name (e.g. PhysioNet's own archive where the list records a
         # repackaged copy): not verifiable here. Truncated archives still fail when they are read.
-        logging.warning(
+        log.warning(
             "%s: %s has %d bytes, %s lists %d bytes for that name: another archive, not checksummed.",
             source.dataset, archive, actual_size, checksums_path, size,
         )
@@ -247,7 +249,7 @@ def extract(
     if stamp_file.is_file():
         try:
             if json.loads(stamp_file.read_text()) == stamp:
-                logging.info("%s: reusing %s extracted in %s", source.dataset, archive.name, dest)
+                log.info("%s: reusing %s extracted in %s", source.dataset, archive.name, dest)
                 return dest
         except (OSError, ValueError):
             pass
@@ -255,7 +257,7 @@ def extract(
     dest_root.mkdir(parents=True, exist_ok=True)
     tmp = dest_root / f".{archive.name}.{cache_key}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    logging.info("%s: extracting %s (%s) into %s", source.dataset, archive, cache_key, dest)
+    log.info("%s: extracting %s (%s) into %s", source.dataset, archive, cache_key, dest)
     try:
         names, do_extract = _archive_members(archive)
         selected = [n for n in names if members is None or members(n)]
@@ -314,7 +316,7 @@ def locate_root(
     folders = find_folders(base, source.markers)
     if folders:
         root = _one(folders, source, f"folders holding {markers_text}")
-        logging.info("%s: reading the extracted folder %s", source.dataset, root)
+        log.info("%s: reading the extracted folder %s", source.dataset, root)
         return root
     archives = find_archives(base, source.archive_patterns)
     if not archives:
@@ -403,7 +405,7 @@ def locate_records(
                     f"{', '.join(str(p) for p in paths)}. Keep one copy."
                 )
         out[name] = {ext: paths[0] for ext, paths in found[name].items()}
-    logging.info("%s: %d records found in %s", source.dataset, len(out), origin)
+    log.info("%s: %d records found in %s", source.dataset, len(out), origin)
     return out
 
 
@@ -595,7 +597,7 @@ class SkipLog:
         self.considered = 0
 
     def skip(self, record: str, reason: str, split: str | None = None, *, count: bool = True) -> None:
-        logging.warning("%s: skipping record %s%s: %s", self.name, record, f" ({split})" if split else "", reason)
+        log.warning("%s: skipping record %s%s: %s", self.name, record, f" ({split})" if split else "", reason)
         self.skips.append(Skip(record, reason, split))
         if count:
             self.considered += 1
@@ -650,24 +652,24 @@ class PhysioNetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         self._finish_skips()
 
     def _raise_if_too_many(self, total: int) -> None:
-        log = self.skip_log
-        if total and len(log.skips) > self.max_skip_fraction * total:
-            log.considered = max(log.considered, total)
+        skips = self.skip_log
+        if total and len(skips.skips) > self.max_skip_fraction * total:
+            skips.considered = max(skips.considered, total)
             raise TooManySkipsError(
-                f"{log.summary()}. That is more than max_skip_fraction={self.max_skip_fraction:g} of the records: "
+                f"{skips.summary()}. That is more than max_skip_fraction={self.max_skip_fraction:g} of the records: "
                 "the build was aborted and nothing was written. Fix or replace the files named above (or pass "
                 "a larger max_skip_fraction to the builder to accept the loss)."
             )
 
     def _finish_skips(self) -> None:
-        log = self.skip_log
-        self._raise_if_too_many(log.considered)
-        if log.skips:
-            logging.warning("%s", log.summary())
+        skips = self.skip_log
+        self._raise_if_too_many(skips.considered)
+        if skips.skips:
+            log.warning("%s", skips.summary())
         else:
-            logging.info("%s", log.summary())
+            log.info("%s", skips.summary())
         if isinstance(self.info.metadata, dict):
-            self.info.metadata["skips"] = log.as_metadata()
+            self.info.metadata["skips"] = skips.as_metadata()
 
     def _iterate_records(
         self,
