@@ -98,3 +98,11 @@ def test_dataset_that_does_not_fit_the_model_is_a_clear_error(tiny_data):
         run.check_data_fits_model(tiny_data, (500, 12), 5)
     with pytest.raises(run.RunError, match="the dataset has 5 classes, the model expects 4"):
         run.check_data_fits_model(tiny_data, (1000, 12), 4)
+
+
+def test_rescoring_before_a_focus_decision_computes_focus(tiny_config, tiny_data):
+    """Epoch 3 re-scores the dropped samples and then decides with the focus filter: even though
+    no later epoch needs focus (revision from 4), the re-scoring must compute Grad-CAM."""
+    summary = run.run(tiny_config(mode="erts", rescore_every=2, start_revision=4), tiny_data)
+    entry = _epochs(summary)[3]
+    assert entry["forward_score"] > 0 and entry["gradcam"] >= entry["forward_score"]

@@ -101,8 +101,8 @@ class SelectionCallback(keras.callbacks.Callback):
         else:
             if self._rescore_due(epoch):
                 dropped = np.flatnonzero(~state.keep.numpy())
-                if len(dropped):
-                    self.rescore(dropped, cam=cam)
+                if len(dropped):  # this epoch's decision needs fresh focus when the filter is on
+                    self.rescore(dropped, cam=cam or (cam_active and self.mode in FOCUS_MODES))
             scores = policies.Scores.of(state.p_true.value(), state.focus.value(),
                                         tf.maximum(state.label.value(), 0), state.correct.value())
             decision = policies.decide(self.mode, scores, epoch, np.array([self.erts.selection.seed, epoch]),
