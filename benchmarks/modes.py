@@ -1,0 +1,438 @@
+"""Selection modes side by side: quality, effective epochs, total work, wall-clock, CPU time, memory.
+
+Same dataset, backbone, seeds and epochs for every mode; epoch level for
+``--modes`` and batch level for ``--batch_modes``. All runs happen in this one
+process, one after the other (the order is rotated per seed so that a drift in
+the machine's load does not always hit the same mode), and every ratio is
+taken against mode ``full`` of the same seed, measured in the same process.
+
+Mode ``full`` never selects, so it is the same computation at either level:
+the batch-level table reuses the epoch-level ``full`` runs unless
+``--rerun_full_batch`` is given.
+
+Columns:
+  test macro-F1: mean over seeds; the 95 % CI is a percentile bootstrap over
+    the test records of the seed-mean macro-F1 (each round resamples the test
+    set once and scores every seed's predictions on it; erts_tf.bootstrap);
+  effective epochs: back-propagated samples / training-set size (the paper's);
+  work: total-work ratio (forward + Grad-CAM + backward sample-passes relative
+    to full training's 2 per sample per epoch; from the run's cost ledger);
+  train wall: the ledger's training time (selection, re-scoring and training,
+    no validation) relative to full's; "ep>=1" leaves out epoch 0 (full data in
+    every mode, and it holds the first tracing of the train step); run wall: the whole run (model build,
+    tracing, every epoch with validation, best-weight restore, test);
+  CPU: process CPU seconds of the run relative to full's (less sensitive than
+    wall-clock to other processes on a shared machine);
+  peak RSS: resident memory sampled every 50 ms during the run (same process
+    for all runs: memory kept by the allocator from earlier runs counts).
+
+Usage:
+  python benchmarks/modes.py                       # the full grid (synthetic_ecg/quickstart, resnet1d, 3 seeds)
+  python benchmarks/modes.py --smoke               # tiny, 1 seed, 3 epochs
+  python benchmarks/modes.py --dataset ptbxl --dataset_config 100hz --seeds 0 --epochs 8
+
+Writes benchmarks/results/modes.json (modes_<dataset>.json for another
+dataset) and a PNG beside it (macro-F1 against the wall-clock ratio; kept
+fraction per epoch).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import pathlib
+import shutil
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+NAME = "modes"
+EPOCH_MODES = ("full", "dbpd", "srd", "smrd", "erts", "erts_smrd")
+BATCH_MODES = ("dbpd", "erts")
+COMPARE_WITH = ("full", "dbpd", "smrd", "srd", "erts_smrd")
+
+
+def parse(argv=None):
+    parser = common.base_parser(__doc__, NAME)
+    parser.add_argument("--dataset", default="synthetic_ecg")
+    parser.add_argument("--dataset_config", default=None, help="default: quickstart (tiny with --smoke)")
+    parser.add_argument("--model", default="resnet1d")
+    parser.add_argument("--modes", default=",".join(EPOCH_MODES), help="epoch-level modes")
+    parser.add_argument("--batch_modes", default=",".join(BATCH_MODES),
+                        help="batch-level modes ('full' reuses the epoch-level full run unless --rerun_full_batch)")
+    parser.add_argument("--rerun_full_batch", action="store_true", help="run mode full again at batch level")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; 0 with --smoke)")
+    parser.add_argument("--epochs", type=int, default=None, help="default 12 (3 with --smoke)")
+    parser.add_argument("--warm_up_epochs", type=int, default=None, help="default 3 (1 with --smoke)")
+    parser.add_argument("--cam_start_epoch", type=int, default=1)
+    parser.add_argument("--start_revision", type=int, default=-1, help="-1: no revision phase")
+    parser.add_argument("--rescore_every", type=int, default=2)
+    parser.add_argument("--tau", type=float, default=0.3)
+    parser.add_argument("--cam_keep_frac", type=float, default=0.7)
+    parser.add_argument("--focus_score", default="entropy")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=None, help="bootstrap rounds (default 1000; 200 with --smoke)")
+    parser.add_argument("--keep_runs", action="store_true", help="keep the run directories under --work_dir")
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    args.dataset_config = args.dataset_config or ("tiny" if smoke else ("quickstart" if args.dataset == "synthetic_ecg" else None))
+    args.seeds = [int(s) for s in (args.seeds or ("0" if smoke else "0,1,2")).split(",")]
+    args.epochs = args.epochs or (3 if smoke else 12)
+    args.warm_up_epochs = args.warm_up_epochs if args.warm_up_epochs is not None else (1 if smoke else 3)
+    args.rounds = args.rounds or (200 if smoke else 1000)
+    args.modes = [m for m in args.modes.split(",") if m]
+    args.batch_modes = [m for m in args.batch_modes.split(",") if m]
+    if "full" not in args.modes:
+        args.modes = ["full", *args.modes]  # every ratio is relative to it
+    if args.output is None and args.dataset != "synthetic_ecg":
+        args.output = str(common.RESULTS_DIR / f"{NAME}_{args.dataset}{'_smoke' if smoke else ''}.json")
+    return args
+
+
+def _combos(args) -> list[tuple[str, str]]:
+    combos = [("epoch", m) for m in args.modes]
+    for m in args.batch_modes:
+        if m != "full" or args.rerun_full_batch:
+            combos.append(("batch", m))
+    return combos
+
+
+def _config(args, mode, level, seed, output_dir):
+    from erts_tf.training.config import RunConfig
+
+    return RunConfig(
+        output_dir=output_dir, dataset=args.dataset, dataset_config=args.dataset_config, data_dir=args.data_dir,
+        manual_dir=args.manual_dir if args.dataset != "synthetic_ecg" else None, model=args.model,
+        epochs=args.epochs, batch_size=args.batch_size, mode=mode, level=level, tau=args.tau,
+        cam_keep_frac=args.cam_keep_frac, focus_score=args.focus_score, warm_up_epochs=args.warm_up_epochs,
+        cam_start_epoch=args.cam_start_epoch, start_revision=args.start_revision, rescore_every=args.rescore_every,
+        seed=seed, overwrite=True, verbose=0,
+    )
+
+
+def _test_probs(args, run_dir, data):
+    """Test-split class probabilities of the restored best weights (as the run scored them)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from erts_tf import models
+
+    backbone = models.build(args.model, data.train.input_shape, len(data.train.class_names))
+    backbone.load_weights(os.path.join(run_dir, "best.weights.h5"))
+    probs = []
+    for start in range(0, data.test.n, 256):
+        logits = backbone(data.test.signal[start:start + 256], training=False)
+        probs.append(tf.nn.softmax(logits).numpy())
+    return np.concatenate(probs)
+
+
+def run_one(args, data, mode, level, seed) -> dict:
+    import keras
+    import numpy as np
+
+    from erts_tf import bootstrap, metrics
+    from erts_tf.training import run
+
+    run_dir = os.path.join(args.work_dir, NAME, f"{args.dataset}_{args.dataset_config}", f"{level}_{mode}_s{seed}")
+    config = _config(args, mode, level, seed, run_dir)
+    keras.backend.clear_session()
+    gc.collect()
+    with common.Meter() as meter:
+        summary = run.run(config, data)
+    probs = _test_probs(args, run_dir, data)
+    check = metrics.classification_metrics(data.test.label, probs, data.test.class_names)["macro_f1"]
+    if abs(check - summary["test"]["macro_f1"]) > 1e-6:
+        print(f"warning: recomputed test macro-F1 {check:.4f} != run's {summary['test']['macro_f1']:.4f}", flush=True)
+    ci = bootstrap.single_label_bootstrap(data.test.label, probs, data.test.class_names, rounds=args.rounds, seed=0)
+    cost = summary["cost"]
+    record = {
+        "mode": mode, "level": level, "seed": seed, "run_dir": run_dir,
+        "test_macro_f1": summary["test"]["macro_f1"], "test_macro_f1_ci": ci["macro_f1"],
+        "test_accuracy": summary["test"]["accuracy"],
+        "test_per_class_f1": {k: v["f1"] for k, v in summary["test"]["per_class"].items()},
+        "validation_macro_f1": summary["validation"]["macro_f1"], "best_epoch": summary["best_epoch"],
+        "effective_epochs": cost["effective_epochs"], "total_work_ratio": cost["total_work_ratio"],
+        "cost": cost, "run_wall_s": meter.result["wall_s"], "train_s": cost["train_s"],
+        "cpu_s": meter.result["cpu_s"], "rss_peak_bytes": meter.result["rss_peak_bytes"],
+        "rss_start_bytes": meter.result["rss_start_bytes"], "meter": meter.result,
+        "epochs": [{k: e.get(k) for k in ("epoch", "phase", "kept", "kept_fraction", "samples_read", "forward_train",
+                                            "forward_score", "gradcam", "backward", "train_s", "wall_s", "val_macro_f1")}
+                   for e in summary["epochs"]],
+        "test_pred": np.argmax(probs, axis=-1).astype(int).tolist(),
+    }
+    if not args.keep_runs:
+        keep = ("summary.json", "audit.csv", "config.json")
+        for entry in os.listdir(run_dir):
+            path = os.path.join(run_dir, entry)
+            if entry not in keep:
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    return record
+
+
+# -- aggregation -------------------------------------------------------------------------------
+def _macro_f1_rounds(labels, preds_by_seed, n_classes, rounds, seed):
+    """``(rounds,)`` seed-mean macro-F1 on each bootstrap resample of the test records, and the point."""
+    import numpy as np
+
+    from erts_tf import bootstrap
+
+    labels = np.asarray(labels)
+    preds = [np.asarray(p) for p in preds_by_seed]
+
+    def macro_f1(index):
+        values = []
+        for p in preds:
+            cm = bootstrap.confusion_counts(labels[index], p[index], n_classes)
+            tp = np.diagonal(cm, axis1=1, axis2=2)
+            values.append(bootstrap.prf_from_counts(tp, cm.sum(axis=1) - tp, cm.sum(axis=2) - tp)["f1"].mean(axis=1))
+        return np.mean(values, axis=0)
+
+    out = np.concatenate([macro_f1(index) for index in bootstrap.resample_chunks(len(labels), rounds, seed)])
+    return out, float(macro_f1(np.arange(len(labels))[None])[0])
+
+
+def _interval(point, rounds_values):
+    from erts_tf import bootstrap
+
+    low, high = bootstrap.percentile_interval(rounds_values, 0.95)
+    return {"point": point, "low": low, "high": high}
+
+
+def _after0(record) -> float:
+    return sum(e["train_s"] for e in record["epochs"] if e["epoch"] > 0)
+
+
+def aggregate(args, records, labels, n_classes) -> dict:
+    import numpy as np
+
+    by_key = {}
+    for r in records:
+        by_key.setdefault((r["level"], r["mode"]), []).append(r)
+    full_by_seed = {r["seed"]: r for r in records if r["mode"] == "full" and r["level"] == "epoch"}
+    for r in records:
+        base = full_by_seed[r["seed"]]
+        r["ratios"] = {
+            "run_wall": r["run_wall_s"] / base["run_wall_s"],
+            "train_wall": r["train_s"] / base["train_s"],
+            "cpu": r["cpu_s"] / base["cpu_s"],
+            # without epoch 0 (a full-data epoch in every mode that also holds the first tracing)
+            "train_wall_after_epoch0": _after0(r) / _after0(base),
+        }
+        r["wall_vs_work"] = r["ratios"]["train_wall"] / r["total_work_ratio"] - 1.0
+    rounds_by_key, rows = {}, {}
+    for (level, mode), group in by_key.items():
+        group = sorted(group, key=lambda g: g["seed"])
+        boot, point = _macro_f1_rounds(labels, [g["test_pred"] for g in group], n_classes, args.rounds, seed=0)
+        rounds_by_key[(level, mode)] = boot
+        mean = lambda k: float(np.mean([g[k] for g in group]))  # noqa: E731
+        ratio = lambda k: float(np.mean([g["ratios"][k] for g in group]))  # noqa: E731
+        rows[f"{level}/{mode}"] = {
+            "train_wall_after_epoch0_ratio": ratio("train_wall_after_epoch0"),
+            "level": level, "mode": mode, "seeds": [g["seed"] for g in group],
+            "test_macro_f1_mean": point, "test_macro_f1_ci": _interval(point, boot),
+            "test_macro_f1_by_seed": [g["test_macro_f1"] for g in group],
+            "test_macro_f1_std": float(np.std([g["test_macro_f1"] for g in group], ddof=1)) if len(group) > 1 else None,
+            "effective_epochs": mean("effective_epochs"), "total_work_ratio": mean("total_work_ratio"),
+            "train_wall_ratio": ratio("train_wall"), "run_wall_ratio": ratio("run_wall"), "cpu_ratio": ratio("cpu"),
+            "train_s": mean("train_s"), "run_wall_s": mean("run_wall_s"), "cpu_s": mean("cpu_s"),
+            "rss_peak_bytes": max(g["rss_peak_bytes"] for g in group),
+            "wall_vs_work": float(np.mean([g["wall_vs_work"] for g in group])),
+        }
+    if ("batch", "full") not in rounds_by_key and ("epoch", "full") in rounds_by_key and "full" in args.batch_modes:
+        rows["batch/full"] = {**rows["epoch/full"], "level": "batch", "reused_from": "epoch/full"}
+        rounds_by_key[("batch", "full")] = rounds_by_key[("epoch", "full")]
+    comparisons = {}
+    for level in ("epoch", "batch"):
+        if (level, "erts") not in rounds_by_key:
+            continue
+        for other in COMPARE_WITH:
+            if (level, other) not in rounds_by_key:
+                continue
+            diff = rounds_by_key[(level, "erts")] - rounds_by_key[(level, other)]
+            a, b = rows[f"{level}/erts"], rows[f"{level}/{other}"]
+            comparisons[f"{level}: erts - {other}"] = {
+                "macro_f1_difference": _interval(a["test_macro_f1_mean"] - b["test_macro_f1_mean"], diff),
+                "work_ratio": [a["total_work_ratio"], b["total_work_ratio"]],
+                "train_wall_ratio": [a["train_wall_ratio"], b["train_wall_ratio"]],
+                "verdict": _verdict(a, b, _interval(0.0, diff)),
+            }
+    return {"rows": rows, "comparisons": comparisons, "targets": _targets(rows, records)}
+
+
+def _verdict(a, b, diff) -> str:
+    """erts (a) against another mode (b): quality from the paired bootstrap, cost from the work ratio."""
+    cheaper = a["total_work_ratio"] <= b["total_work_ratio"] and a["train_wall_ratio"] <= b["train_wall_ratio"] * 1.05
+    if diff["low"] is not None and diff["low"] > 0:
+        quality = "better"
+    elif diff["high"] is not None and diff["high"] < 0:
+        quality = "worse"
+    else:
+        quality = "not distinguishable"
+    cost = "at lower or equal cost" if cheaper else "at higher cost"
+    return f"macro-F1 {quality} (paired 95 % CI of the difference), {cost}"
+
+
+def _targets(rows, records) -> dict:
+    targets = {}
+    full, erts = rows.get("epoch/full"), rows.get("epoch/erts")
+    if full and erts:
+        low = full["test_macro_f1_ci"]["low"]
+        targets["erts_epoch_quality"] = {
+            "target": "erts (epoch level) test macro-F1 >= full's 95 % CI lower bound",
+            "erts": erts["test_macro_f1_mean"], "full_ci_low": low,
+            "met": low is not None and erts["test_macro_f1_mean"] >= low,
+        }
+        targets["erts_epoch_wall_clock"] = {
+            "target": "erts (epoch level) wall-clock <= 0.45 x full's",
+            "train_wall_ratio": erts["train_wall_ratio"], "run_wall_ratio": erts["run_wall_ratio"],
+            "met_train_wall": erts["train_wall_ratio"] <= 0.45, "met_run_wall": erts["run_wall_ratio"] <= 0.45,
+        }
+    within = {k: {"train_wall_ratio": r["train_wall_ratio"], "total_work_ratio": r["total_work_ratio"],
+                  "relative_difference": r["wall_vs_work"], "met": abs(r["wall_vs_work"]) <= 0.10}
+              for k, r in rows.items() if r["mode"] != "full" and "reused_from" not in r}
+    targets["wall_clock_tracks_work"] = {
+        "target": "train wall-clock ratio within 10 % of the total-work ratio (relative)", "by_run_kind": within,
+        "met_all": all(v["met"] for v in within.values()),
+    }
+    return targets
+
+
+# -- output ------------------------------------------------------------------------------------
+def tables(result) -> str:
+    rows = result["aggregate"]["rows"]
+    n_seeds = len(result["settings"]["seeds"])
+    lines = []
+    for level in ("epoch", "batch"):
+        keyed = [r for r in rows.values() if r["level"] == level]
+        if not keyed:
+            continue
+        order = {m: i for i, m in enumerate(("full", "dbpd", "srd", "smrd", "erts", "erts_srd", "erts_smrd"))}
+        keyed.sort(key=lambda r: order.get(r["mode"], 99))
+        body = [[
+            r["mode"] + (" (=epoch full)" if "reused_from" in r else ""),
+            common.fmt_ci(r["test_macro_f1_ci"]),
+            common.fmt(r["test_macro_f1_std"], ".3f"),
+            common.fmt(r["effective_epochs"], ".2f"),
+            common.fmt(r["total_work_ratio"], ".3f"),
+            common.fmt(r["train_wall_ratio"], ".3f"),
+            common.fmt(r["train_wall_after_epoch0_ratio"], ".3f"),
+            common.fmt(r["run_wall_ratio"], ".3f"),
+            common.fmt(r["cpu_ratio"], ".3f"),
+            common.mib(r["rss_peak_bytes"]),
+        ] for r in keyed]
+        lines.append(f"\n{level} level ({n_seeds} seed{'s' if n_seeds > 1 else ''}; ratios relative to full, same seed, same process)\n")
+        lines.append(common.markdown_table(
+            ["mode", "test macro-F1 [95% CI]", "sd seeds", "eff. epochs", "work", "train wall", "train wall ep>=1", "run wall", "CPU", "peak RSS MiB"],
+            body))
+    comparisons = result["aggregate"]["comparisons"]
+    if comparisons:
+        lines.append("\nerts against the others (paired bootstrap over the test records, seed-mean macro-F1)\n")
+        lines.append(common.markdown_table(
+            ["comparison", "F1 difference [95% CI]", "work (erts / other)", "train wall (erts / other)", "verdict"],
+            [[k, common.fmt_ci(v["macro_f1_difference"], "+.3f"),
+              f"{v['work_ratio'][0]:.3f} / {v['work_ratio'][1]:.3f}",
+              f"{v['train_wall_ratio'][0]:.3f} / {v['train_wall_ratio'][1]:.3f}", v["verdict"]]
+             for k, v in comparisons.items()], "lllll"))
+    targets = result["aggregate"]["targets"]
+    lines.append("\ntargets\n")
+    if "erts_epoch_quality" in targets:
+        q, w = targets["erts_epoch_quality"], targets["erts_epoch_wall_clock"]
+        lines.append(f"- {q['target']}: erts {q['erts']:.3f} vs full CI low {common.fmt(q['full_ci_low'])} -> "
+                     f"{'MET' if q['met'] else 'NOT MET'}")
+        lines.append(f"- {w['target']}: train wall {w['train_wall_ratio']:.3f} ({'MET' if w['met_train_wall'] else 'NOT MET'}), "
+                     f"run wall {w['run_wall_ratio']:.3f} ({'MET' if w['met_run_wall'] else 'NOT MET'})")
+    t = targets["wall_clock_tracks_work"]
+    parts = [f"{k} {v['relative_difference']:+.0%}{'' if v['met'] else ' (no)'}" for k, v in t["by_run_kind"].items()]
+    lines.append(f"- {t['target']}: {'MET for all' if t['met_all'] else 'NOT met for all'}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def plot(result, path) -> pathlib.Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = result["aggregate"]["rows"]
+    colors = {"full": "black", "dbpd": "tab:blue", "srd": "tab:gray", "smrd": "tab:orange", "erts": "tab:red",
+              "erts_srd": "tab:pink", "erts_smrd": "tab:purple"}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for r in rows.values():
+        if "reused_from" in r:
+            continue
+        ci = r["test_macro_f1_ci"]
+        y = r["test_macro_f1_mean"]
+        err = [[y - ci["low"]], [ci["high"] - y]] if ci["low"] is not None else None
+        ax1.errorbar(r["train_wall_ratio"], y, yerr=err, fmt="o" if r["level"] == "epoch" else "s",
+                     color=colors.get(r["mode"], "green"), mfc=colors.get(r["mode"], "green") if r["level"] == "epoch" else "white",
+                     capsize=3, label=f"{r['mode']} ({r['level']})")
+    ax1.axvline(0.45, ls=":", color="gray")
+    ax1.set_xlabel("training wall-clock relative to full (same seed, same process)")
+    ax1.set_ylabel("test macro-F1 (seed mean, 95 % bootstrap CI)")
+    ax1.set_title("quality against wall-clock")
+    ax1.legend(fontsize=7)
+    first_seed = result["settings"]["seeds"][0]
+    for r in result["runs"]:
+        if r["seed"] != first_seed:
+            continue
+        ax2.plot([e["epoch"] for e in r["epochs"]], [e["kept_fraction"] for e in r["epochs"]],
+                 "-" if r["level"] == "epoch" else "--", color=colors.get(r["mode"], "green"),
+                 label=f"{r['mode']} ({r['level']})")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("back-propagated share of the training split")
+    ax2.set_title(f"kept fraction per epoch (seed {first_seed})")
+    ax2.legend(fontsize=7)
+    fig.suptitle(f"{result['settings']['dataset']}/{result['settings']['dataset_config']}, {result['settings']['model']}, "
+                 f"{result['settings']['epochs']} epochs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return pathlib.Path(path)
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    common.quiet_tensorflow()
+    from erts_tf.training import run
+
+    started = time.perf_counter()
+    machine_before = common.machine()
+    data = run.load_data(_config(args, "full", "epoch", 0, os.path.join(args.work_dir, "unused")))
+    combos = _combos(args)
+    records = []
+    for index, seed in enumerate(args.seeds):
+        shift = index % len(combos)
+        for level, mode in combos[shift:] + combos[:shift]:
+            record = run_one(args, data, mode, level, seed)
+            records.append(record)
+            print(f"seed {seed} {level:>5} {mode:<9} test macro-F1 {record['test_macro_f1']:.3f}  eff. epochs "
+                  f"{record['effective_epochs']:.2f}  work {record['total_work_ratio']:.3f}  train {record['train_s']:.1f}s  "
+                  f"run {record['run_wall_s']:.1f}s  cpu {record['cpu_s']:.1f}s", flush=True)
+    summary = aggregate(args, records, data.test.label, len(data.test.class_names))
+    result = {
+        "benchmark": NAME,
+        "settings": {k: v for k, v in vars(args).items()},
+        "dataset_sizes": {"train": data.train.n, "validation": data.validation.n, "test": data.test.n},
+        "machine": machine_before,
+        "machine_end": {"loadavg": list(os.getloadavg()), "maxrss_lifetime_bytes": common.max_rss_bytes()},
+        "total_wall_s": time.perf_counter() - started,
+        "aggregate": summary,
+        "runs": records,
+        "test_labels": data.test.label.astype(int).tolist(),
+    }
+    text = tables(result)
+    print(text)
+    out = common.write_json(common.output_path(args, NAME), result)
+    png = plot(result, common.output_path(args, NAME, ".png"))
+    print(f"wrote {out}" + (f" and {png}" if png else ""))
+    result["table"] = text
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Scale: input pipeline and training throughput on ~100k MIT-BIH beats as the kept fraction falls.
+
+The MIT-BIH Arrhythmia beats (``mitbih_arrhythmia``, config ``mlii``: one
+256-sample window per annotated beat) of the splits in ``--splits`` (default
+train + validation + test, ~100k beats) are decoded once and treated as one
+training split. For each kept fraction (``--fractions``, default 1.0, 0.5,
+0.2, 0.05) a keep-mask of that share (a seeded random subset) is set directly
+on the ``SelectionState`` and:
+
+1. pipeline alone: one epoch of ``erts_tf.data.pipeline.train_dataset`` is
+   iterated to the end without a model: samples/s, and the read counter
+   against the kept count (the filtered pipeline must not read a dropped
+   record: the counter must equal the kept count, and the sample ids it yields
+   must be exactly the kept ones);
+2. training: one epoch of ``ERTSModel.fit`` at epoch level, as mode ``full``
+   trains (plan ``cam=False``: forward + backward) and as ``erts`` trains
+   (plan ``cam=True``: + the Grad-CAM partial backward and focus), after an
+   untimed tracing step. With ``--max_train_samples`` (default 20000) an
+   epoch with more kept samples is cut after that many (the samples/s are
+   measured on them; the epoch time is then projected as kept / samples/s and
+   marked so). A cut epoch reads a few batches more than it trains (the
+   prefetch reads ahead), so its read count is not compared.
+
+Peak RSS is sampled during each measurement. Epoch times are compared with
+``full`` at fraction 1.0.
+
+Usage:
+  python benchmarks/scale.py                                  # MIT-BIH, ~100k beats
+  python benchmarks/scale.py --smoke                          # synthetic_ecg/tiny
+  python benchmarks/scale.py --max_train_samples 0            # train every epoch to the end
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+NAME = "scale"
+
+
+def parse(argv=None):
+    parser = common.base_parser(__doc__, NAME)
+    parser.add_argument("--dataset", default=None, help="default mitbih_arrhythmia (synthetic_ecg with --smoke)")
+    parser.add_argument("--dataset_config", default=None, help="default mlii (tiny with --smoke)")
+    parser.add_argument("--splits", default="train,validation,test", help="splits concatenated into one training set")
+    parser.add_argument("--model", default="resnet1d")
+    parser.add_argument("--fractions", default="1.0,0.5,0.2,0.05")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--max_train_samples", type=int, default=None,
+                        help="cut a training epoch after this many samples (0: never; default 20000, 0 with --smoke)")
+    parser.add_argument("--pipeline_repeats", type=int, default=2, help="pipeline-only epochs per fraction (best kept)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.dataset = args.dataset or "synthetic_ecg"
+        args.dataset_config = args.dataset_config or "tiny"
+    args.dataset = args.dataset or "mitbih_arrhythmia"
+    args.dataset_config = args.dataset_config or ("mlii" if args.dataset == "mitbih_arrhythmia" else None)
+    if args.max_train_samples is None:
+        args.max_train_samples = 0 if args.smoke else 20000
+    args.fractions = [float(f) for f in args.fractions.split(",")]
+    args.splits = [s for s in args.splits.split(",") if s]
+    return args
+
+
+def load(args):
+    """The requested splits of the dataset, concatenated into one ``SplitArrays``."""
+    import numpy as np
+
+    from erts_tf.data import pipeline
+
+    builder = pipeline.prepare(args.dataset, args.dataset_config, args.data_dir,
+                               args.manual_dir if args.dataset != "synthetic_ecg" else None)
+    parts = [pipeline.load_split(builder, s) for s in args.splits]
+    extras = {k: np.concatenate([p.extras[k] for p in parts]) for k in parts[0].extras}
+    return pipeline.SplitArrays(
+        signal=np.concatenate([p.signal for p in parts]), label=np.concatenate([p.label for p in parts]),
+        extras=extras, class_names=parts[0].class_names, extra_names=parts[0].extra_names,
+    ), {s: p.n for s, p in zip(args.splits, parts)}
+
+
+def keep_mask(n, fraction, seed):
+    import numpy as np
+
+    mask = np.zeros(n, bool)
+    mask[np.random.default_rng([seed, int(round(fraction * 1e6))]).permutation(n)[:int(round(fraction * n))]] = True
+    return mask
+
+
+def pipeline_epoch(arrays, state, batch_size, seed, epoch) -> dict:
+    """Iterates one filtered epoch without a model; checks what was read."""
+    import numpy as np
+
+    from erts_tf.data import pipeline
+
+    counter = state.counters["samples_read"]
+    before = int(counter.numpy())
+    ds = pipeline.train_dataset(arrays, state.keep, batch_size, seed, epoch, counter)
+    seen = []
+    with common.Meter() as meter:
+        for _signal, _label, ids in ds:
+            seen.append(ids.numpy())
+    seen = np.concatenate(seen) if seen else np.zeros(0, np.int64)
+    kept = np.flatnonzero(state.keep.numpy())
+    read = int(counter.numpy()) - before
+    return {"kept": int(len(kept)), "read": read, "yielded": int(len(seen)),
+            "read_equals_kept": read == len(kept), "ids_are_the_kept": bool(np.array_equal(np.sort(seen), kept)),
+            "wall_s": meter.result["wall_s"], "samples_per_s": len(seen) / meter.result["wall_s"],
+            "rss_peak_bytes": meter.result["rss_peak_bytes"]}
+
+
+def build_model(args, arrays):
+    import keras
+    import numpy as np
+
+    from erts_tf import models
+    from erts_tf.training.model import ERTSModel, SelectionConfig
+
+    keras.utils.set_random_seed(args.seed)
+    n_classes = len(arrays.class_names)
+    backbone = models.build(args.model, arrays.input_shape, n_classes)
+    model = ERTSModel(backbone, models.get(args.model).target_layer, arrays.n, np.ones(n_classes, np.float32),
+                      SelectionConfig(mode="erts", level="epoch", seed=args.seed))
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=3e-4, weight_decay=0.01))
+    model.optimizer.build(backbone.trainable_variables)
+    return model
+
+
+def train_epoch(args, model, arrays, cam, epoch) -> dict:
+    """One (possibly cut) training epoch on the current keep-mask; counts and times it."""
+    import numpy as np
+
+    from erts_tf.data import pipeline
+    from erts_tf.training.model import StepPlan
+
+    state = model.state
+    model.set_plan(StepPlan(cam=cam))
+    kept = int(state.keep.numpy().sum())
+    limit = kept if args.max_train_samples <= 0 else min(kept, args.max_train_samples)
+    steps = -(-limit // args.batch_size)
+    # untimed tracing on a full and a partial batch, so that the last batch of the epoch does not retrace
+    warm_ids = np.flatnonzero(state.keep.numpy())[:args.batch_size + max(1, args.batch_size // 4)]
+    model.fit(pipeline.eval_dataset(arrays, args.batch_size, warm_ids), epochs=1, verbose=0)
+    before = state.counter_values()
+    ds = pipeline.train_dataset(arrays, state.keep, args.batch_size, args.seed, epoch, state.counters["samples_read"])
+    with common.Meter() as meter:
+        model.fit(ds.take(steps), epochs=1, verbose=0)
+    after = state.counter_values()
+    trained = after["backward"] - before["backward"]
+    rate = trained / meter.result["wall_s"]
+    return {"kept": kept, "trained": trained, "cut": trained < kept, "read": after["samples_read"] - before["samples_read"],
+            "gradcam": after["gradcam"] - before["gradcam"], "wall_s": meter.result["wall_s"], "cpu_s": meter.result["cpu_s"],
+            "samples_per_s": rate, "epoch_s": kept / rate, "epoch_s_projected": trained < kept,
+            "rss_peak_bytes": meter.result["rss_peak_bytes"]}
+
+
+def tables(result) -> str:
+    s = result["settings"]
+    lines = [f"\ninput pipeline alone ({result['n']} records of {s['dataset']}/{s['dataset_config']}, "
+             f"{'+'.join(s['splits'])}; batch {s['batch_size']})\n"]
+    lines.append(common.markdown_table(
+        ["kept fraction", "kept", "read (counter)", "yielded", "read == kept", "ids == kept ids", "samples/s", "epoch s", "peak RSS MiB"],
+        [[f"{r['fraction']:.2f}", r["kept"], r["read"], r["yielded"], "yes" if r["read_equals_kept"] else "NO",
+          "yes" if r["ids_are_the_kept"] else "NO", f"{r['samples_per_s']:,.0f}", f"{r['wall_s']:.2f}", common.mib(r["rss_peak_bytes"])]
+         for r in result["pipeline"]]))
+    base = next((r for r in result["training"] if r["mode"] == "full" and r["fraction"] == 1.0), None)
+    lines.append(f"\none training epoch, {s['model']}, epoch level (full = plan cam=0, erts = plan cam=1); "
+                 f"* = epoch cut after {s['max_train_samples']} samples, epoch time projected\n")
+    lines.append(common.markdown_table(
+        ["mode", "kept fraction", "kept", "trained", "samples/s", "epoch s", "epoch vs full@1.0", "read == trained", "peak RSS MiB"],
+        [[r["mode"], f"{r['fraction']:.2f}", r["kept"], r["trained"], f"{r['samples_per_s']:,.0f}",
+          f"{r['epoch_s']:.1f}{'*' if r['epoch_s_projected'] else ''}",
+          f"{r['epoch_s'] / base['epoch_s']:.3f}" if base else "–",
+          "n/a (cut)" if r["cut"] else ("yes" if r["read"] == r["trained"] else "NO"),
+          common.mib(r["rss_peak_bytes"])]
+         for r in result["training"]]))
+    return "\n".join(lines)
+
+
+def plot(result, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    p = result["pipeline"]
+    ax1.plot([r["fraction"] for r in p], [r["wall_s"] for r in p], "o-", label="pipeline alone")
+    for mode, style in (("full", "s-"), ("erts", "^-")):
+        rows = [r for r in result["training"] if r["mode"] == mode]
+        ax1.plot([r["fraction"] for r in rows], [r["epoch_s"] for r in rows], style, label=f"training ({mode})")
+        ax2.plot([r["fraction"] for r in rows], [r["samples_per_s"] for r in rows], style, label=f"training ({mode})")
+    ax1.set_xlabel("kept fraction")
+    ax1.set_ylabel("epoch time (s)")
+    ax1.set_yscale("log")
+    ax1.legend()
+    ax2.set_xlabel("kept fraction")
+    ax2.set_ylabel("trained samples/s")
+    ax2.legend()
+    fig.suptitle(f"{result['settings']['dataset']}: {result['n']} records")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return pathlib.Path(path)
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    common.quiet_tensorflow()
+    import keras
+
+    from erts_tf.selection.state import SelectionState
+
+    started = time.perf_counter()
+    machine = common.machine()
+    with common.Meter() as load_meter:
+        arrays, split_sizes = load(args)
+    print(f"loaded {arrays.n} records {arrays.input_shape} in {load_meter.result['wall_s']:.1f} s", flush=True)
+    result = {"benchmark": NAME, "settings": {k: v for k, v in vars(args).items()}, "machine": machine,
+              "n": arrays.n, "input_shape": list(arrays.input_shape), "split_sizes": split_sizes,
+              "load": load_meter.result, "pipeline": [], "training": []}
+
+    state = SelectionState(arrays.n)
+    for i, fraction in enumerate(args.fractions):
+        state.keep.assign(keep_mask(arrays.n, fraction, args.seed))
+        runs = [pipeline_epoch(arrays, state, args.batch_size, args.seed, i * args.pipeline_repeats + r)
+                for r in range(args.pipeline_repeats)]
+        best = min(runs, key=lambda r: r["wall_s"])
+        best.update(fraction=fraction, all_wall_s=[r["wall_s"] for r in runs],
+                    read_equals_kept=all(r["read_equals_kept"] for r in runs),
+                    ids_are_the_kept=all(r["ids_are_the_kept"] for r in runs))
+        result["pipeline"].append(best)
+        print(f"pipeline fraction {fraction}: {best['samples_per_s']:,.0f} samples/s, read {best['read']} kept {best['kept']}", flush=True)
+
+    for mode, cam in (("full", False), ("erts", True)):
+        keras.backend.clear_session()
+        gc.collect()
+        model = build_model(args, arrays)
+        for i, fraction in enumerate(args.fractions):
+            model.state.keep.assign(keep_mask(arrays.n, fraction, args.seed))
+            row = train_epoch(args, model, arrays, cam, epoch=i)
+            row.update(mode=mode, fraction=fraction)
+            result["training"].append(row)
+            print(f"train {mode} fraction {fraction}: {row['samples_per_s']:,.0f} samples/s, epoch {row['epoch_s']:.1f} s"
+                  f"{' (projected)' if row['epoch_s_projected'] else ''}", flush=True)
+        del model
+    result["all_reads_match"] = all(r["read_equals_kept"] and r["ids_are_the_kept"] for r in result["pipeline"]) and all(
+        r["read"] == r["trained"] for r in result["training"] if not r["cut"])
+    result["total_wall_s"] = time.perf_counter() - started
+    result["machine_end"] = {"loadavg": list(os.getloadavg()), "maxrss_lifetime_bytes": common.max_rss_bytes()}
+    text = tables(result)
+    print(text)
+    out = common.write_json(common.output_path(args, NAME), result)
+    png = plot(result, common.output_path(args, NAME, ".png"))
+    print(f"wrote {out}" + (f" and {png}" if png else ""))
+    result["table"] = text
+    return result
+
+
+if __name__ == "__main__":
+    main()
