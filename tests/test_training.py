@@ -17,9 +17,26 @@ def _epochs(summary):
     return {e["epoch"]: e for e in summary["epochs"]}
 
 
+def _from_flagfile(mode, tmp_path, tfds_dir):
+    """The RunConfig of ``configs/synthetic/resnet1d_<mode>.cfg``, shrunk to the tiny dataset."""
+    from erts_tf import flags as erts_flags
+
+    erts_flags.FLAGS.unparse_flags()
+    erts_flags.parse([
+        "train", f"--flagfile=configs/synthetic/resnet1d_{mode}.cfg", f"--output_dir={tmp_path / 'run'}",
+        "--dataset_config=tiny", f"--data_dir={tfds_dir}", "--model=tiny_cnn", "--epochs=5", "--batch_size=16",
+        "--warm_up_epochs=1", "--cam_start_epoch=1", "--start_revision=4", "--rescore_every=2", "--tau=0.5",
+        "--decay=0.8", "--verbose=0", "--noreport", "--tensorboard_images_every=0",
+    ])
+    config = erts_flags.run_config()
+    erts_flags.FLAGS.unparse_flags()
+    assert config.mode == mode and config.level == "epoch"
+    return config
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_epoch_level_trains_on_exactly_the_kept_samples(mode, tiny_config, tiny_data):
-    summary = run.run(tiny_config(mode=mode, level="epoch", decay=0.8), tiny_data)
+def test_epoch_level_trains_on_exactly_the_kept_samples(mode, tiny_data, tmp_path, tfds_dir):
+    summary = run.run(_from_flagfile(mode, tmp_path, tfds_dir), tiny_data)
     epochs = _epochs(summary)
     assert sorted(epochs) == [0, 1, 2, 3, 4]
     for e, entry in epochs.items():
