@@ -23,8 +23,13 @@ Columns:
     tracing, every epoch with validation, best-weight restore, test);
   CPU: process CPU seconds of the run relative to full's (less sensitive than
     wall-clock to other processes on a shared machine);
-  peak RSS: resident memory sampled every 50 ms during the run (same process
-    for all runs: memory kept by the allocator from earlier runs counts).
+  peak RSS: resident memory sampled every 50 ms during the run, as its
+    increase over the RSS at the run's start (mean over seeds; all runs share
+    one process, so the absolute peak mostly reflects the runs before it: it
+    is in the JSON, with the RSS at the start of each run);
+  best epoch: the epochs whose weights were restored for the test (by
+    validation macro-F1), one per seed: a warm-up epoch means the selection
+    epochs never beat the model selection started from.
 
 Usage:
   python benchmarks/modes.py                       # the full grid (synthetic_ecg/quickstart, resnet1d, 3 seeds)
@@ -76,6 +81,8 @@ def parse(argv=None):
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=None, help="bootstrap rounds (default 1000; 200 with --smoke)")
     parser.add_argument("--keep_runs", action="store_true", help="keep the run directories under --work_dir")
+    parser.add_argument("--reaggregate", default=None,
+                        help="recompute the tables, targets and plot of an existing modes JSON (no training)")
     args = parser.parse_args(argv)
     smoke = args.smoke
     args.dataset_config = args.dataset_config or ("tiny" if smoke else ("quickstart" if args.dataset == "synthetic_ecg" else None))
@@ -239,6 +246,8 @@ def aggregate(args, records, labels, n_classes) -> dict:
             "train_wall_ratio": ratio("train_wall"), "run_wall_ratio": ratio("run_wall"), "cpu_ratio": ratio("cpu"),
             "train_s": mean("train_s"), "run_wall_s": mean("run_wall_s"), "cpu_s": mean("cpu_s"),
             "rss_peak_bytes": max(g["rss_peak_bytes"] for g in group),
+            "rss_increase_bytes": float(np.mean([g["rss_peak_bytes"] - g["rss_start_bytes"] for g in group])),
+            "best_epochs": [g["best_epoch"] for g in group],
             "wall_vs_work": float(np.mean([g["wall_vs_work"] for g in group])),
         }
     if ("batch", "full") not in rounds_by_key and ("epoch", "full") in rounds_by_key and "full" in args.batch_modes:
@@ -321,11 +330,12 @@ def tables(result) -> str:
             common.fmt(r["train_wall_after_epoch0_ratio"], ".3f"),
             common.fmt(r["run_wall_ratio"], ".3f"),
             common.fmt(r["cpu_ratio"], ".3f"),
-            common.mib(r["rss_peak_bytes"]),
+            common.mib(r["rss_increase_bytes"]),
+            ",".join(str(b) for b in r["best_epochs"]),
         ] for r in keyed]
         lines.append(f"\n{level} level ({n_seeds} seed{'s' if n_seeds > 1 else ''}; ratios relative to full, same seed, same process)\n")
         lines.append(common.markdown_table(
-            ["mode", "test macro-F1 [95% CI]", "sd seeds", "eff. epochs", "work", "train wall", "train wall ep>=1", "run wall", "CPU", "peak RSS MiB"],
+            ["mode", "test macro-F1 [95% CI]", "sd seeds", "eff. epochs", "work", "train wall", "train wall ep>=1", "run wall", "CPU", "peak RSS +MiB", "best epoch"],
             body))
     comparisons = result["aggregate"]["comparisons"]
     if comparisons:
@@ -395,8 +405,33 @@ def plot(result, path) -> pathlib.Path | None:
     return pathlib.Path(path)
 
 
+def reaggregate(args) -> dict:
+    """Recomputes aggregate, tables and plot from the runs stored in a modes JSON."""
+    import json
+
+    path = pathlib.Path(args.reaggregate)
+    result = json.loads(path.read_text())
+    stored = argparse_namespace(result["settings"])
+    n_classes = len(result["class_names"]) if "class_names" in result else 1 + max(result["test_labels"])
+    result["aggregate"] = aggregate(stored, result["runs"], result["test_labels"], n_classes)
+    text = tables(result)
+    print(text)
+    common.write_json(path, result)
+    plot(result, path.with_suffix(".png"))
+    result["table"] = text
+    return result
+
+
+def argparse_namespace(settings: dict):
+    import argparse
+
+    return argparse.Namespace(**settings)
+
+
 def main(argv=None) -> dict:
     args = parse(argv)
+    if args.reaggregate:
+        return reaggregate(args)
     common.quiet_tensorflow()
     from erts_tf.training import run
 
@@ -424,6 +459,7 @@ def main(argv=None) -> dict:
         "aggregate": summary,
         "runs": records,
         "test_labels": data.test.label.astype(int).tolist(),
+        "class_names": list(data.test.class_names),
     }
     text = tables(result)
     print(text)
