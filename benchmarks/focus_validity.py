@@ -46,6 +46,7 @@ import gc
 import glob
 import os
 import pathlib
+import re
 import sys
 import time
 
@@ -76,6 +77,7 @@ def parse(argv=None):
     parser.add_argument("--no_reuse_modes_runs", action="store_true",
                         help="do not reuse audit.csv files of benchmarks/modes.py runs found in --work_dir")
     parser.add_argument("--rounds", type=int, default=None, help="bootstrap rounds (default 1000; 200 with --smoke)")
+    parser.add_argument("--render", default=None, help="print the tables and redraw the plot of an existing JSON (no training)")
     args = parser.parse_args(argv)
     smoke = args.smoke
     args.datasets = [d for d in (args.datasets or ("synthetic_ecg" if smoke else "synthetic_ecg,ptbxl,cinc2017")).split(",") if d]
@@ -101,7 +103,7 @@ def _config(args, dataset, output_dir, mode, epochs):
         manual_dir=args.manual_dir if dataset != "synthetic_ecg" else None, model=args.model, epochs=epochs,
         batch_size=args.batch_size, mode=mode, level="epoch", tau=args.tau, warm_up_epochs=args.warm_up_epochs,
         cam_start_epoch=args.cam_start_epoch, start_revision=-1, rescore_every=2, seed=args.seed,
-        overwrite=True, verbose=0,
+        overwrite=True, verbose=0, report=False,
     )
 
 
@@ -249,7 +251,9 @@ def _audit_paths(args, dataset, mode):
     if dataset == "synthetic_ecg" and not args.no_reuse_modes_runs:
         found = sorted(glob.glob(os.path.join(args.work_dir, "modes", f"{dataset}_{args.configs[dataset]}",
                                               f"epoch_{mode}_s*", "audit.csv")))
-        found = [f for f in found if os.path.exists(os.path.join(os.path.dirname(f), "summary.json"))]
+        # exactly epoch_<mode>_s<seed> (epoch_erts_s* would also match epoch_erts_smrd_s0), finished runs only
+        found = [f for f in found if re.fullmatch(rf"epoch_{mode}_s\d+", os.path.basename(os.path.dirname(f)))
+                 and os.path.exists(os.path.join(os.path.dirname(f), "summary.json"))]
         if found:
             return found, "reused from benchmarks/modes.py"
     return None, None
@@ -303,7 +307,8 @@ def tables(result) -> str:
             title = ("all training samples" if subset == "all"
                      else f"dbpd candidates only (p_true < tau; {entry['validity']['candidate_share']:.0%} of the split)")
             lines.append(f"\n{dataset}/{cfg}: AUROC of -focus (unreliable = positive; > 0.5 means unreliable samples "
-                         f"are LESS focused), {title}; model after {entry['model']['epochs_trained']} epochs\n")
+                         f"are LESS focused), {title}; model after {entry['model']['epochs_trained']} epochs, "
+                         f"validation macro-F1 {common.fmt(entry['model'].get('validation_macro_f1_last'))}\n")
             body = []
             for group, row in rows.items():
                 first = next(iter(row.values()))
@@ -355,11 +360,13 @@ def plot(result, path):
             ax.bar(xs, ys, width, yerr=errs, capsize=2, label=("-" + name) if name != "1 - p_true" else name,
                    color=None if name != "1 - p_true" else "lightgray")
         ax.axhline(0.5, color="black", lw=0.8, ls=":")
+        ax.set_xlim(-0.6, max(len(groups), 2) - 0.4)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(groups, fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_ylabel("AUROC")
-        ax.set_title(f"{dataset}/{entry['config']}: unreliable (positive) vs reliable, all training samples")
+        ax.set_title(f"{dataset}/{entry['config']}: unreliable (positive) vs reliable, all training samples "
+                     f"(model: validation macro-F1 {common.fmt(entry['model'].get('validation_macro_f1_last'), '.2f')})")
         ax.legend(fontsize=7, ncol=len(names))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -369,6 +376,14 @@ def plot(result, path):
 
 def main(argv=None) -> dict:
     args = parse(argv)
+    if args.render:
+        import json
+
+        result = json.loads(pathlib.Path(args.render).read_text())
+        result["table"] = tables(result)
+        print(result["table"])
+        plot(result, pathlib.Path(args.render).with_suffix(".png"))
+        return result
     common.quiet_tensorflow()
     import numpy as np
 

@@ -116,7 +116,7 @@ def _config(args, mode, level, seed, output_dir):
         epochs=args.epochs, batch_size=args.batch_size, mode=mode, level=level, tau=args.tau,
         cam_keep_frac=args.cam_keep_frac, focus_score=args.focus_score, warm_up_epochs=args.warm_up_epochs,
         cam_start_epoch=args.cam_start_epoch, start_revision=args.start_revision, rescore_every=args.rescore_every,
-        seed=seed, overwrite=True, verbose=0,
+        seed=seed, overwrite=True, verbose=0, report=False,
     )
 
 
