@@ -16,6 +16,7 @@ from erts_tf.data import registry
 from erts_tf.explain import focus
 from erts_tf.selection.policies import MODES
 from erts_tf.training.config import RunConfig
+from erts_tf.training.distribute import STRATEGIES
 from erts_tf.training.model import LEVELS
 
 FLAGS = flags.FLAGS
@@ -56,6 +57,8 @@ flags.DEFINE_boolean("resume", False, "Resume the unfinished run in --output_dir
 flags.DEFINE_boolean("overwrite", False, "Replace an existing run in --output_dir.")
 flags.DEFINE_boolean("skip_nonfinite", False, "Skip (and count) batches with a non-finite loss/gradient instead of failing.")
 flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
+                  "tf.distribute strategy: mirrored (this machine's GPUs), multiworker (TF_CONFIG); see BUILD.md.")
 flags.DEFINE_boolean("report", True, "After training: bootstrap evaluation of the test split, report.md and plots.")
 flags.DEFINE_integer("tensorboard_images_every", 5, "Grad-CAM overlay images in TensorBoard every N epochs (0: never).")
 flags.DEFINE_integer("verbose", 2, "Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).")
@@ -88,6 +91,11 @@ flags.register_validator(
 flags.register_multi_flags_validator(
     ["resume", "overwrite"], lambda d: _check(not (d["resume"] and d["overwrite"]),
                                               "--resume and --overwrite exclude each other"))
+
+flags.register_multi_flags_validator(
+    ["strategy", "level", "skip_nonfinite"],
+    lambda d: _check(d["strategy"] == "default" or (d["level"] == "epoch" and not d["skip_nonfinite"]),
+                     f"--strategy={d['strategy']} supports --level=epoch without --skip_nonfinite only"))
 
 
 def parse(argv: list[str]) -> list[str]:

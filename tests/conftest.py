@@ -38,24 +38,7 @@ def tiny_config(tmp_path, tfds_dir):
 
 @pytest.fixture(scope="session", autouse=True)
 def tiny_backbone():
-    """A small 1-D CNN registered as ``tiny_cnn``: keeps end-to-end tests fast on 2 CPU cores."""
-    import keras
-    from keras import layers
+    """Registers the test backbone ``tiny_cnn`` (tests/tiny_backbone.py)."""
+    import tiny_backbone as tiny
 
-    from erts_tf import models
-    from erts_tf.models import registry
-
-    if "tiny_cnn" not in models.names():
-
-        @registry.register("tiny_cnn", "block2", "test-only 1-D CNN; Grad-CAM at block2 (stride 8)")
-        def build(input_shape, n_classes):
-            inputs = keras.Input(shape=input_shape)
-            x = layers.Conv1D(8, 9, strides=4, padding="same", activation="relu")(inputs)
-            x = layers.Conv1D(16, 9, strides=2, padding="same")(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.Activation("relu", name="block2")(x)
-            x = layers.Conv1D(16, 5, strides=2, padding="same", activation="relu")(x)
-            x = layers.GlobalAveragePooling1D()(x)
-            return keras.Model(inputs, layers.Dense(n_classes)(x))
-
-    return "tiny_cnn"
+    return tiny.register()

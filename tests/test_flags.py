@@ -24,6 +24,9 @@ def _parse(args, tmp_path):
         (["--dataset=nope"], "unknown dataset 'nope'"),
         (["--no_such_flag=1"], "no_such_flag"),
         (["--resume", "--overwrite"], "exclude each other"),
+        (["--strategy=mirrored", "--level=batch"], "supports --level=epoch"),
+        (["--strategy=multiworker", "--skip_nonfinite"], "supports --level=epoch"),
+        (["--strategy=tpu"], "strategy"),
     ],
 )
 def test_bad_flag_exits_2_with_one_line(args, message, tmp_path, capsys):

@@ -3,6 +3,12 @@
 The state is a ``tf.Module``: ``tf.train.Checkpoint(state=...)`` carries every
 variable, so a resumed run continues from exactly the scores, masks and
 counters it stopped with. Arrays are indexed by ``sample_id`` (0..n-1).
+
+Under a ``tf.distribute`` strategy (created inside ``strategy.scope()``) the
+variables are mirrored, one copy per replica. An update made inside the
+replica step first gathers the ids and scores of every replica's part of the
+global batch (``all_gather``), so each copy receives the same global update
+and the keep-mask stays identical on every replica and worker.
 """
 
 from __future__ import annotations
@@ -43,55 +49,68 @@ class SelectionState(tf.Module):
     def __init__(self, n: int, name: str = "selection_state"):
         super().__init__(name=name)
         self.n = int(n)
+
+        def variable(value, name):
+            # No aggregation: every replica applies the same gathered update to its own copy.
+            return tf.Variable(value, trainable=False, name=name)
+
         with tf.init_scope():
-            self.keep = tf.Variable(tf.ones([n], tf.bool), trainable=False, name="keep")
-            self.reason = tf.Variable(tf.fill([n], int(Reason.FULL)), trainable=False, name="reason")
-            self.p_true = tf.Variable(tf.fill([n], -1.0), trainable=False, name="p_true")
-            self.focus = tf.Variable(tf.zeros([n]), trainable=False, name="focus")
-            self.correct = tf.Variable(tf.zeros([n], tf.bool), trainable=False, name="correct")
-            self.label = tf.Variable(tf.fill([n], -1), trainable=False, name="label")
-            self.scored_epoch = tf.Variable(tf.fill([n], -1), trainable=False, name="scored_epoch")
-            self.dropped_epoch = tf.Variable(tf.fill([n], -1), trainable=False, name="dropped_epoch")
-            self.backprop_count = tf.Variable(tf.zeros([n], tf.int32), trainable=False, name="backprop_count")
-            self.epoch = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="epoch")
-            self.step = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="step")
-            self.counters = {
-                name: tf.Variable(tf.constant(0, tf.int64), trainable=False, name=name) for name in COUNTERS
-            }
+            self.keep = variable(tf.ones([n], tf.bool), "keep")
+            self.reason = variable(tf.fill([n], int(Reason.FULL)), "reason")
+            self.p_true = variable(tf.fill([n], -1.0), "p_true")
+            self.focus = variable(tf.zeros([n]), "focus")
+            self.correct = variable(tf.zeros([n], tf.bool), "correct")
+            self.label = variable(tf.fill([n], -1), "label")
+            self.scored_epoch = variable(tf.fill([n], -1), "scored_epoch")
+            self.dropped_epoch = variable(tf.fill([n], -1), "dropped_epoch")
+            self.backprop_count = variable(tf.zeros([n], tf.int32), "backprop_count")
+            self.epoch = variable(tf.constant(0, tf.int64), "epoch")
+            self.step = variable(tf.constant(0, tf.int64), "step")
+            self.counters = {name: variable(tf.constant(0, tf.int64), name) for name in COUNTERS}
 
     # -- updates used inside the compiled step -------------------------------------------------
-    def count(self, name: str, amount) -> None:
-        self.counters[name].assign_add(tf.cast(amount, tf.int64))
+    def count(self, name: str, amount, replicated: bool = False) -> None:
+        """Adds ``amount``: this replica's share, summed over the replicas of a strategy, or, if
+        ``replicated``, an amount every replica holds (an optimizer step) that is counted once."""
+        amount = tf.cast(amount, tf.int64)
+        replicas = _replica_context()
+        if replicas is not None and not replicated:
+            amount = replicas.all_reduce(tf.distribute.ReduceOp.SUM, amount)
+        self.counters[name].assign_add(amount)
 
     def record_scores(self, ids, labels, p_true, correct, focus=None) -> None:
         """Scatters the labels and scores of samples ``ids`` ``(batch,)`` scored in the current epoch."""
-        index = tf.cast(ids, tf.int32)[:, None]
-        self.label.scatter_nd_update(index, tf.cast(labels, tf.int32))
-        self.p_true.scatter_nd_update(index, tf.cast(p_true, tf.float32))
-        self.correct.scatter_nd_update(index, tf.cast(correct, tf.bool))
-        epoch = tf.cast(self.epoch, tf.int32)
-        self.scored_epoch.scatter_nd_update(index, tf.fill(tf.shape(ids), epoch))
+        ids, labels, p_true, correct, focus = _gather_replicas(
+            tf.cast(ids, tf.int32), tf.cast(labels, tf.int32), tf.cast(p_true, tf.float32), correct,
+            None if focus is None else tf.cast(focus, tf.float32))
+        index = ids[:, None]
+        _scatter(self.label, index, labels)
+        _scatter(self.p_true, index, p_true)
+        _scatter(self.correct, index, tf.cast(correct, tf.bool))
+        _scatter(self.scored_epoch, index, tf.fill(tf.shape(ids), tf.cast(self.epoch, tf.int32)))
         if focus is not None:
-            self.focus.scatter_nd_update(index, tf.cast(focus, tf.float32))
+            _scatter(self.focus, index, focus)
 
     def record_decision(self, ids, keep, reason) -> None:
         """Scatters a batch-level decision for samples ``ids``."""
         index = tf.cast(ids, tf.int32)[:, None]
         self._update_dropped_epoch(index, keep)
-        self.keep.scatter_nd_update(index, keep)
-        self.reason.scatter_nd_update(index, tf.cast(reason, tf.int32))
+        _scatter(self.keep, index, keep)
+        _scatter(self.reason, index, tf.cast(reason, tf.int32))
 
     def record_backprop(self, ids, applied=True) -> None:
-        """Adds one back-propagation to samples ``ids`` if ``applied`` (scalar bool)."""
-        index = tf.cast(ids, tf.int32)[:, None]
-        self.backprop_count.scatter_nd_add(index, tf.fill(tf.shape(ids), tf.cast(applied, tf.int32)))
+        """Adds one back-propagation to samples ``ids`` if ``applied`` (scalar bool, the same on every replica)."""
+        (ids,) = _gather_replicas(tf.cast(ids, tf.int32))
+        index = ids[:, None]
+        increment = tf.fill(tf.shape(ids), tf.cast(applied, tf.int32))
+        self.backprop_count.assign(tf.tensor_scatter_nd_add(self.backprop_count, index, increment))
 
     def _update_dropped_epoch(self, index, keep) -> None:
         was_kept = tf.gather_nd(self.keep, index)
         old = tf.gather_nd(self.dropped_epoch, index)
         epoch = tf.cast(self.epoch, tf.int32)
         new = tf.where(keep, -1, tf.where(was_kept, epoch, old))
-        self.dropped_epoch.scatter_nd_update(index, new)
+        _scatter(self.dropped_epoch, index, new)
 
     # -- whole-split updates (epoch level, eager) ----------------------------------------------
     def set_decision(self, keep, reason) -> None:
@@ -110,3 +129,43 @@ class SelectionState(tf.Module):
             name: getattr(self, name).numpy()
             for name in ("keep", "reason", "p_true", "focus", "correct", "label", "scored_epoch", "dropped_epoch", "backprop_count")
         }
+
+
+def _replica_context():
+    """The replica context of a multi-replica strategy step, else None (one replica, or cross-replica code)."""
+    context = tf.distribute.get_replica_context()
+    return context if context is not None and context.num_replicas_in_sync > 1 else None
+
+
+def _gather_replicas(*tensors):
+    """Concatenates each ``(batch, ...)`` tensor over the replicas, in replica order; None stays None.
+
+    Written as one all-reduce SUM of zero-padded buffers (each replica fills its own slice, adding
+    zeros elsewhere is exact) because ``ReplicaContext.all_gather`` fails under
+    ``MultiWorkerMirroredStrategy`` in TF 2.21 ("destinations can not be empty").
+    """
+    replicas = _replica_context()
+    if replicas is None:
+        return tensors
+    present = [t for t in tensors if t is not None]
+    n_local = tf.shape(present[0])[0]
+    one_hot = tf.one_hot(replicas.replica_id_in_sync_group, replicas.num_replicas_in_sync, dtype=tf.int32)
+    sizes = replicas.all_reduce(tf.distribute.ReduceOp.SUM, one_hot * n_local)
+    offset = tf.reduce_sum(sizes[: replicas.replica_id_in_sync_group])
+    slots = (offset + tf.range(n_local))[:, None]
+    total = tf.reduce_sum(sizes)
+
+    def gather(tensor):
+        if tensor is None:
+            return None
+        numeric = tf.cast(tensor, tf.int32) if tensor.dtype == tf.bool else tensor  # collectives carry numbers
+        shape = tf.concat([[total], tf.shape(numeric)[1:]], axis=0)
+        gathered = replicas.all_reduce(tf.distribute.ReduceOp.SUM, tf.scatter_nd(slots, numeric, shape))
+        return tf.cast(gathered, tf.bool) if tensor.dtype == tf.bool else gathered
+
+    return tuple(gather(t) for t in tensors)
+
+
+def _scatter(variable, index, values) -> None:
+    """``variable[index] = values``; written as one assign, which mirrored variables support."""
+    variable.assign(tf.tensor_scatter_nd_update(variable, index, values))

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+import zlib
 
 import keras
 import numpy as np
@@ -152,10 +153,12 @@ class CostLedger(keras.callbacks.Callback):
         n = self.erts.state.n
         counters = self.erts.state.counter_values()
         delta = {k: counters[k] - self._counters[k] for k in COUNTERS}
+        keep = self.erts.state.keep.numpy()
         entry = {"epoch": int(epoch), "phase": self.phase_of(epoch).value,
-                 "kept": int(self.erts.state.keep.numpy().sum()), **delta,
+                 "kept": int(keep.sum()), "keep_crc32": zlib.crc32(np.packbits(keep).tobytes()), **delta,
                  "train_s": (self._train_end or now) - self._start, "wall_s": now - self._start}
         self.history.append(entry)
+        log.info("epoch %d: kept %d of %d, keep-mask crc32 %08x", epoch, entry["kept"], n, entry["keep_crc32"])
         totals = self.totals()
         entry.update(
             kept_fraction=delta["backward"] / n,

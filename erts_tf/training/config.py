@@ -37,6 +37,7 @@ class RunConfig:
     overwrite: bool = False
     skip_nonfinite: bool = False
     jit_compile: bool = False
+    strategy: str = "default"
     verbose: int = 2
     report: bool = True
     tensorboard_images_every: int = 5

@@ -99,6 +99,10 @@ class ERTSModel(keras.Model):
         self.plan = StepPlan()
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.f1 = keras.metrics.F1Score(average="macro", name="macro_f1")
+        # F1Score creates its variables at its first update; do that here (in the strategy scope the
+        # model is built in), never inside a replica's train step.
+        self.f1.update_state(tf.zeros([1, self.n_classes]), tf.zeros([1, self.n_classes]))
+        self.f1.reset_state()
 
     # -- Keras plumbing -----------------------------------------------------------------------
     def call(self, inputs, training=False):
@@ -119,6 +123,17 @@ class ERTSModel(keras.Model):
         self.loss_tracker.update_state(loss)
         self.f1.update_state(tf.one_hot(labels, self.n_classes), tf.nn.softmax(logits))
 
+    def _logs(self):
+        """The metric results, as a step returns them.
+
+        Under ``MultiWorkerMirroredStrategy`` Keras 3.15 reduces a step's outputs with a MEAN over
+        axis 0, which a scalar lacks; there each result is returned with shape ``(1,)``.
+        """
+        logs = {m.name: m.result() for m in self.metrics}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
     @staticmethod
     def _confidence(labels, logits):
         """``p_true`` ``(batch,)`` and ``correct`` ``(batch,)`` from logits ``(batch, C)``."""
@@ -136,11 +151,23 @@ class ERTSModel(keras.Model):
         return self.focus_fn(gradcam_over_time(activations, grads))
 
     def _loss(self, labels, logits):
+        """``(loss, reported)``: the loss to differentiate and this replica's mean loss to report.
+
+        Under a multi-replica strategy the optimizer sums the replicas' gradients, so each
+        replica's loss is its sum over its samples divided by the GLOBAL batch size: the sum is
+        then the gradient of the global batch's mean, as on one device (an empty share adds 0).
+        """
         per_sample = weighted_cross_entropy(labels, logits, self.class_weights)
-        loss = tf.reduce_mean(per_sample)
-        if self.backbone.losses:
-            loss += tf.add_n(self.backbone.losses)
-        return loss
+        regularization = tf.add_n(self.backbone.losses) if self.backbone.losses else 0.0
+        replicas = tf.distribute.get_replica_context()
+        if replicas is None or replicas.num_replicas_in_sync == 1:
+            loss = tf.reduce_mean(per_sample) + regularization
+            return loss, loss
+        n_local = tf.cast(tf.size(per_sample), tf.float32)
+        n_global = replicas.all_reduce(tf.distribute.ReduceOp.SUM, n_local)
+        total = tf.reduce_sum(per_sample)
+        loss = total / n_global + regularization / replicas.num_replicas_in_sync
+        return loss, tf.math.divide_no_nan(total, n_local) + regularization
 
     def _snapshot_statistics(self):
         """Copies of the non-trainable weights (batch-norm statistics) if skipping is enabled."""
@@ -163,18 +190,18 @@ class ERTSModel(keras.Model):
                 summarize=64,
             )
             self.optimizer.apply(grads, self.backbone.trainable_variables)
-            self.state.count("optimizer_steps", 1)
+            self.state.count("optimizer_steps", 1, replicated=True)
             return tf.constant(True)
 
         def apply():
             self.optimizer.apply(grads, self.backbone.trainable_variables)
-            self.state.count("optimizer_steps", 1)
+            self.state.count("optimizer_steps", 1, replicated=True)
             return tf.constant(True)
 
         def skip():
             for variable, value in zip(self.backbone.non_trainable_variables, statistics or []):
                 variable.assign(value)
-            self.state.count("skipped_batches", 1)
+            self.state.count("skipped_batches", 1, replicated=True)
             tf.print("skipping batch with non-finite loss/gradient: epoch", self.state.epoch,
                      "step", self.state.step, "sample_ids", ids, summarize=64)
             return tf.constant(False)
@@ -199,7 +226,7 @@ class ERTSModel(keras.Model):
         statistics = self._snapshot_statistics()
         with tf.GradientTape(persistent=self.plan.cam) as tape:
             activations, logits = self.cam_model(signal, training=True)
-            loss = self._loss(labels, logits)
+            loss, reported = self._loss(labels, logits)
             cam_target = true_class_logit_sum(logits, labels)
         weights = self.backbone.trainable_variables
         grads = tape.gradient(loss, weights)
@@ -212,8 +239,8 @@ class ERTSModel(keras.Model):
         self.state.count("backward", n * tf.cast(applied, tf.int32))
         if self.plan.cam:
             self.state.count("gradcam", n)
-        self._update_metrics(loss, labels, logits)
-        return {m.name: m.result() for m in self.metrics}
+        self._update_metrics(reported, labels, logits)
+        return self._logs()
 
     def score(self, signal, labels, training=False, cam=True):
         """Scores a batch: ``(p_true, correct, focus)``, each ``(batch,)``; focus is None if not ``cam``."""
@@ -246,17 +273,17 @@ class ERTSModel(keras.Model):
             statistics = self._snapshot_statistics()
             with tf.GradientTape() as tape:
                 logits = self.backbone(x, training=True)
-                loss = self._loss(y, logits)
+                loss, reported = self._loss(y, logits)
             grads = tape.gradient(loss, self.backbone.trainable_variables)
             applied = self._apply(loss, grads, kept_ids, statistics)
-            self._update_metrics(loss, y, logits)
+            self._update_metrics(reported, y, logits)
             return applied
 
         applied = tf.cond(n_kept > 0, train_kept, lambda: tf.constant(False))
         self.state.record_backprop(kept_ids, applied)
         self.state.count("forward_train", n_kept)
         self.state.count("backward", n_kept * tf.cast(applied, tf.int32))
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs()
 
     def score_dataset(self, dataset: tf.data.Dataset, cam: bool) -> None:
         """Scores every ``(signal, label, sample_id)`` batch of ``dataset`` in inference mode
@@ -307,13 +334,23 @@ class ERTSModel(keras.Model):
         callback_list.run_end()
         return self.history
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras, under a strategy, reads the first batch of every ``fit``/``evaluate`` call to build
+        the model (and fails to reduce it under ``MultiWorkerMirroredStrategy``). Backbone and
+        metrics are built at construction; once the optimizer is built there is nothing left to build."""
+        if self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def test_step(self, data):
         signal, labels, _ = data
         labels = tf.cast(labels, tf.int32)
         logits = self.backbone(signal, training=False)
-        loss = tf.reduce_mean(weighted_cross_entropy(labels, logits, self.class_weights))
+        per_sample = weighted_cross_entropy(labels, logits, self.class_weights)
+        # a replica's share of a last, short batch can be empty under a strategy
+        loss = tf.math.divide_no_nan(tf.reduce_sum(per_sample), tf.cast(tf.size(per_sample), tf.float32))
         self._update_metrics(loss, labels, logits)
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs()
 
     def predict_step(self, data):
         signal = data[0] if isinstance(data, (tuple, list)) else data

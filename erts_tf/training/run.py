@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 
 import keras
@@ -24,6 +25,7 @@ from erts_tf.data import pipeline
 from erts_tf.selection.policies import PolicyConfig
 from erts_tf.selection.schedule import Schedule
 from erts_tf.training import callbacks as cbs
+from erts_tf.training import distribute
 from erts_tf.training.config import RunConfig
 from erts_tf.training.losses import class_balanced_weights
 from erts_tf.report import write_run_report
@@ -119,19 +121,62 @@ def build_model(config: RunConfig, data: Data) -> ERTSModel:
 
 
 def predict(model: ERTSModel, arrays: pipeline.SplitArrays, batch_size: int) -> np.ndarray:
-    """Class probabilities ``(n, n_classes)`` for a split, in sample-id order."""
-    return model.predict(pipeline.eval_dataset(arrays, batch_size), verbose=0)
+    """Class probabilities ``(n, n_classes)`` for a split, in sample-id order.
+
+    A plain loop on this process, not ``Model.predict``: under a multi-worker strategy that
+    would return only this worker's shard of the split.
+    """
+    probabilities = tf.function(lambda signal: tf.nn.softmax(model.backbone(signal, training=False)),
+                                reduce_retracing=True)
+    batches = [probabilities(signal).numpy() for signal, _, _ in pipeline.eval_dataset(arrays, batch_size)]
+    return np.concatenate(batches) if batches else np.zeros([0, model.n_classes], np.float32)
+
+
+def _strategy(config: RunConfig) -> tf.distribute.Strategy:
+    try:
+        strategy = distribute.make(config.strategy)
+    except ValueError as error:
+        raise RunError(str(error)) from error
+    if config.strategy != "default" and (config.level != "epoch" or config.skip_nonfinite):
+        raise RunError(f"--strategy={config.strategy} supports --level=epoch without --skip_nonfinite only")
+    return strategy
 
 
 def run(config: RunConfig, data: Data | None = None) -> dict:
-    """Trains, restores the best validation weights, scores the test split; returns the summary."""
+    """Trains, restores the best validation weights, scores the test split; returns the summary.
+
+    Under ``--strategy=multiworker`` only the chief writes ``config.output_dir``; every other
+    worker writes into a scratch folder (a copy of the run when resuming) that it removes at
+    the end. A resumed multi-worker run therefore needs ``output_dir`` on a shared filesystem.
+    """
+    strategy = _strategy(config)
+    if not distribute.is_chief(strategy):
+        return _run_as_worker(config, data, strategy)
+    return _run(config, data, strategy)
+
+
+def _run_as_worker(config: RunConfig, data: Data | None, strategy) -> dict:
+    scratch = tempfile.mkdtemp(prefix="erts_tf_worker_")
+    try:
+        if config.resume:
+            shutil.copytree(config.output_dir, scratch, dirs_exist_ok=True)
+        worker_config = dataclasses.replace(config, output_dir=scratch, overwrite=False, report=False)
+        return _run(worker_config, data, strategy)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy) -> dict:
     start = time.perf_counter()
     _check_output_dir(config)
     out = config.output_dir
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     data = data or load_data(config)
-    model = build_model(config, data)
+    with strategy.scope():
+        model = build_model(config, data)
+    if strategy.num_replicas_in_sync > 1:
+        distribute.synchronize_batch_norm(model.backbone)
     state = model.state
     schedule = Schedule(config.warm_up_epochs, config.cam_start_epoch, config.start_revision)
 
@@ -182,11 +227,13 @@ def run(config: RunConfig, data: Data | None = None) -> dict:
     )
     if os.path.exists(best.path):
         model.backbone.load_weights(best.path)
+    distribute.synchronize_batch_norm(model.backbone, False)  # the saved model is a plain one-device model
     model.backbone.save(os.path.join(out, "model.keras"))
     summary = {
         "config": config.to_json(),
         "dataset": {"train": data.train.n, "validation": data.validation.n, "test": data.test.n,
                     "classes": data.train.class_names, "input_shape": list(data.train.input_shape)},
+        "distribution": distribute.describe(config.strategy, strategy),
         "best_epoch": best.best_epoch,
         "validation": metrics.classification_metrics(data.validation.label, predict(model, data.validation, config.batch_size), data.validation.class_names),
         "test": metrics.classification_metrics(data.test.label, predict(model, data.test, config.batch_size), data.test.class_names),

@@ -1,0 +1,109 @@
+"""tf.distribute: MirroredStrategy over 2 logical CPUs and MultiWorkerMirroredStrategy with 2
+localhost workers select exactly what one device selects, and every worker holds the same mask.
+
+Each run is a subprocess (``distributed_worker.py``): logical devices can only be configured
+before TensorFlow initialises.
+"""
+
+import csv
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+WORKER = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
+ARGS = [
+    "--dataset=synthetic_ecg", "--dataset_config=tiny", "--model=tiny_cnn", "--mode=erts",
+    "--epochs=5", "--batch_size=16", "--warm_up_epochs=1", "--cam_start_epoch=1", "--start_revision=-1",
+    "--rescore_every=1", "--tau=0.5", "--verbose=0", "--seed=5", "--noreport", "--tensorboard_images_every=0",
+]
+CRC = re.compile(r"epoch (\d+): kept (\d+) of \d+, keep-mask crc32 ([0-9a-f]{8})")
+
+
+def _command(out, tfds_dir, *extra):
+    return [sys.executable, WORKER, *ARGS, f"--data_dir={tfds_dir}", f"--output_dir={out}", *extra]
+
+
+def _run(out, tfds_dir, *extra):
+    done = subprocess.run(_command(out, tfds_dir, *extra), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "summary.json").read_text())
+
+
+def _masks(summary):
+    """Per epoch: (kept count, crc32 of the keep-mask)."""
+    return [(e["epoch"], e["kept"], e["keep_crc32"]) for e in summary["epochs"]]
+
+
+def _decisions(out):
+    with open(out / "audit.csv") as f:
+        rows = list(csv.DictReader(f))
+    return [(r["epoch"], r["sample_id"], r["decision"], r["reason"]) for r in rows], [float(r["p_true"]) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def single_device(tmp_path_factory, tfds_dir, tiny_data):
+    out = tmp_path_factory.mktemp("dist") / "single"
+    return out, _run(out, tfds_dir, "--logical_cpus=2")
+
+
+def test_mirrored_two_replicas_select_what_one_device_selects(single_device, tmp_path, tfds_dir):
+    single_out, single = single_device
+    out = tmp_path / "mirrored"
+    mirrored = _run(out, tfds_dir, "--logical_cpus=2", "--strategy=mirrored")
+    assert mirrored["distribution"]["replicas"] == 2
+    assert single["distribution"]["replicas"] == 1
+    assert _masks(mirrored) == _masks(single)
+    assert len({m[2] for m in _masks(single)}) > 2  # the mask did change over the epochs
+    decisions, p_true = _decisions(out)
+    single_decisions, single_p_true = _decisions(single_out)
+    assert decisions == single_decisions
+    assert max(abs(a - b) for a, b in zip(p_true, single_p_true)) < 1e-3
+    for key in ("samples_read", "forward_train", "forward_score", "gradcam", "backward", "optimizer_steps"):
+        assert mirrored["cost"][key] == single["cost"][key], key
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multiworker_two_processes_select_what_one_device_selects(single_device, tmp_path, tfds_dir):
+    _, single = single_device
+    out = tmp_path / "multiworker"
+    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        output_dir = out if index == 0 else tmp_path / "worker1"
+        processes.append(subprocess.Popen(_command(output_dir, tfds_dir, "--strategy=multiworker"), env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    logs = []
+    for process in processes:
+        _, stderr = process.communicate(timeout=900)
+        assert process.returncode == 0, stderr[-3000:]
+        logs.append(CRC.findall(stderr))
+    chief = json.loads((out / "summary.json").read_text())
+    assert chief["distribution"] == {"strategy": "multiworker", "replicas": 2, "workers": 2}
+    expected = [(str(e), str(k), f"{c:08x}") for e, k, c in _masks(single)]
+    assert logs[0] == logs[1] == expected  # both workers hold the single-device mask in every epoch
+    assert _masks(chief) == _masks(single)
+    assert sorted(os.listdir(out)) == sorted(os.listdir(single_device[0]))
+    assert not (tmp_path / "worker1").exists()  # a worker that is not the chief writes no run folder
+
+
+def test_multiworker_without_tf_config_is_a_clear_error(tiny_config, tiny_data, monkeypatch):
+    from erts_tf.training import run
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(run.RunError, match="TF_CONFIG"):
+        run.run(tiny_config(strategy="multiworker"), tiny_data)
