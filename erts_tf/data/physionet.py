@@ -321,7 +321,7 @@ def locate_root(
     archives = find_archives(base, source.archive_patterns)
     if not archives:
         raise ManualDataError(
-            _missing_message(source, base, f"neither the archive {source.archive_name} nor a folder holding {markers_text}")
+            _missing_message(source, base, f"the archive {source.archive_name} or a folder holding {markers_text}")
         )
     archive = _one(archives, source, "archives")
     extracted = extract(
