@@ -52,6 +52,8 @@ def test_killed_run_resumes_with_identical_keep_masks(tmp_path, tiny_data, tfds_
     assert rows_resumed == rows_ref  # every decision (and its scores) equal, epoch by epoch
     ref = json.loads((reference / "summary.json").read_text())
     resumed = json.loads((killed / "summary.json").read_text())
-    assert [e["kept"] for e in resumed["epochs"]] == [e["kept"] for e in ref["epochs"]]
+    masks = [(e["kept"], e["keep_crc32"]) for e in ref["epochs"]]
+    assert [(e["kept"], e["keep_crc32"]) for e in resumed["epochs"]] == masks  # the whole keep-mask, epoch by epoch
+    assert len(set(masks)) > 2
     assert [e["epoch"] for e in resumed["epochs"]] == list(range(6))
     assert resumed["test"]["macro_f1"] == ref["test"]["macro_f1"]
