@@ -119,6 +119,9 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+_FILTER_CHUNK = 4096
+
+
 def train_dataset(
     arrays: SplitArrays,
     keep_mask: tf.Variable | None,
@@ -142,7 +145,9 @@ def train_dataset(
 
     ids = tf.data.Dataset.from_tensor_slices(epoch_permutation(arrays.n, seed, epoch).astype(np.int64))
     if keep_mask is not None:
-        ids = ids.filter(lambda i: tf.gather(keep_mask, i))
+        # One gather per chunk of ids rather than one filter call per id: at a kept fraction
+        # of 5 % the per-id filter, not the kept records, dominated the epoch.
+        ids = ids.batch(_FILTER_CHUNK).map(lambda chunk: tf.boolean_mask(chunk, tf.gather(keep_mask, chunk))).unbatch()
     ds = ids.map(read)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
