@@ -67,3 +67,17 @@ def test_epoch_level_select_filters_the_pipeline():
 def test_erts_rejects_an_unbuilt_model():
     with pytest.raises(ValueError, match="built"):
         erts_tf.ERTS(keras.Sequential([layers.Dense(3)]), target_layer="x", n_samples=4)
+
+
+def test_runnable_example_from_the_readme():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "dropin.py"
+    spec = importlib.util.spec_from_file_location("dropin_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    counts = example.main(["--epochs", "5"])
+    assert counts.shape == (600,)
+    assert counts.sum() > 3 * 600  # 3 warm-up epochs on every sample, then selection epochs add some
+    assert counts.sum() < 5 * 600  # ... but not all
