@@ -7,8 +7,8 @@ counters it stopped with. Arrays are indexed by ``sample_id`` (0..n-1).
 Under a ``tf.distribute`` strategy (created inside ``strategy.scope()``) the
 variables are mirrored, one copy per replica. An update made inside the
 replica step first gathers the ids and scores of every replica's part of the
-global batch (``all_gather``), so each copy receives the same global update
-and the keep-mask stays identical on every replica and worker.
+global batch (``_gather_replicas``), so each copy receives the same global
+update and the keep-mask stays identical on every replica and worker.
 """
 
 from __future__ import annotations
