@@ -200,12 +200,7 @@ def main(argv=None) -> dict:
             "meter.loadavg_start/end: with a load above the core count the times are inflated and noisy",
         ],
     }
-    text = table(result)
-    print(text)
-    out = common.write_json(common.output_path(args, NAME), result)
-    print(f"wrote {out}")
-    result["table"] = text
-    return result
+    return common.publish(args, NAME, result, table(result))
 
 
 if __name__ == "__main__":

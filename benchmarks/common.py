@@ -239,6 +239,27 @@ def output_path(args, name: str, suffix: str = ".json") -> pathlib.Path:
     return RESULTS_DIR / f"{name}{'_smoke' if args.smoke else ''}{suffix}"
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (benchmarks run without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def publish(args, name: str, result: dict, text: str, plot=None) -> dict:
+    """Prints a benchmark's ``text``, writes ``result`` as JSON (and ``plot(result, png_path)``
+    beside it); returns ``result`` with the text under ``"table"``."""
+    print(text)
+    out = write_json(output_path(args, name), result)
+    png = plot(result, output_path(args, name, ".png")) if plot else None
+    print(f"wrote {out}" + (f" and {png}" if png else ""))
+    result["table"] = text
+    return result
+
+
 def quiet_tensorflow() -> None:
     """Less log noise from TF/absl in benchmark output."""
     import logging

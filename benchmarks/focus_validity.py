@@ -331,13 +331,7 @@ def tables(result) -> str:
 
 
 def plot(result, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    plt = common.pyplot()
     entries = [(d, e) for d, e in result["datasets"].items() if "validity" in e]
     if not entries:
         return None
@@ -421,13 +415,7 @@ def main(argv=None) -> dict:
         gc.collect()
     result["total_wall_s"] = time.perf_counter() - started
     result["machine_end"] = {"loadavg": list(os.getloadavg())}
-    text = tables(result)
-    print(text)
-    out = common.write_json(common.output_path(args, NAME), result)
-    png = plot(result, common.output_path(args, NAME, ".png"))
-    print(f"wrote {out}" + (f" and {png}" if png else ""))
-    result["table"] = text
-    return result
+    return common.publish(args, NAME, result, tables(result), plot)
 
 
 if __name__ == "__main__":

@@ -361,13 +361,7 @@ def tables(result) -> str:
 
 
 def plot(result, path) -> pathlib.Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    plt = common.pyplot()
     rows = result["aggregate"]["rows"]
     colors = {"full": "black", "dbpd": "tab:blue", "srd": "tab:gray", "smrd": "tab:orange", "erts": "tab:red",
               "erts_srd": "tab:pink", "erts_smrd": "tab:purple"}
@@ -461,13 +455,7 @@ def main(argv=None) -> dict:
         "test_labels": data.test.label.astype(int).tolist(),
         "class_names": list(data.test.class_names),
     }
-    text = tables(result)
-    print(text)
-    out = common.write_json(common.output_path(args, NAME), result)
-    png = plot(result, common.output_path(args, NAME, ".png"))
-    print(f"wrote {out}" + (f" and {png}" if png else ""))
-    result["table"] = text
-    return result
+    return common.publish(args, NAME, result, tables(result), plot)
 
 
 if __name__ == "__main__":

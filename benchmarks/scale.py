@@ -185,13 +185,7 @@ def tables(result) -> str:
 
 
 def plot(result, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    plt = common.pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     p = result["pipeline"]
     ax1.plot([r["fraction"] for r in p], [r["wall_s"] for r in p], "o-", label="pipeline alone")
@@ -257,13 +251,7 @@ def main(argv=None) -> dict:
         r["read"] == r["trained"] for r in result["training"] if not r["cut"])
     result["total_wall_s"] = time.perf_counter() - started
     result["machine_end"] = {"loadavg": list(os.getloadavg()), "maxrss_lifetime_bytes": common.max_rss_bytes()}
-    text = tables(result)
-    print(text)
-    out = common.write_json(common.output_path(args, NAME), result)
-    png = plot(result, common.output_path(args, NAME, ".png"))
-    print(f"wrote {out}" + (f" and {png}" if png else ""))
-    result["table"] = text
-    return result
+    return common.publish(args, NAME, result, tables(result), plot)
 
 
 if __name__ == "__main__":

@@ -339,12 +339,7 @@ def main(argv=None) -> dict:
             "GPU, XLA and mixed precision were not measured unless settings say so and machine.gpus is not empty",
         ],
     }
-    text = tables(result)
-    print(text)
-    out = common.write_json(common.output_path(args, NAME), result)
-    print(f"wrote {out}")
-    result["table"] = text
-    return result
+    return common.publish(args, NAME, result, tables(result))
 
 
 if __name__ == "__main__":
