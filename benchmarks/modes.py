@@ -31,6 +31,16 @@ Columns:
     validation macro-F1), one per seed: a warm-up epoch means the selection
     epochs never beat the model selection started from.
 
+Variants (``--variants``, instead of ``--modes``/``--batch_modes``): named
+runs at epoch level with their own settings (``VARIANTS``), among them
+``full_matched``: mode full for as many epochs as ``--matched_to``'s total work
+buys (same seed), its learning-rate schedule compressed to those epochs. Each
+run's record is written to ``<output stem>_runs/`` as soon as it finishes, and
+a rerun skips the records already there, so a stopped benchmark loses one run.
+``--recipe recommended`` trains every variant with the recommended recipe
+(cosine learning rate with warm-up, augmentation, capped class weights);
+``reference`` with the reference's.
+
 Usage:
   python benchmarks/modes.py                       # the full grid (synthetic_ecg/quickstart, resnet1d, 3 seeds)
   python benchmarks/modes.py --smoke               # tiny, 1 seed, 3 epochs
@@ -58,6 +68,26 @@ NAME = "modes"
 EPOCH_MODES = ("full", "dbpd", "srd", "smrd", "erts", "erts_smrd")
 BATCH_MODES = ("dbpd", "erts")
 COMPARE_WITH = ("full", "dbpd", "smrd", "srd", "erts_smrd")
+# Named epoch-level runs: the selection mode and the settings that differ from the recipe's.
+_INFOBATCH = {"warm_up_epochs": 1, "anneal_frac": 0.125, "rescore_every": 0}
+VARIANTS = {
+    "full": {"mode": "full"},
+    "full_matched": {"mode": "full"},  # epochs set from --matched_to's total work, per seed
+    "smrd": {"mode": "smrd"},
+    "erts": {"mode": "erts"},
+    "erts_reference": {"mode": "erts", "min_keep_frac": 0.0},
+    "infobatch": {"mode": "infobatch", "prune_ratio": 0.5, **_INFOBATCH},
+    "infobatch_r07": {"mode": "infobatch", "prune_ratio": 0.7, **_INFOBATCH},
+    "erts_infobatch": {"mode": "erts_infobatch", "prune_ratio": 0.7, "cam_start_epoch": 1, "focus_every": 3,
+                       **_INFOBATCH},
+    "erts_infobatch_r05": {"mode": "erts_infobatch", "prune_ratio": 0.5, "cam_start_epoch": 1, "focus_every": 3,
+                           **_INFOBATCH},
+}
+RECIPES = {
+    "reference": {},
+    "recommended": {"lr": 1e-3, "lr_schedule": "cosine", "lr_warmup_epochs": 2, "augment": "shift,scale,wander,noise",
+                    "cb_max_ratio": 10.0},
+}
 
 
 def parse(argv=None):
@@ -81,6 +111,11 @@ def parse(argv=None):
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=None, help="bootstrap rounds (default 1000; 200 with --smoke)")
     parser.add_argument("--keep_runs", action="store_true", help="keep the run directories under --work_dir")
+    parser.add_argument("--variants", default=None, help=f"named epoch-level runs, from {', '.join(VARIANTS)}")
+    parser.add_argument("--matched_to", default="erts_infobatch", help="variant whose total work full_matched matches")
+    parser.add_argument("--focus_mode", default=None,
+                        help="the mode under test in comparisons and targets (default erts; erts_infobatch with --variants)")
+    parser.add_argument("--recipe", default="reference", choices=sorted(RECIPES))
     parser.add_argument("--reaggregate", default=None,
                         help="recompute the tables, targets and plot of an existing modes JSON (no training)")
     args = parser.parse_args(argv)
@@ -94,12 +129,24 @@ def parse(argv=None):
     args.batch_modes = [m for m in args.batch_modes.split(",") if m]
     if "full" not in args.modes:
         args.modes = ["full", *args.modes]  # every ratio is relative to it
+    if args.variants:
+        names = [v for v in args.variants.split(",") if v]
+        unknown = [v for v in names if v not in VARIANTS]
+        if unknown:
+            parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+        if "full_matched" in names and args.matched_to not in names:
+            parser.error(f"full_matched needs --matched_to={args.matched_to} among the variants")
+        args.variants = ["full", *[v for v in names if v != "full"]]
+        args.modes, args.batch_modes = [], []
+    args.focus_mode = args.focus_mode or ("erts_infobatch" if args.variants else "erts")
     if args.output is None and args.dataset != "synthetic_ecg":
         args.output = str(common.RESULTS_DIR / f"{NAME}_{args.dataset}{'_smoke' if smoke else ''}.json")
     return args
 
 
 def _combos(args) -> list[tuple[str, str]]:
+    if args.variants:
+        return [("epoch", v) for v in args.variants]
     combos = [("epoch", m) for m in args.modes]
     for m in args.batch_modes:
         if m != "full" or args.rerun_full_batch:
@@ -107,10 +154,10 @@ def _combos(args) -> list[tuple[str, str]]:
     return combos
 
 
-def _config(args, mode, level, seed, output_dir):
+def _config(args, mode, level, seed, output_dir, overrides=None):
     from erts_tf.training.config import RunConfig
 
-    return RunConfig(
+    settings = dict(
         output_dir=output_dir, dataset=args.dataset, dataset_config=args.dataset_config, data_dir=args.data_dir,
         manual_dir=args.manual_dir if args.dataset != "synthetic_ecg" else None, model=args.model,
         epochs=args.epochs, batch_size=args.batch_size, mode=mode, level=level, tau=args.tau,
@@ -118,6 +165,21 @@ def _config(args, mode, level, seed, output_dir):
         cam_start_epoch=args.cam_start_epoch, start_revision=args.start_revision, rescore_every=args.rescore_every,
         seed=seed, overwrite=True, verbose=0, report=False,
     )
+    settings.update(RECIPES[getattr(args, "recipe", "reference")])
+    settings.update(overrides or {})
+    return RunConfig(**settings)
+
+
+def _variant_overrides(args, name, seed, records) -> dict:
+    """The settings of variant ``name`` for ``seed``; full_matched takes its epochs from the
+    ``--matched_to`` run of the same seed (which must be in ``records``)."""
+    overrides = {k: v for k, v in VARIANTS[name].items() if k != "mode"}
+    if name == "full_matched":
+        (target,) = [r for r in records if r["mode"] == args.matched_to and r["seed"] == seed]
+        epochs = max(1, round(args.epochs * target["total_work_ratio"]))
+        warmup = RECIPES[args.recipe].get("lr_warmup_epochs", 0)
+        overrides.update(epochs=epochs, lr_warmup_epochs=round(warmup * epochs / args.epochs))
+    return overrides
 
 
 def _test_probs(args, run_dir, data):
@@ -136,15 +198,16 @@ def _test_probs(args, run_dir, data):
     return np.concatenate(probs)
 
 
-def run_one(args, data, mode, level, seed) -> dict:
+def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:
     import keras
     import numpy as np
 
     from erts_tf import bootstrap, metrics
     from erts_tf.training import run
 
-    run_dir = os.path.join(args.work_dir, NAME, f"{args.dataset}_{args.dataset_config}", f"{level}_{mode}_s{seed}")
-    config = _config(args, mode, level, seed, run_dir)
+    name = name or mode
+    run_dir = os.path.join(args.work_dir, NAME, f"{args.dataset}_{args.dataset_config}", f"{level}_{name}_s{seed}")
+    config = _config(args, mode, level, seed, run_dir, overrides)
     keras.backend.clear_session()
     gc.collect()
     with common.Meter() as meter:
@@ -156,7 +219,8 @@ def run_one(args, data, mode, level, seed) -> dict:
     ci = bootstrap.single_label_bootstrap(data.test.label, probs, data.test.class_names, rounds=args.rounds, seed=0)
     cost = summary["cost"]
     record = {
-        "mode": mode, "level": level, "seed": seed, "run_dir": run_dir,
+        "mode": name, "policy_mode": mode, "level": level, "seed": seed, "run_dir": run_dir,
+        "settings": config.to_json(),
         "test_macro_f1": summary["test"]["macro_f1"], "test_macro_f1_ci": ci["macro_f1"],
         "test_accuracy": summary["test"]["accuracy"],
         "test_per_class_f1": {k: v["f1"] for k, v in summary["test"]["per_class"].items()},
@@ -166,7 +230,8 @@ def run_one(args, data, mode, level, seed) -> dict:
         "cpu_s": meter.result["cpu_s"], "rss_peak_bytes": meter.result["rss_peak_bytes"],
         "rss_start_bytes": meter.result["rss_start_bytes"], "meter": meter.result,
         "epochs": [{k: e.get(k) for k in ("epoch", "phase", "kept", "kept_fraction", "samples_read", "forward_train",
-                                            "forward_score", "gradcam", "backward", "train_s", "wall_s", "val_macro_f1")}
+                                            "forward_score", "gradcam", "backward", "optimizer_steps", "train_s",
+                                            "wall_s", "macro_f1", "val_macro_f1")}
                    for e in summary["epochs"]],
         "test_pred": np.argmax(probs, axis=-1).astype(int).tolist(),
     }
@@ -254,21 +319,44 @@ def aggregate(args, records, labels, n_classes) -> dict:
         rows["batch/full"] = {**rows["epoch/full"], "level": "batch", "reused_from": "epoch/full"}
         rounds_by_key[("batch", "full")] = rounds_by_key[("epoch", "full")]
     comparisons = {}
+    focus = getattr(args, "focus_mode", None) or "erts"
+    pairs = [(focus, other) for other in (*COMPARE_WITH, *VARIANTS) if other != focus]
+    # every mode against full and against infobatch (the peer a user would pick instead)
+    pairs += [(m, base) for m in {k[1] for k in rounds_by_key} for base in ("full", "infobatch")
+              if m not in (base, focus)]
     for level in ("epoch", "batch"):
-        if (level, "erts") not in rounds_by_key:
-            continue
-        for other in COMPARE_WITH:
-            if (level, other) not in rounds_by_key:
+        for a_mode, b_mode in dict.fromkeys(pairs):
+            if (level, a_mode) not in rounds_by_key or (level, b_mode) not in rounds_by_key:
                 continue
-            diff = rounds_by_key[(level, "erts")] - rounds_by_key[(level, other)]
-            a, b = rows[f"{level}/erts"], rows[f"{level}/{other}"]
-            comparisons[f"{level}: erts - {other}"] = {
+            diff = rounds_by_key[(level, a_mode)] - rounds_by_key[(level, b_mode)]
+            a, b = rows[f"{level}/{a_mode}"], rows[f"{level}/{b_mode}"]
+            comparisons[f"{level}: {a_mode} - {b_mode}"] = {
                 "macro_f1_difference": _interval(a["test_macro_f1_mean"] - b["test_macro_f1_mean"], diff),
                 "work_ratio": [a["total_work_ratio"], b["total_work_ratio"]],
                 "train_wall_ratio": [a["train_wall_ratio"], b["train_wall_ratio"]],
                 "verdict": _verdict(a, b, _interval(0.0, diff)),
             }
-    return {"rows": rows, "comparisons": comparisons, "targets": _targets(rows, records)}
+    return {"rows": rows, "comparisons": comparisons, "targets": _targets(rows, records, focus, comparisons),
+            "convergence": _convergence(records)}
+
+
+def _convergence(records, last: int = 5) -> dict:
+    """Whether full has converged: its validation macro-F1 over the last ``last`` epochs, per seed
+    (range and least-squares slope per epoch; flat means a range <= 0.03 and |slope| <= 0.005)."""
+    import numpy as np
+
+    out = {}
+    for r in records:
+        if r["mode"] != "full":
+            continue
+        values = [e["val_macro_f1"] for e in r["epochs"] if e.get("val_macro_f1") is not None][-last:]
+        if len(values) < 2:
+            continue
+        slope = float(np.polyfit(np.arange(len(values)), values, 1)[0])
+        spread = float(max(values) - min(values))
+        out[f"seed {r['seed']}"] = {"last_val_macro_f1": values, "range": spread, "slope_per_epoch": slope,
+                                   "flat": spread <= 0.03 and abs(slope) <= 0.005}
+    return out
 
 
 def _verdict(a, b, diff) -> str:
@@ -284,8 +372,36 @@ def _verdict(a, b, diff) -> str:
     return f"macro-F1 {quality} (paired 95 % CI of the difference), {cost}"
 
 
-def _targets(rows, records) -> dict:
+def _targets(rows, records, focus="erts", comparisons=None) -> dict:
     targets = {}
+    comparisons = comparisons or {}
+    new, full, infobatch = rows.get(f"epoch/{focus}"), rows.get("epoch/full"), rows.get("epoch/infobatch")
+    if focus != "erts" and new and full:
+        low = full["test_macro_f1_ci"]["low"]
+        targets["selection_pays"] = {
+            "target": f"{focus}: macro-F1 >= full's 95 % lower bound at <= 0.45 x full's total work and <= 0.50 x its "
+                      "training wall-clock",
+            "macro_f1": new["test_macro_f1_mean"], "full_ci_low": low, "work": new["total_work_ratio"],
+            "train_wall": new["train_wall_ratio"], "cpu": new["cpu_ratio"],
+            "met_quality": low is not None and new["test_macro_f1_mean"] >= low,
+            "met_work": new["total_work_ratio"] <= 0.45, "met_wall": new["train_wall_ratio"] <= 0.50,
+        }
+        if infobatch:
+            diff = comparisons.get(f"epoch: {focus} - infobatch", {}).get("macro_f1_difference", {})
+            targets["not_below_infobatch"] = {
+                "target": f"{focus} not below infobatch (paired 95 % CI of the difference not entirely < 0) at the same "
+                          "or lower total work",
+                "difference": diff, "work": [new["total_work_ratio"], infobatch["total_work_ratio"]],
+                "met": diff.get("high") is not None and diff["high"] >= 0
+                and new["total_work_ratio"] <= infobatch["total_work_ratio"],
+            }
+        matched = comparisons.get(f"epoch: {focus} - full_matched")
+        if matched:
+            diff = matched["macro_f1_difference"]
+            targets["beats_full_on_matched_budget"] = {
+                "target": f"{focus} beats full on a matched budget (paired 95 % CI of the difference > 0)",
+                "difference": diff, "met": diff["low"] is not None and diff["low"] > 0,
+            }
     full, erts = rows.get("epoch/full"), rows.get("epoch/erts")
     if full and erts:
         low = full["test_macro_f1_ci"]["low"]
@@ -318,7 +434,9 @@ def tables(result) -> str:
         keyed = [r for r in rows.values() if r["level"] == level]
         if not keyed:
             continue
-        order = {m: i for i, m in enumerate(("full", "dbpd", "srd", "smrd", "erts", "erts_srd", "erts_smrd"))}
+        order = {m: i for i, m in enumerate(("full", "full_matched", "dbpd", "srd", "smrd", "erts", "erts_reference",
+                                             "erts_srd", "erts_smrd", "infobatch", "infobatch_r07", "erts_infobatch",
+                                             "erts_infobatch_r05"))}
         keyed.sort(key=lambda r: order.get(r["mode"], 99))
         body = [[
             r["mode"] + (" (=epoch full)" if "reused_from" in r else ""),
@@ -339,9 +457,9 @@ def tables(result) -> str:
             body))
     comparisons = result["aggregate"]["comparisons"]
     if comparisons:
-        lines.append("\nerts against the others (paired bootstrap over the test records, seed-mean macro-F1)\n")
+        lines.append("\npaired comparisons (bootstrap over the test records, seed-mean macro-F1)\n")
         lines.append(common.markdown_table(
-            ["comparison", "F1 difference [95% CI]", "work (erts / other)", "train wall (erts / other)", "verdict"],
+            ["comparison (a - b)", "F1 difference [95% CI]", "work (a / b)", "train wall (a / b)", "verdict"],
             [[k, common.fmt_ci(v["macro_f1_difference"], "+.3f"),
               f"{v['work_ratio'][0]:.3f} / {v['work_ratio'][1]:.3f}",
               f"{v['train_wall_ratio'][0]:.3f} / {v['train_wall_ratio'][1]:.3f}", v["verdict"]]
@@ -354,6 +472,22 @@ def tables(result) -> str:
                      f"{'MET' if q['met'] else 'NOT MET'}")
         lines.append(f"- {w['target']}: train wall {w['train_wall_ratio']:.3f} ({'MET' if w['met_train_wall'] else 'NOT MET'}), "
                      f"run wall {w['run_wall_ratio']:.3f} ({'MET' if w['met_run_wall'] else 'NOT MET'})")
+    for key in ("selection_pays", "not_below_infobatch", "beats_full_on_matched_budget"):
+        if key not in targets:
+            continue
+        t = targets[key]
+        if key == "selection_pays":
+            lines.append(f"- {t['target']}: macro-F1 {t['macro_f1']:.3f} vs full CI low {common.fmt(t['full_ci_low'])} "
+                         f"({'MET' if t['met_quality'] else 'NOT MET'}), work {t['work']:.3f} "
+                         f"({'MET' if t['met_work'] else 'NOT MET'}), train wall {t['train_wall']:.3f} "
+                         f"({'MET' if t['met_wall'] else 'NOT MET'}), CPU {t['cpu']:.3f}")
+        else:
+            lines.append(f"- {t['target']}: difference {common.fmt_ci(t['difference'], '+.3f')} -> "
+                         f"{'MET' if t['met'] else 'NOT MET'}")
+    convergence = result["aggregate"].get("convergence") or {}
+    for seed, c in convergence.items():
+        lines.append(f"- full converged ({seed}): last validation macro-F1 {', '.join(f'{v:.3f}' for v in c['last_val_macro_f1'])}"
+                     f"; range {c['range']:.3f}, slope {c['slope_per_epoch']:+.4f}/epoch -> {'flat' if c['flat'] else 'NOT flat'}")
     t = targets["wall_clock_tracks_work"]
     parts = [f"{k} {v['relative_difference']:+.0%}{'' if v['met'] else ' (no)'}" for k, v in t["by_run_kind"].items()]
     lines.append(f"- {t['target']}: {'MET for all' if t['met_all'] else 'NOT met for all'}: " + ", ".join(parts))
@@ -364,7 +498,9 @@ def plot(result, path) -> pathlib.Path | None:
     plt = common.pyplot()
     rows = result["aggregate"]["rows"]
     colors = {"full": "black", "dbpd": "tab:blue", "srd": "tab:gray", "smrd": "tab:orange", "erts": "tab:red",
-              "erts_srd": "tab:pink", "erts_smrd": "tab:purple"}
+              "erts_srd": "tab:pink", "erts_smrd": "tab:purple", "full_matched": "tab:brown", "infobatch": "tab:cyan",
+              "infobatch_r07": "tab:olive", "erts_infobatch": "tab:green", "erts_reference": "darkred",
+              "erts_infobatch_r05": "lime"}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     for r in rows.values():
         if "reused_from" in r:
@@ -433,13 +569,31 @@ def main(argv=None) -> dict:
     machine_before = common.machine()
     data = run.load_data(_config(args, "full", "epoch", 0, os.path.join(args.work_dir, "unused")))
     combos = _combos(args)
+    runs_dir = common.output_path(args, NAME).with_suffix("")
+    runs_dir = runs_dir.parent / f"{runs_dir.name}_runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for index, seed in enumerate(args.seeds):
         shift = index % len(combos)
-        for level, mode in combos[shift:] + combos[:shift]:
-            record = run_one(args, data, mode, level, seed)
+        order = combos[shift:] + combos[:shift]
+        if args.variants:  # full_matched needs its target's run of the same seed first
+            order.sort(key=lambda c: c[1] == "full_matched")
+        for level, name in order:
+            path = runs_dir / f"{level}_{name}_s{seed}.json"
+            if path.exists():
+                import json
+
+                records.append(json.loads(path.read_text()))
+                print(f"seed {seed} {level:>5} {name:<9} reused {path}", flush=True)
+                continue
+            if args.variants:
+                record = run_one(args, data, VARIANTS[name]["mode"], level, seed,
+                                 _variant_overrides(args, name, seed, records), name=name)
+            else:
+                record = run_one(args, data, name, level, seed)
+            common.write_json(path, record)
             records.append(record)
-            print(f"seed {seed} {level:>5} {mode:<9} test macro-F1 {record['test_macro_f1']:.3f}  eff. epochs "
+            print(f"seed {seed} {level:>5} {name:<9} test macro-F1 {record['test_macro_f1']:.3f}  eff. epochs "
                   f"{record['effective_epochs']:.2f}  work {record['total_work_ratio']:.3f}  train {record['train_s']:.1f}s  "
                   f"run {record['run_wall_s']:.1f}s  cpu {record['cpu_s']:.1f}s", flush=True)
     summary = aggregate(args, records, data.test.label, len(data.test.class_names))

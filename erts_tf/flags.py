@@ -12,7 +12,7 @@ import sys
 from absl import flags
 
 from erts_tf import models
-from erts_tf.data import registry
+from erts_tf.data import augment, registry
 from erts_tf.explain import focus
 from erts_tf.selection.policies import MODES
 from erts_tf.training.config import RunConfig
@@ -32,9 +32,17 @@ flags.DEFINE_integer("epochs", 100, "Number of epochs.")
 flags.DEFINE_integer("batch_size", 32, "Mini-batch size.")
 flags.DEFINE_float("lr", 3e-4, "AdamW learning rate at epoch 0.")
 flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
-flags.DEFINE_float("lr_decay", 0.98, "Learning rate factor applied after every epoch.")
+flags.DEFINE_float("lr_decay", 0.98, "exponential schedule: learning-rate factor applied after every epoch.")
+flags.DEFINE_enum("lr_schedule", "exponential", ["exponential", "cosine"],
+                  "exponential: lr * lr_decay**epoch (the reference); cosine: linear warm-up, then a half cosine to 0.")
+flags.DEFINE_integer("lr_warmup_epochs", 0, "cosine schedule: epochs of linear learning-rate warm-up.")
+flags.DEFINE_integer("early_stop_patience", 0,
+                     "Stop when validation macro-F1 has not improved for this many epochs (0: never).")
+flags.DEFINE_string("augment", "", "Comma-separated training augmentations: shift, scale, wander, noise (empty: none).")
 flags.DEFINE_enum("loss", "class_balanced", ["class_balanced", "plain"], "Cross-entropy weighting.")
 flags.DEFINE_float("cb_beta", 0.9999, "Beta of the class-balanced (effective number) weights.")
+flags.DEFINE_float("cb_max_ratio", 10.0,
+                   "Cap on the ratio of the largest to the smallest class weight (0: no cap, the reference).")
 flags.DEFINE_boolean("reference_loss_split", False,
                      "Reproduce the reference: plain CE for mode `full`, class-balanced for the others.")
 # selection
@@ -45,10 +53,18 @@ flags.DEFINE_float("tau", 0.3, "dbpd threshold on p_true (0: misclassified sampl
 flags.DEFINE_float("decay", 0.99, "srd: a decay**epoch fraction is kept.")
 flags.DEFINE_float("cam_keep_frac", 0.7, "erts: share of the low-confidence candidates kept by focus.")
 flags.DEFINE_enum("focus_score", "entropy", list(focus.FOCUS_SCORES), "Focus score of the Grad-CAM map.")
+flags.DEFINE_float("prune_ratio", 0.5, "infobatch, erts_infobatch: share of the well-learned samples dropped per epoch.")
+flags.DEFINE_float("anneal_frac", 0.0, "Share of the last epochs trained on full data (InfoBatch's annealing; 0: none).")
+flags.DEFINE_float("unreliable_frac", 0.2,
+                   "erts_infobatch: share of each class's hard samples, lowest focus first, treated as unreliable.")
+flags.DEFINE_float("unreliable_weight", 0.0, "erts_infobatch: loss weight of an unreliable sample (0: dropped).")
+flags.DEFINE_float("min_keep_frac", 0.2,
+                   "Every selection epoch keeps at least this share of every class (0: the reference's rescue).")
 flags.DEFINE_integer("warm_up_epochs", 5, "Full-data epochs before selection starts.")
 flags.DEFINE_integer("cam_start_epoch", 3, "Epochs after warm-up before the focus filter starts.")
 flags.DEFINE_integer("start_revision", 50, "From this epoch on every epoch is full data (-1: never).")
 flags.DEFINE_integer("rescore_every", 5, "Epoch level: re-score dropped samples every N selection epochs (0: never).")
+flags.DEFINE_integer("focus_every", 1, "Epoch level: refresh focus scores in one of every N epochs (1: every epoch).")
 flags.DEFINE_boolean("always_cam", False, "Compute focus scores in every epoch (audits, validity studies).")
 # run
 flags.DEFINE_string("output_dir", None, "Run directory (its parent must exist).")
@@ -79,9 +95,14 @@ flags.register_validator("dataset", lambda v: _check(v in registry.names(),
 for _name in ("epochs", "batch_size"):
     flags.register_validator(_name, lambda v, n=_name: _check(v is not None and v > 0, f"--{n} must be > 0, got {v}"))
 flags.register_validator("lr", lambda v: _check(v > 0, f"--lr must be > 0, got {v}"))
-for _name in ("tau", "decay", "cam_keep_frac", "lr_decay"):
+for _name in ("tau", "decay", "cam_keep_frac", "lr_decay", "anneal_frac", "unreliable_frac", "unreliable_weight",
+              "min_keep_frac"):
     flags.register_validator(_name, lambda v, n=_name: _check(0 <= v <= 1, f"--{n} must be in [0, 1], got {v}"))
-for _name in ("warm_up_epochs", "cam_start_epoch", "rescore_every"):
+flags.register_validator("prune_ratio", lambda v: _check(0 <= v < 1, f"--prune_ratio must be in [0, 1), got {v}"))
+flags.register_validator("cb_max_ratio", lambda v: _check(v == 0 or v >= 1, f"--cb_max_ratio must be 0 or >= 1, got {v}"))
+flags.register_validator("augment", lambda v: _check(_augment_ok(v), f"--augment={v}: {_augment_error(v)}"))
+flags.register_validator("focus_every", lambda v: _check(v >= 1, f"--focus_every must be >= 1, got {v}"))
+for _name in ("warm_up_epochs", "cam_start_epoch", "rescore_every", "lr_warmup_epochs", "early_stop_patience"):
     flags.register_validator(_name, lambda v, n=_name: _check(v >= 0, f"--{n} must be >= 0, got {v}"))
 flags.register_validator(
     "output_dir",
@@ -96,6 +117,18 @@ flags.register_multi_flags_validator(
     ["strategy", "level", "skip_nonfinite"],
     lambda d: _check(d["strategy"] == "default" or (d["level"] == "epoch" and not d["skip_nonfinite"]),
                      f"--strategy={d['strategy']} supports --level=epoch without --skip_nonfinite only"))
+
+
+def _augment_error(value) -> str:
+    try:
+        augment.parse(value)
+    except ValueError as error:
+        return str(error)
+    return ""
+
+
+def _augment_ok(value) -> bool:
+    return not _augment_error(value)
 
 
 def parse(argv: list[str]) -> list[str]:

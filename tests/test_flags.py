@@ -52,8 +52,20 @@ def test_unknown_key_in_flagfile_and_missing_output_parent(tmp_path, capsys):
 def test_good_flagfile_parses_into_a_run_config(tmp_path):
     _parse(["--flagfile=configs/quickstart.cfg", "--epochs=3"], tmp_path)
     config = erts_flags.run_config()
-    assert config.mode == "erts" and config.epochs == 3 and config.dataset_config == "quickstart"
+    assert config.mode == "erts_infobatch" and config.epochs == 3 and config.dataset_config == "quickstart"
+    assert config.lr_schedule == "cosine" and config.min_keep_frac == 0.2 and config.prune_ratio == 0.7
     erts_flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("flag, message", [("--prune_ratio=1", "--prune_ratio must be in [0, 1)"),
+                                           ("--augment=shift,blur", "unknown augmentation"),
+                                           ("--focus_every=0", "--focus_every must be >= 1"),
+                                           ("--cb_max_ratio=0.5", "--cb_max_ratio must be 0 or >= 1"),
+                                           ("--min_keep_frac=1.5", "--min_keep_frac must be in [0, 1]")])
+def test_bad_selection_and_recipe_flags_exit_2(flag, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(["--flagfile=configs/quickstart.cfg", flag], tmp_path)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_cli_exits_2_for_a_bad_flag(tmp_path):

@@ -1,6 +1,7 @@
 """Input pipeline: the keep-mask filter, reads counted, z-score, stable sample ids."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from erts_tf.data import pipeline, registry
@@ -10,7 +11,7 @@ def _ids(ds):
     return np.concatenate([ids.numpy() for _, _, ids in ds])
 
 
-def test_keep_mask_yields_exactly_the_kept_ids_and_is_reread_each_iteration(tiny_data):
+def test_keep_mask_yields_exactly_the_kept_ids_and_knows_its_batch_count(tiny_data):
     n = tiny_data.train.n
     keep = tf.Variable(np.zeros(n, bool))
     reads = tf.Variable(tf.constant(0, tf.int64))
@@ -19,9 +20,12 @@ def test_keep_mask_yields_exactly_the_kept_ids_and_is_reread_each_iteration(tiny
     ds = pipeline.train_dataset(tiny_data.train, keep, batch_size=2, seed=0, epoch=0, read_counter=reads)
     assert sorted(_ids(ds)) == chosen.tolist()
     assert int(reads.numpy()) == len(chosen)  # dropped records were never read
-    keep.assign(np.ones(n, bool))  # the same dataset object re-reads the mask
-    assert sorted(_ids(ds)) == list(range(n))
-    assert int(reads.numpy()) == len(chosen) + n
+    assert int(ds.cardinality()) == 3  # 5 kept at batch 2: the progress bar and the step count agree
+    keep.assign(np.ones(n, bool))  # a mask changed after the dataset was built fails loudly, never silently
+    with pytest.raises(tf.errors.FailedPreconditionError):
+        _ids(ds)
+    fresh = pipeline.train_dataset(tiny_data.train, keep, batch_size=2, seed=0, epoch=0, read_counter=reads)
+    assert sorted(_ids(fresh)) == list(range(n)) and int(fresh.cardinality()) == -(-n // 2)
 
 
 def test_epoch_order_is_seeded_by_seed_and_epoch(tiny_data):

@@ -129,3 +129,137 @@ def test_schedule_phases_follow_the_reference_defaults():
         Phase.WARMUP, Phase.WARMUP, Phase.SELECT, Phase.SELECT, Phase.SELECT_CAM,
         Phase.SELECT_CAM, Phase.REVISION, Phase.REVISION]
     assert Schedule(start_revision=-1).phase(99) == Phase.SELECT_CAM
+
+
+# -- infobatch, erts_infobatch, the class floor --------------------------------------------------
+def _ib_config(**kw):
+    base = dict(n_classes=2, prune_ratio=0.5, unreliable_frac=0.25, unreliable_weight=0.0, min_keep_frac=0.0)
+    base.update(kw)
+    return PolicyConfig(**base)
+
+
+def _spread_scores(n=40, n_classes=2, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.01, 0.99, n).astype(np.float32)
+    focus = rng.uniform(0, 1, n).astype(np.float32)
+    label = np.arange(n) % n_classes
+    return p, focus, label
+
+
+def test_infobatch_prunes_a_random_share_of_the_well_learned_and_reweights_the_rest():
+    p, focus, label = _spread_scores()
+    s = _scores(p, focus, label)
+    d = policies.decide("infobatch", s, 3, RNG, _ib_config(prune_ratio=0.6), cam_active=True)
+    keep, reason, weight = d.keep.numpy(), d.reason.numpy(), d.weight.numpy()
+    loss = -np.log(p)
+    well = loss < loss.mean()
+    n_well = well.sum()
+    k = round(0.4 * n_well)
+    assert (keep[~well]).all() and (weight[~well] == 1).all() and set(reason[~well]) == {Reason.HARD}
+    assert keep[well].sum() == k
+    assert set(reason[well & keep]) == {Reason.REWEIGHTED} and set(reason[well & ~keep]) == {Reason.PRUNED}
+    # unbiased: the kept well-learned samples carry the whole well-learned group's weight
+    assert weight[well].sum() == pytest.approx(n_well)
+    assert (weight[~keep] == 0).all()
+    other = policies.decide("infobatch", s, 4, np.array([7, 12]), _ib_config(prune_ratio=0.6), cam_active=True)
+    assert (other.keep.numpy() != keep).any()  # a new random draw per epoch, never a fixed cut
+
+
+def test_infobatch_keeps_never_scored_samples_and_leaves_them_out_of_the_mean():
+    p = np.array([-1.0, -1.0, 0.9, 0.95, 0.1, 0.99], np.float32)  # -1: never scored
+    d = policies.decide("infobatch", _scores(p, np.zeros(6), [0, 1, 0, 1, 0, 1]), 1, RNG,
+                        _ib_config(prune_ratio=0.99), cam_active=False)
+    keep = d.keep.numpy()
+    assert keep[:2].all() and keep[4]  # unscored and the hard one are kept
+    assert keep[[2, 3, 5]].sum() == round(0.01 * 3)  # the three well-learned ones: all but round(0.03) pruned
+
+
+def test_erts_infobatch_drops_the_least_focused_hard_samples_of_each_class():
+    p, focus, label = _spread_scores(n=60, n_classes=3, seed=1)
+    s = _scores(p, focus, label)
+    config = _ib_config(n_classes=3, unreliable_frac=0.25)
+    d = policies.decide("erts_infobatch", s, 3, RNG, config, cam_active=True)
+    base = policies.decide("infobatch", s, 3, RNG, config, cam_active=True)
+    keep, reason = d.keep.numpy(), d.reason.numpy()
+    hard = base.reason.numpy() == Reason.HARD
+    for c in range(3):
+        members = np.flatnonzero(hard & (label == c))
+        k = int(np.floor(0.25 * len(members)))
+        lowest = members[np.argsort(focus[members], kind="stable")[:k]]
+        assert set(np.flatnonzero((reason == Reason.LOW_FOCUS) & (label == c))) == set(lowest)
+        assert not keep[lowest].any()
+        rest = np.setdiff1d(members, lowest)
+        assert keep[rest].all() and (reason[rest] == Reason.FOCUSED).all()  # focused hard samples always kept
+    # the well-learned side is exactly infobatch's
+    well = ~hard
+    assert (keep[well] == base.keep.numpy()[well]).all()
+    before = policies.decide("erts_infobatch", s, 3, RNG, config, cam_active=False)
+    assert (before.keep.numpy() == base.keep.numpy()).all()  # before the focus filter starts: infobatch
+
+
+def test_erts_infobatch_never_ranks_a_focus_that_was_never_computed():
+    p, focus, label = _spread_scores(n=40, seed=2)
+    has_focus = np.zeros(40, bool)
+    s = Scores.of(p, focus, label, p > 0.5, has_focus=has_focus)
+    d = policies.decide("erts_infobatch", s, 3, RNG, _ib_config(unreliable_frac=0.5), cam_active=True)
+    assert Reason.LOW_FOCUS not in set(d.reason.numpy())
+    d = policies.decide("erts", s, 3, RNG, PolicyConfig(tau=0.5, cam_keep_frac=0.2, n_classes=2), cam_active=True)
+    candidates = p < 0.5
+    assert d.keep.numpy()[candidates].all() and Reason.LOW_FOCUS not in set(d.reason.numpy())
+
+
+def test_erts_infobatch_can_down_weight_instead_of_dropping():
+    p, focus, label = _spread_scores(n=40, seed=3)
+    d = policies.decide("erts_infobatch", _scores(p, focus, label), 3, RNG,
+                        _ib_config(unreliable_frac=0.5, unreliable_weight=0.25), cam_active=True)
+    down = d.reason.numpy() == Reason.DOWN_WEIGHTED
+    assert down.any() and d.keep.numpy()[down].all() and np.allclose(d.weight.numpy()[down], 0.25)
+
+
+def test_class_floor_keeps_a_share_of_every_class_drawn_anew_each_epoch():
+    n = 300
+    label = np.array([0] * 200 + [1] * 90 + [2] * 10)
+    p = np.full(n, 0.99, np.float32)  # all confident: dbpd alone would keep the first of each class only
+    s = _scores(p, np.zeros(n), label)
+    config = PolicyConfig(tau=0.3, n_classes=3, min_keep_frac=0.1)
+    a = policies.decide("dbpd", s, 5, np.array([0, 5]), config, cam_active=False)
+    b = policies.decide("dbpd", s, 6, np.array([0, 6]), config, cam_active=False)
+    for d in (a, b):
+        keep = d.keep.numpy()
+        assert [keep[label == c].sum() for c in range(3)] == [20, 9, 1]
+        assert set(d.reason.numpy()[keep]) == {Reason.RESCUED} and (d.weight.numpy()[keep] == 1).all()
+    assert (a.keep.numpy() != b.keep.numpy()).any()  # not the same first sample ids every epoch
+    reference = policies.decide("dbpd", s, 5, np.array([0, 5]), PolicyConfig(tau=0.3, n_classes=3), cam_active=False)
+    assert np.flatnonzero(reference.keep.numpy()).tolist() == [0, 200, 290]  # floor 0: the reference rescue
+
+
+def test_every_mode_returns_zero_weight_for_dropped_samples():
+    p, focus, label = _spread_scores(n=50, seed=4)
+    s = _scores(p, focus, label)
+    for mode in policies.MODES:
+        d = policies.decide(mode, s, 3, RNG, _ib_config(min_keep_frac=0.1), cam_active=True)
+        keep, weight = d.keep.numpy(), d.weight.numpy()
+        assert (weight[~keep] == 0).all() and (weight[keep] > 0).all(), mode
+
+
+def test_learning_rate_schedules():
+    from erts_tf.training.callbacks import learning_rate
+
+    assert learning_rate("exponential", 1.0, 3, 10, decay=0.5) == pytest.approx(0.125)
+    cosine = [learning_rate("cosine", 1.0, e, 10, warmup_epochs=2) for e in range(10)]
+    assert cosine[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert cosine[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(cosine[2:], cosine[3:]))  # decreasing after the warm-up
+    with pytest.raises(ValueError, match="unknown learning-rate schedule"):
+        learning_rate("linear", 1.0, 0, 10)
+
+
+def test_class_weights_stay_bounded_on_a_1_to_5000_imbalance():
+    from erts_tf.training.losses import class_balanced_weights
+
+    labels = np.array([0] * 50000 + [1] * 10)
+    uncapped = class_balanced_weights(labels, 2, 0.9999)
+    capped = class_balanced_weights(labels, 2, 0.9999, max_ratio=10)
+    assert uncapped[1] / uncapped[0] > 100  # the reference explodes
+    assert capped[1] / capped[0] == pytest.approx(10, rel=1e-5)
+    assert capped.sum() == pytest.approx(2)

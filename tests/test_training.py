@@ -36,7 +36,8 @@ def _from_flagfile(mode, tmp_path, tfds_dir):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_epoch_level_trains_on_exactly_the_kept_samples(mode, tiny_data, tmp_path, tfds_dir):
-    summary = run.run(_from_flagfile(mode, tmp_path, tfds_dir), tiny_data)
+    config = _from_flagfile(mode, tmp_path, tfds_dir)
+    summary = run.run(config, tiny_data)
     epochs = _epochs(summary)
     assert sorted(epochs) == [0, 1, 2, 3, 4]
     for e, entry in epochs.items():
@@ -48,7 +49,8 @@ def test_epoch_level_trains_on_exactly_the_kept_samples(mode, tiny_data, tmp_pat
         assert entry["samples_read"] == entry["kept"] + entry["forward_score"], (e, entry)
         if mode == "srd" and not full_data:
             assert entry["kept"] == math.floor(0.8**e * N_TRAIN)
-        if mode in FOCUS_MODES and e >= 1:  # focus computed from cam_epoch - 1 = 1 while needed
+        if mode in FOCUS_MODES and e >= 1 and (e - 1) % config.focus_every == 0:
+            # focus computed from cam_epoch - 1 = 1 while needed, every focus_every epochs
             assert entry["gradcam"] >= (entry["kept"] if e < 3 else 0)
     cost = summary["cost"]
     assert cost["effective_epochs"] == pytest.approx(sum(e["backward"] for e in epochs.values()) / N_TRAIN)
@@ -57,7 +59,7 @@ def test_epoch_level_trains_on_exactly_the_kept_samples(mode, tiny_data, tmp_pat
 
 @pytest.mark.parametrize("mode", ["dbpd", "erts", "srd"])
 def test_batch_level_scores_every_sample_and_trains_on_the_kept(mode, tiny_config, tiny_data):
-    summary = run.run(tiny_config(mode=mode, level="batch", decay=0.8), tiny_data)
+    summary = run.run(tiny_config(mode=mode, level="batch", decay=0.8, min_keep_frac=0.0), tiny_data)  # the reference rules
     for e, entry in _epochs(summary).items():
         assert entry["samples_read"] == N_TRAIN
         if e in (0, 4):
@@ -123,3 +125,43 @@ def test_rescoring_before_a_focus_decision_computes_focus(tiny_config, tiny_data
     summary = run.run(tiny_config(mode="erts", rescore_every=2, start_revision=4), tiny_data)
     entry = _epochs(summary)[3]
     assert entry["forward_score"] > 0 and entry["gradcam"] >= entry["forward_score"]
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run_and_keeps_the_users_files(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "home"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work")
+    result = subprocess.run(
+        [sys.executable, "-m", "erts_tf.train", "--dataset_config=tiny", f"--output_dir={folder}", "--overwrite",
+         "--epochs=1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --overwrite:") and "not an erts-tf run folder" in last
+    assert (folder / "thesis.tex").read_text() == "years of work"
+
+
+def test_overwrite_of_a_run_folder_removes_only_what_a_run_writes(tiny_config, tiny_data, tmp_path):
+    run.run(tiny_config(mode="full", epochs=1), tiny_data)
+    out = tmp_path / "run"
+    (out / "notes.txt").write_text("mine")
+    (out / "mine").mkdir()
+    run.run(tiny_config(mode="full", epochs=1, overwrite=True), tiny_data)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "mine").is_dir()
+    assert (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("setting", [{"tau": 0.4}, {"lr": 1e-3}, {"prune_ratio": 0.3}, {"lr_schedule": "cosine"},
+                                     {"min_keep_frac": 0.5}, {"augment": "noise"}])
+def test_resume_refuses_any_setting_that_changes_a_decision(setting, tiny_config, tiny_data, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    config = tiny_config(mode="erts")
+    (out / "config.json").write_text(json.dumps(config.to_json()))
+    (out / "progress.json").write_text("{}")
+    name = next(iter(setting))
+    with pytest.raises(run.RunError, match=f"--{name}="):
+        run.run(tiny_config(mode="erts", resume=True, **setting), tiny_data)
+    assert json.loads((out / "config.json").read_text()) == config.to_json()  # the original is kept

@@ -5,6 +5,9 @@ and per sample. Each training epoch then streams sample ids in a permutation
 seeded by ``(seed, epoch)``, keeps only ids whose ``keep_mask[sample_id]`` is
 True, and only then gathers the record: a dropped record is never read into
 the pipeline, and ``read_counter`` counts exactly the records that were.
+Kept records are then augmented (``augment``, seeded by ``(seed, epoch,
+sample_id)``) if the run asks for it. Each epoch's dataset knows how many
+batches it holds (the keep-mask is decided before the dataset is built).
 Elements are ``(signal (batch, time, leads), label (batch,), sample_id (batch,))``.
 """
 
@@ -17,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from erts_tf.data import augment as augment_lib
 from erts_tf.data import registry
 
 log = logging.getLogger(__name__)
@@ -129,11 +133,14 @@ def train_dataset(
     seed: int,
     epoch: int,
     read_counter: tf.Variable | None = None,
+    augmentations: tuple[str, ...] = (),
 ) -> tf.data.Dataset:
     """Batches of the kept samples of one epoch, in a ``(seed, epoch)`` order.
 
-    ``keep_mask`` ``(n,)`` bool is read when the dataset is iterated, so
-    assigning it before iterating changes what the epoch yields; None keeps all.
+    ``keep_mask`` ``(n,)`` bool is read when the dataset is iterated; None keeps all.
+    The dataset's cardinality is the batch count of the mask as it is when this is
+    called (iterating it after the mask changed size fails loudly, never silently).
+    ``augmentations``: names from ``augment.AUGMENTATIONS``, applied to kept records.
     """
     signal = tf.constant(arrays.signal)
     label = tf.constant(arrays.label)
@@ -141,15 +148,20 @@ def train_dataset(
     def read(i):
         if read_counter is not None:
             read_counter.assign_add(1)
-        return signal[i], label[i], i
+        x = signal[i]
+        if augmentations:
+            x = augment_lib.augment(x, augmentations, augment_lib.sample_seed(seed, epoch, i))
+        return x, label[i], i
 
     ids = tf.data.Dataset.from_tensor_slices(epoch_permutation(arrays.n, seed, epoch).astype(np.int64))
     if keep_mask is not None:
         # One gather per chunk of ids rather than one filter call per id: at a kept fraction
         # of 5 % the per-id filter, not the kept records, dominated the epoch.
         ids = ids.batch(_FILTER_CHUNK).map(lambda chunk: tf.boolean_mask(chunk, tf.gather(keep_mask, chunk))).unbatch()
-    ds = ids.map(read)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    n_kept = arrays.n if keep_mask is None else int(tf.reduce_sum(tf.cast(tf.convert_to_tensor(keep_mask), tf.int64)))
+    ds = ids.map(read).batch(batch_size)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n_kept // batch_size)))
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(arrays: SplitArrays, batch_size: int, ids: np.ndarray | None = None) -> tf.data.Dataset:

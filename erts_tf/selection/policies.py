@@ -20,6 +20,28 @@ Rules (METHOD.md; reference names in brackets):
              filter starts, the raw candidates (without dbpd's rescue).
   erts_srd / erts_smrd: [xai_srd / xai_smrd] the same focus filter on srd's /
              smrd's random candidates.
+
+Modes of this project (not in the reference):
+  infobatch: InfoBatch (Qin et al., ICLR 2024). A sample whose last loss
+             ``-log p_true`` is below the mean over the scored samples is
+             "well learned"; a random ``prune_ratio`` of those is dropped and the
+             ones kept get loss weight ``n_well / n_kept_well`` (= 1/(1 - r)), so
+             the expected gradient of the well-learned part is unchanged. Every
+             other sample is kept with weight 1.
+  erts_infobatch: infobatch, plus ERTS's reliability filter on the hard side:
+             among the hard samples (loss >= mean) of each class, the
+             ``unreliable_frac`` with the lowest focus are "unreliable" and get
+             weight ``unreliable_weight`` (0: dropped). Focused hard samples are
+             always kept. A sample whose focus was never computed is never
+             ranked by it.
+
+Guard rail (every mode but full): ``min_keep_frac`` > 0 keeps at least that
+share of every class, topping a class up with random samples of it (reason
+``rescued``); it then replaces dbpd's "first sample of each class" rescue.
+``min_keep_frac`` = 0 is the reference.
+
+Every decision carries a loss weight per sample (1 unless a rule says otherwise;
+0 for a dropped sample).
 """
 
 from __future__ import annotations
@@ -27,10 +49,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+import numpy as np
 import tensorflow as tf
 
-MODES = ("full", "dbpd", "srd", "smrd", "erts", "erts_srd", "erts_smrd")
-FOCUS_MODES = ("erts", "erts_srd", "erts_smrd")
+MODES = ("full", "dbpd", "srd", "smrd", "erts", "erts_srd", "erts_smrd", "infobatch", "erts_infobatch")
+FOCUS_MODES = ("erts", "erts_srd", "erts_smrd", "erts_infobatch")
+REFERENCE_MODES = ("full", "dbpd", "srd", "smrd", "erts", "erts_srd", "erts_smrd")
 
 
 class Reason(enum.IntEnum):
@@ -42,12 +66,19 @@ class Reason(enum.IntEnum):
     RESCUED = 3  # kept: class-aware rescue
     RANDOM = 4  # kept: drawn by a random policy
     CONFIDENT = 5  # dropped: p_true >= tau
-    LOW_FOCUS = 6  # dropped: candidate ranked out by the focus filter
+    LOW_FOCUS = 6  # dropped: candidate ranked out by the focus filter, or unreliable (erts_infobatch)
     NOT_DRAWN = 7  # dropped: not drawn by a random policy
+    REWEIGHTED = 8  # kept: well learned, drawn, loss weight 1/(1 - prune_ratio)
+    PRUNED = 9  # dropped: well learned, not drawn
+    DOWN_WEIGHTED = 10  # kept: unreliable (low focus among the hard), loss weight unreliable_weight
 
     @property
     def kept(self) -> bool:
-        return self.value <= Reason.RANDOM.value
+        return self in _KEPT
+
+
+_KEPT = frozenset({Reason.FULL, Reason.HARD, Reason.FOCUSED, Reason.RESCUED, Reason.RANDOM, Reason.REWEIGHTED,
+                   Reason.DOWN_WEIGHTED})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,29 +90,51 @@ class Scores:
       focus: focus score of the true-class Grad-CAM map (higher = focused).
       label: true class index.
       correct: whether the argmax prediction equals the label.
+      has_focus: whether ``focus`` was ever computed for the sample (a policy
+        never ranks a sample by a focus that was not).
+      scored: whether the sample was ever scored (``p_true`` is meaningful).
     """
 
     p_true: tf.Tensor
     focus: tf.Tensor
     label: tf.Tensor
     correct: tf.Tensor
+    has_focus: tf.Tensor
+    scored: tf.Tensor
 
     @classmethod
-    def of(cls, p_true, focus, label, correct) -> "Scores":
+    def of(cls, p_true, focus, label, correct, has_focus=None, scored=None) -> "Scores":
+        p_true = tf.cast(tf.convert_to_tensor(p_true), tf.float32)
+        ones = tf.ones_like(p_true, tf.bool)
         return cls(
-            tf.cast(tf.convert_to_tensor(p_true), tf.float32),
+            p_true,
             tf.cast(tf.convert_to_tensor(focus), tf.float32),
             tf.cast(tf.convert_to_tensor(label), tf.int32),
             tf.cast(tf.convert_to_tensor(correct), tf.bool),
+            ones if has_focus is None else tf.cast(tf.convert_to_tensor(has_focus), tf.bool),
+            p_true >= 0 if scored is None else tf.cast(tf.convert_to_tensor(scored), tf.bool),
         )
+
+    @property
+    def loss(self) -> tf.Tensor:
+        """``(n,)`` the unweighted cross-entropy ``-log p_true`` of the last score."""
+        return -tf.math.log(tf.clip_by_value(self.p_true, 1e-7, 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """``keep`` ``(n,)`` bool and ``reason`` ``(n,)`` int32 (a ``Reason``)."""
+    """``keep`` ``(n,)`` bool, ``reason`` ``(n,)`` int32 (a ``Reason``) and ``weight`` ``(n,)`` float32,
+    the loss weight of each sample (0 where not kept; None means 1 for every kept sample)."""
 
     keep: tf.Tensor
     reason: tf.Tensor
+    weight: tf.Tensor | None = None
+
+    def weights(self) -> tf.Tensor:
+        """``(n,)`` loss weights: ``weight``, or 1 for kept and 0 for dropped samples."""
+        if self.weight is None:
+            return tf.cast(self.keep, tf.float32)
+        return tf.where(self.keep, tf.cast(self.weight, tf.float32), 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +145,10 @@ class PolicyConfig:
     decay: float = 0.99
     cam_keep_frac: float = 0.7
     n_classes: int = 5
+    prune_ratio: float = 0.5
+    unreliable_frac: float = 0.2
+    unreliable_weight: float = 0.0
+    min_keep_frac: float = 0.0
 
 
 def _reason(keep_reason: Reason, drop_reason: Reason, keep: tf.Tensor) -> tf.Tensor:
@@ -123,7 +180,12 @@ def _first_of_each_class(label: tf.Tensor, n_classes: int) -> tf.Tensor:
 
 
 def _focus_filter(scores: Scores, candidates: tf.Tensor, config: PolicyConfig) -> tf.Tensor:
-    """ERTS's filter of ``candidates`` ``(n,)`` bool -> kept ``(n,)`` bool (before rescue marks)."""
+    """ERTS's filter of ``candidates`` ``(n,)`` bool -> kept ``(n,)`` bool (before rescue marks).
+
+    Only candidates with a computed focus are ranked; the others are kept unranked.
+    """
+    unranked = tf.logical_and(candidates, tf.logical_not(scores.has_focus))
+    candidates = tf.logical_and(candidates, scores.has_focus)
     count = tf.reduce_sum(tf.cast(candidates, tf.int32))
     rank_score = (1.0 - scores.p_true) * scores.focus
     masked = tf.where(candidates, rank_score, -1.0)  # rank_score >= 0
@@ -131,7 +193,7 @@ def _focus_filter(scores: Scores, candidates: tf.Tensor, config: PolicyConfig) -
     rank = tf.argsort(order, stable=True)
     k = tf.maximum(1, tf.cast(tf.floor(config.cam_keep_frac * tf.cast(count, tf.float32)), tf.int32))
     top = tf.logical_and(candidates, rank < k)
-    return tf.where(count >= 2, top, candidates)
+    return tf.logical_or(tf.where(count >= 2, top, candidates), unranked)
 
 
 def _class_rescue(scores: Scores, candidates: tf.Tensor, kept: tf.Tensor, n_classes: int) -> tf.Tensor:
@@ -157,6 +219,8 @@ def full(scores: Scores, epoch, rng, config: PolicyConfig) -> Decision:
 def dbpd(scores: Scores, epoch, rng, config: PolicyConfig) -> Decision:
     del epoch, rng
     hard = _candidates(scores, config.tau)
+    if config.min_keep_frac > 0:  # the class floor (``decide``) replaces the first-of-each-class rescue
+        return Decision(hard, _reason(Reason.HARD, Reason.CONFIDENT, hard))
     rescued = tf.logical_and(_first_of_each_class(scores.label, config.n_classes), tf.logical_not(hard))
     keep = tf.logical_or(hard, rescued)
     reason = tf.where(rescued, int(Reason.RESCUED), _reason(Reason.HARD, Reason.CONFIDENT, hard))
@@ -217,6 +281,80 @@ def erts_smrd(scores: Scores, epoch, rng, config: PolicyConfig, cam_active: bool
     return _with_focus_filter(scores, candidates, cam_active, Reason.RANDOM, Reason.NOT_DRAWN, config)
 
 
+def _well_learned(scores: Scores) -> tf.Tensor:
+    """``(n,)`` bool: scored samples whose loss is below the mean loss of the scored samples."""
+    loss = scores.loss
+    scored = tf.cast(scores.scored, tf.float32)
+    mean = tf.math.divide_no_nan(tf.reduce_sum(loss * scored), tf.reduce_sum(scored))
+    return tf.logical_and(scores.scored, loss < mean)
+
+
+def infobatch(scores: Scores, epoch, rng, config: PolicyConfig) -> Decision:
+    """InfoBatch: well-learned samples pruned at random with ``prune_ratio``, the kept ones reweighted."""
+    del epoch
+    well = _well_learned(scores)
+    n = tf.shape(well)[0]
+    n_well = tf.reduce_sum(tf.cast(well, tf.int32))
+    k = tf.cast(tf.round((1.0 - config.prune_ratio) * tf.cast(n_well, tf.float32)), tf.int32)
+    u = tf.random.stateless_uniform([n], seed=tf.cast(rng, tf.int64))
+    rank = _rank(tf.where(well, u, 2.0))  # the well-learned first, in random order
+    drawn = tf.logical_and(well, rank < k)
+    keep = tf.logical_or(drawn, tf.logical_not(well))
+    weight = tf.where(drawn, tf.math.divide_no_nan(tf.cast(n_well, tf.float32), tf.cast(k, tf.float32)), 1.0)
+    reason = tf.where(well, tf.where(drawn, int(Reason.REWEIGHTED), int(Reason.PRUNED)), int(Reason.HARD))
+    return Decision(keep, reason, tf.where(keep, weight, 0.0))
+
+
+def erts_infobatch(scores: Scores, epoch, rng, config: PolicyConfig, cam_active: bool = True) -> Decision:
+    """infobatch, and among the hard samples of each class the ``unreliable_frac`` least focused
+    get ``unreliable_weight`` (0: dropped). Before the focus filter starts: infobatch."""
+    base = infobatch(scores, epoch, rng, config)
+    if not cam_active:
+        return base
+    hard = tf.logical_and(tf.equal(base.reason, int(Reason.HARD)), scores.has_focus)
+    unreliable = tf.zeros_like(hard)
+    for c in range(config.n_classes):
+        members = tf.logical_and(hard, tf.equal(scores.label, c))
+        count = tf.reduce_sum(tf.cast(members, tf.float32))
+        k = tf.cast(tf.floor(config.unreliable_frac * count), tf.int32)
+        rank = _rank(tf.where(members, scores.focus, np.inf))  # least focused first
+        unreliable = tf.logical_or(unreliable, tf.logical_and(members, rank < k))
+    dropped = config.unreliable_weight <= 0
+    keep = tf.logical_and(base.keep, tf.logical_not(unreliable)) if dropped else base.keep
+    focused = tf.logical_and(hard, tf.logical_not(unreliable))
+    reason = tf.where(unreliable, int(Reason.LOW_FOCUS if dropped else Reason.DOWN_WEIGHTED),
+                      tf.where(focused, int(Reason.FOCUSED), base.reason))
+    weight = tf.where(unreliable, float(max(config.unreliable_weight, 0.0)), base.weight)
+    return Decision(keep, reason, tf.where(keep, weight, 0.0))
+
+
+def _rank(values: tf.Tensor) -> tf.Tensor:
+    """``(n,)`` int32 rank of each value in ascending order (ties: lower index first)."""
+    return tf.argsort(tf.argsort(values, stable=True), stable=True)
+
+
+def class_floor(decision: Decision, scores: Scores, min_keep_frac: float, rng, n_classes: int) -> Decision:
+    """Tops every class up to ``ceil(min_keep_frac * n_c)`` kept samples with random ones of it (weight 1).
+
+    ``rng`` ``(2,)`` seeds the draw; the topped-up samples get reason ``RESCUED``.
+    """
+    keep = decision.keep
+    n = tf.shape(keep)[0]
+    u = tf.random.stateless_uniform([n], seed=tf.cast(rng, tf.int64) + tf.constant([0, 7919], tf.int64))
+    added = tf.zeros_like(keep)
+    for c in range(n_classes):
+        member = tf.equal(scores.label, c)
+        n_c = tf.reduce_sum(tf.cast(member, tf.float32))
+        need = tf.cast(tf.math.ceil(min_keep_frac * n_c), tf.int32) - tf.reduce_sum(
+            tf.cast(tf.logical_and(member, keep), tf.int32))
+        free = tf.logical_and(member, tf.logical_not(keep))
+        rank = _rank(tf.where(free, u, 2.0))
+        added = tf.logical_or(added, tf.logical_and(free, rank < need))
+    weights = decision.weights()
+    return Decision(tf.logical_or(keep, added), tf.where(added, int(Reason.RESCUED), decision.reason),
+                    tf.where(added, 1.0, weights))
+
+
 POLICIES = {
     "full": full,
     "dbpd": dbpd,
@@ -225,12 +363,18 @@ POLICIES = {
     "erts": erts,
     "erts_srd": erts_srd,
     "erts_smrd": erts_smrd,
+    "infobatch": infobatch,
+    "erts_infobatch": erts_infobatch,
 }
 
 
 def decide(mode: str, scores: Scores, epoch, rng, config: PolicyConfig, cam_active: bool) -> Decision:
-    """Runs policy ``mode``; ``cam_active`` switches the focus filter of the erts modes."""
+    """Runs policy ``mode``, then the class floor; ``cam_active`` switches the focus filter of the erts modes."""
     policy = POLICIES[mode]
     if mode in FOCUS_MODES:
-        return policy(scores, epoch, rng, config, cam_active=cam_active)
-    return policy(scores, epoch, rng, config)
+        decision = policy(scores, epoch, rng, config, cam_active=cam_active)
+    else:
+        decision = policy(scores, epoch, rng, config)
+    if mode != "full" and config.min_keep_frac > 0:
+        decision = class_floor(decision, scores, config.min_keep_frac, rng, config.n_classes)
+    return Decision(decision.keep, decision.reason, decision.weights())

@@ -3,13 +3,25 @@
 Defaults (METHOD.md): epochs 0..warm_up_epochs-1 are full data; selection runs
 from ``warm_up_epochs``; the focus filter of the erts modes starts
 ``cam_start_epoch`` epochs after warm-up; from ``start_revision`` on every epoch
-is full data again. ``start_revision < 0`` disables revision.
+is full data again. ``start_revision < 0`` disables revision. InfoBatch's
+annealing (the last ``anneal_frac`` of the epochs on full data) is a revision
+phase too: ``revision_start`` combines the two.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import math
+
+
+def revision_start(start_revision: int, epochs: int, anneal_frac: float) -> int:
+    """The first full-data epoch at the end: the earlier of ``start_revision`` (if >= 0) and the
+    start of the last ``ceil(anneal_frac * epochs)`` epochs (if ``anneal_frac`` > 0); -1: none."""
+    starts = [start_revision] if start_revision >= 0 else []
+    if anneal_frac > 0:
+        starts.append(epochs - math.ceil(anneal_frac * epochs))
+    return min(starts) if starts else -1
 
 
 class Phase(enum.Enum):

@@ -35,8 +35,14 @@ class SelectionState(tf.Module):
     Variables (all ``(n,)`` unless stated):
       keep: bool, the current keep-mask (epoch level: read by the input filter).
       reason: int32 ``Reason`` of the last decision.
+      weight: float32 loss weight of each sample under the current decision (1 kept, 0 dropped,
+        other values where a policy reweights).
       p_true: float32 last softmax probability of the true class (-1: never scored).
-      focus: float32 last focus score.
+      focus: float32 last focus score (meaningful only where ``focus_epoch >= 0``).
+      focus_epoch: int32 epoch the focus was last computed (-1: never).
+      scored_in_training: bool, the last score came from a training-mode forward (the training
+        step: batch-norm batch statistics, dropout); False: an inference-mode forward (batch-level
+        scoring, re-scoring).
       correct: bool, last argmax == label.
       label: int32 the sample's label (-1 until first seen).
       scored_epoch: int32 epoch of the last score (-1: never).
@@ -57,8 +63,11 @@ class SelectionState(tf.Module):
         with tf.init_scope():
             self.keep = variable(tf.ones([n], tf.bool), "keep")
             self.reason = variable(tf.fill([n], int(Reason.FULL)), "reason")
+            self.weight = variable(tf.ones([n]), "weight")
             self.p_true = variable(tf.fill([n], -1.0), "p_true")
             self.focus = variable(tf.zeros([n]), "focus")
+            self.focus_epoch = variable(tf.fill([n], -1), "focus_epoch")
+            self.scored_in_training = variable(tf.zeros([n], tf.bool), "scored_in_training")
             self.correct = variable(tf.zeros([n], tf.bool), "correct")
             self.label = variable(tf.fill([n], -1), "label")
             self.scored_epoch = variable(tf.fill([n], -1), "scored_epoch")
@@ -78,25 +87,30 @@ class SelectionState(tf.Module):
             amount = replicas.all_reduce(tf.distribute.ReduceOp.SUM, amount)
         self.counters[name].assign_add(amount)
 
-    def record_scores(self, ids, labels, p_true, correct, focus=None) -> None:
-        """Scatters the labels and scores of samples ``ids`` ``(batch,)`` scored in the current epoch."""
+    def record_scores(self, ids, labels, p_true, correct, focus=None, training=False) -> None:
+        """Scatters the labels and scores of samples ``ids`` ``(batch,)`` scored in the current epoch;
+        ``training``: the scores come from a training-mode forward."""
         ids, labels, p_true, correct, focus = _gather_replicas(
             tf.cast(ids, tf.int32), tf.cast(labels, tf.int32), tf.cast(p_true, tf.float32), correct,
             None if focus is None else tf.cast(focus, tf.float32))
         index = ids[:, None]
+        epoch = tf.fill(tf.shape(ids), tf.cast(self.epoch, tf.int32))
         _scatter(self.label, index, labels)
         _scatter(self.p_true, index, p_true)
         _scatter(self.correct, index, tf.cast(correct, tf.bool))
-        _scatter(self.scored_epoch, index, tf.fill(tf.shape(ids), tf.cast(self.epoch, tf.int32)))
+        _scatter(self.scored_epoch, index, epoch)
+        _scatter(self.scored_in_training, index, tf.fill(tf.shape(ids), bool(training)))
         if focus is not None:
             _scatter(self.focus, index, focus)
+            _scatter(self.focus_epoch, index, epoch)
 
-    def record_decision(self, ids, keep, reason) -> None:
-        """Scatters a batch-level decision for samples ``ids``."""
+    def record_decision(self, ids, keep, reason, weight) -> None:
+        """Scatters a batch-level decision (``(batch,)`` each) for samples ``ids``."""
         index = tf.cast(ids, tf.int32)[:, None]
         self._update_dropped_epoch(index, keep)
         _scatter(self.keep, index, keep)
         _scatter(self.reason, index, tf.cast(reason, tf.int32))
+        _scatter(self.weight, index, tf.cast(weight, tf.float32))
 
     def record_backprop(self, ids, applied=True) -> None:
         """Adds one back-propagation to samples ``ids`` if ``applied`` (scalar bool, the same on every replica)."""
@@ -113,12 +127,14 @@ class SelectionState(tf.Module):
         _scatter(self.dropped_epoch, index, new)
 
     # -- whole-split updates (epoch level, eager) ----------------------------------------------
-    def set_decision(self, keep, reason) -> None:
-        """Replaces the keep-mask and reasons of every sample (``(n,)`` each)."""
+    def set_decision(self, keep, reason, weight=None) -> None:
+        """Replaces the keep-mask, reasons and loss weights of every sample (``(n,)`` each;
+        ``weight`` None: 1 for kept, 0 for dropped)."""
         keep = tf.convert_to_tensor(keep, tf.bool)
         self._update_dropped_epoch(tf.range(self.n)[:, None], keep)
         self.keep.assign(keep)
         self.reason.assign(tf.cast(reason, tf.int32))
+        self.weight.assign(tf.cast(keep, tf.float32) if weight is None else tf.cast(weight, tf.float32))
 
     def counter_values(self) -> dict[str, int]:
         return {name: int(v.numpy()) for name, v in self.counters.items()}
@@ -127,7 +143,8 @@ class SelectionState(tf.Module):
         """NumPy copies of the per-sample arrays."""
         return {
             name: getattr(self, name).numpy()
-            for name in ("keep", "reason", "p_true", "focus", "correct", "label", "scored_epoch", "dropped_epoch", "backprop_count")
+            for name in ("keep", "reason", "weight", "p_true", "focus", "focus_epoch", "scored_in_training", "correct",
+                         "label", "scored_epoch", "dropped_epoch", "backprop_count")
         }
 
 

@@ -1,9 +1,10 @@
 """Callbacks of a training run: selection, cost ledger, audit log, best weights, checkpoints.
 
-Order matters and is fixed by ``standard_callbacks``: the cost ledger opens the
-epoch before selection (so re-scoring is counted), selection decides the
-epoch's keep-mask before the input pipeline is iterated, and the ledger, audit
-and best-weight callbacks close the epoch before the checkpoint is written.
+Order matters: the cost ledger opens the epoch before selection (so re-scoring
+is counted), selection decides the epoch's keep-mask in ``on_epoch_prepare``,
+which ``ERTSModel.fit`` calls before it builds the epoch's input pipeline (so the
+pipeline knows how many batches it holds), and the ledger, audit and
+best-weight callbacks close the epoch before the checkpoint is written.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import time
 import zlib
@@ -51,11 +53,18 @@ class SelectionCallback(keras.callbacks.Callback):
         disables re-scoring.
       rescore_every: cadence in selection epochs; 0 disables.
       always_cam: compute focus scores in every epoch (for audits and validity studies).
+      focus_every: epoch level: refresh focus (Grad-CAM in the training step) in one of every
+        ``focus_every`` epochs from the one before the filter starts; the decisions in between use
+        the focus last computed (its epoch is in ``focus_epoch``). 1: every epoch.
+      labels: ``(n,)`` labels of the training split, when known up front (the CLI); else the
+        labels the state has seen (a never-seen sample counts as class 0 until it is seen).
     """
 
     def __init__(self, model: ERTSModel, schedule: Schedule, epochs: int | None = None, rescore=None,
-                 rescore_every: int = 5, always_cam: bool = False):
+                 rescore_every: int = 5, always_cam: bool = False, labels=None, focus_every: int = 1):
         super().__init__()
+        self.focus_every = max(1, int(focus_every))
+        self.labels = labels
         self.erts = model
         self.schedule = schedule
         self.epochs = epochs
@@ -81,6 +90,12 @@ class SelectionCallback(keras.callbacks.Callback):
         return any(self.phase(e) == Phase.SELECT_CAM for e in range(epoch + 1, self.epochs))
 
     def on_epoch_begin(self, epoch, logs=None):
+        if getattr(self, "_prepared", None) != epoch:  # a fit that does not call on_epoch_prepare
+            self.on_epoch_prepare(epoch)
+
+    def on_epoch_prepare(self, epoch):
+        """Decides epoch ``epoch``'s keep-mask (epoch level) or step plan (batch level)."""
+        self._prepared = epoch
         state = self.erts.state
         state.epoch.assign(epoch)
         state.step.assign(0)
@@ -96,7 +111,9 @@ class SelectionCallback(keras.callbacks.Callback):
             ))
             return
         # Focus is computed from the epoch before the filter starts on, while a later epoch still uses it.
-        cam = self.always_cam or (epoch >= self.schedule.cam_epoch - 1 and self._focus_needed_after(epoch))
+        first = self.schedule.cam_epoch - 1
+        cam = self.always_cam or (epoch >= first and (epoch - first) % self.focus_every == 0
+                                  and self._focus_needed_after(epoch))
         if phase.full_data:
             self._set_full(state)
         else:
@@ -104,11 +121,10 @@ class SelectionCallback(keras.callbacks.Callback):
                 dropped = np.flatnonzero(~state.keep.numpy())
                 if len(dropped):  # this epoch's decision needs fresh focus when the filter is on
                     self.rescore(dropped, cam=cam or (cam_active and self.mode in FOCUS_MODES))
-            scores = policies.Scores.of(state.p_true.value(), state.focus.value(),
-                                        tf.maximum(state.label.value(), 0), state.correct.value())
-            decision = policies.decide(self.mode, scores, epoch, np.array([self.erts.selection.seed, epoch]),
+            decision = policies.decide(self.mode, scores_of(state, self.labels), epoch,
+                                       np.array([self.erts.selection.seed, epoch]),
                                        self.erts.selection.policy, cam_active=cam_active)
-            state.set_decision(decision.keep, decision.reason)
+            state.set_decision(decision.keep, decision.reason, decision.weight)
         self.erts.set_plan(StepPlan(cam=cam))
 
     def _rescore_due(self, epoch: int) -> bool:
@@ -120,6 +136,15 @@ class SelectionCallback(keras.callbacks.Callback):
     @staticmethod
     def _set_full(state) -> None:
         state.set_decision(np.ones(state.n, bool), np.full(state.n, int(Reason.FULL)))
+
+
+def scores_of(state, labels=None) -> policies.Scores:
+    """The policies' view of the whole split's last scores, honest about their age: a sample never
+    scored (``scored_epoch < 0``) and a focus never computed (``focus_epoch < 0``) are marked so."""
+    label = state.label.value() if labels is None else tf.convert_to_tensor(labels, tf.int32)
+    return policies.Scores.of(state.p_true.value(), state.focus.value(), tf.maximum(label, 0),
+                              state.correct.value(), has_focus=state.focus_epoch.value() >= 0,
+                              scored=state.scored_epoch.value() >= 0)
 
 
 class CostLedger(keras.callbacks.Callback):
@@ -140,6 +165,11 @@ class CostLedger(keras.callbacks.Callback):
         self.history: list[dict] = []
 
     def on_epoch_begin(self, epoch, logs=None):
+        if getattr(self, "_prepared", None) != epoch:  # a fit that does not call on_epoch_prepare
+            self.on_epoch_prepare(epoch)
+
+    def on_epoch_prepare(self, epoch):
+        self._prepared = epoch
         self._start = time.perf_counter()
         self._train_end = None
         self._counters = self.erts.state.counter_values()
@@ -158,7 +188,11 @@ class CostLedger(keras.callbacks.Callback):
                  "kept": int(keep.sum()), "keep_crc32": zlib.crc32(np.packbits(keep).tobytes()), **delta,
                  "train_s": (self._train_end or now) - self._start, "wall_s": now - self._start}
         self.history.append(entry)
-        log.info("epoch %d: kept %d of %d, keep-mask crc32 %08x", epoch, entry["kept"], n, entry["keep_crc32"])
+        in_training = self.erts.state.scored_in_training.numpy()
+        entry["scores_from_training_forward"] = int(in_training.sum())
+        log.info("epoch %d: kept %d of %d (%.1f %%), keep-mask crc32 %08x; last scores from a training-mode "
+                 "forward for %d samples, from an inference-mode forward for %d", epoch, entry["kept"], n,
+                 100.0 * entry["kept"] / n, entry["keep_crc32"], in_training.sum(), n - in_training.sum())
         totals = self.totals()
         entry.update(
             kept_fraction=delta["backward"] / n,
@@ -190,16 +224,19 @@ class CostLedger(keras.callbacks.Callback):
 class AuditLog(keras.callbacks.Callback):
     """Appends to ``audit.csv`` one row per (sample_id, epoch) whose kept/dropped status changed.
 
-    Columns: epoch, sample_id, label, decision, reason, p_true, focus,
-    scored_epoch, then one column per dataset extra (e.g. ``corruption``; names
-    for class-label extras). On resume, rows of epochs >= the resumed epoch are
+    Columns: epoch, sample_id, label (from the data), decision, reason, weight
+    (the loss weight), p_true, focus (empty if never computed), scored_epoch,
+    focus_epoch, score_forward (``training`` or ``inference`` mode), then one
+    column per dataset extra (e.g. ``corruption``; names for class-label
+    extras; text as text). On resume, rows of epochs >= the resumed epoch are
     removed first, so no row is duplicated.
     """
 
-    def __init__(self, path: str, model: ERTSModel, class_names, extras=None, extra_names=None):
+    def __init__(self, path: str, model: ERTSModel, class_names, extras=None, extra_names=None, labels=None):
         super().__init__()
         self.path = path
         self.erts = model
+        self.labels = None if labels is None else np.asarray(labels)
         self.class_names = list(class_names)
         self.extras = extras or {}
         self.extra_names = extra_names or {}
@@ -207,7 +244,8 @@ class AuditLog(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._prev = self.erts.state.keep.numpy().copy()
-        header = ["epoch", "sample_id", "label", "decision", "reason", "p_true", "focus", "scored_epoch", *self.extras]
+        header = ["epoch", "sample_id", "label", "decision", "reason", "weight", "p_true", "focus", "scored_epoch",
+                  "focus_epoch", "score_forward", *self.extras]
         if os.path.exists(self.path):
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.reader(f)]
@@ -222,20 +260,28 @@ class AuditLog(keras.callbacks.Callback):
         s = self.erts.state.snapshot()
         changed = np.flatnonzero(s["keep"] != self._prev)
         self._prev = s["keep"].copy()
-        labels = s["label"]
+        labels = s["label"] if self.labels is None else self.labels
         with open(self.path, "a", newline="") as f:
             writer = csv.writer(f)
             for i in changed:
                 extras = [self._extra(k, v[i]) for k, v in self.extras.items()]
                 writer.writerow([
-                    epoch, i, self.class_names[labels[i]], "kept" if s["keep"][i] else "dropped",
-                    Reason(int(s["reason"][i])).name.lower(), f"{s['p_true'][i]:.5f}", f"{s['focus'][i]:.5f}",
-                    s["scored_epoch"][i], *extras,
+                    epoch, i, self.class_names[labels[i]] if labels[i] >= 0 else "", "kept" if s["keep"][i] else "dropped",
+                    Reason(int(s["reason"][i])).name.lower(), f"{s['weight'][i]:.4f}",
+                    f"{s['p_true'][i]:.5f}" if s["scored_epoch"][i] >= 0 else "",
+                    f"{s['focus'][i]:.5f}" if s["focus_epoch"][i] >= 0 else "",
+                    s["scored_epoch"][i], s["focus_epoch"][i],
+                    ("training" if s["scored_in_training"][i] else "inference") if s["scored_epoch"][i] >= 0 else "",
+                    *extras,
                 ])
 
     def _extra(self, key, value):
         names = self.extra_names.get(key)
-        return names[int(value)] if names else (int(value) if np.issubdtype(type(value), np.integer) else value)
+        if names:
+            return names[int(value)]
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return int(value) if np.issubdtype(type(value), np.integer) else value
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -256,19 +302,26 @@ class BestWeights(keras.callbacks.Callback):
             self.erts.backbone.save_weights(self.path)
 
 
-class LearningRateDecay(keras.callbacks.Callback):
-    """``lr = lr0 * factor**epoch`` at the start of every epoch (a function of the epoch: resume-safe)."""
+LR_SCHEDULES = ("exponential", "cosine")
 
-    def __init__(self, lr0: float, factor: float = 0.98):
-        super().__init__()
-        self.lr0, self.factor = lr0, factor
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate.assign(self.lr0 * self.factor**epoch)
+def learning_rate(schedule: str, lr0: float, epoch: int, epochs: int, decay: float = 0.98,
+                  warmup_epochs: int = 0, final_frac: float = 0.0) -> float:
+    """The learning rate of ``epoch`` (a pure function of the epoch, so resume-safe).
 
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
+    ``exponential``: the reference, ``lr0 * decay**epoch``. ``cosine``: a linear warm-up from
+    ``lr0 / (warmup_epochs + 1)`` to ``lr0`` over ``warmup_epochs``, then a half cosine from ``lr0``
+    to ``final_frac * lr0`` at the last epoch (``epochs - 1``).
+    """
+    if schedule == "exponential":
+        return lr0 * decay**epoch
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    if epoch < warmup_epochs:
+        return lr0 * (epoch + 1) / (warmup_epochs + 1)
+    span = max(1, epochs - 1 - warmup_epochs)
+    progress = min(1.0, (epoch - warmup_epochs) / span)
+    return lr0 * (final_frac + (1.0 - final_frac) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

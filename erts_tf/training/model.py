@@ -97,6 +97,7 @@ class ERTSModel(keras.Model):
         self.state = SelectionState(n_train)
         self.focus_fn = focus_lib.get(selection.focus_score)
         self.plan = StepPlan()
+        self._train_functions = {}  # StepPlan -> compiled train function
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.f1 = keras.metrics.F1Score(average="macro", name="macro_f1")
         # F1Score creates its variables at its first update; do that here (in the strategy scope the
@@ -112,10 +113,20 @@ class ERTSModel(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.f1]
 
+    def compile(self, *args, **kwargs):
+        self._train_functions = {}  # compiled against the previous optimizer
+        super().compile(*args, **kwargs)
+
     def set_plan(self, plan: StepPlan) -> None:
-        """Sets what the next train steps do; retraces the train function if it changed."""
-        if plan != self.plan:
-            self.plan = plan
+        """Sets what the next train steps do. Each plan's compiled train function is kept, so going
+        back to a plan seen before (focus on, off, on ...) does not trace the step again."""
+        if plan == self.plan:
+            return
+        if self.train_function is not None:
+            self._train_functions[self.plan] = self.train_function
+        self.plan = plan
+        self.train_function = self._train_functions.get(plan)
+        if self.train_function is None:
             self.make_train_function(force=True)
 
     # -- pieces of the step -------------------------------------------------------------------
@@ -150,14 +161,16 @@ class ERTSModel(keras.Model):
         grads = tape.gradient(cam_target, activations)
         return self.focus_fn(gradcam_over_time(activations, grads))
 
-    def _loss(self, labels, logits):
+    def _loss(self, labels, logits, sample_weights):
         """``(loss, reported)``: the loss to differentiate and this replica's mean loss to report.
 
-        Under a multi-replica strategy the optimizer sums the replicas' gradients, so each
+        The loss is the batch mean of ``sample_weights * per-sample loss`` (``(batch,)`` weights from
+        the selection decision; InfoBatch's form, so that weights ``1/(1 - r)`` on a random share
+        ``1 - r`` of a group keep its expected contribution). Under a multi-replica strategy the optimizer sums the replicas' gradients, so each
         replica's loss is its sum over its samples divided by the GLOBAL batch size: the sum is
         then the gradient of the global batch's mean, as on one device (an empty share adds 0).
         """
-        per_sample = weighted_cross_entropy(labels, logits, self.class_weights)
+        per_sample = weighted_cross_entropy(labels, logits, self.class_weights) * sample_weights
         regularization = tf.add_n(self.backbone.losses) if self.backbone.losses else 0.0
         replicas = tf.distribute.get_replica_context()
         if replicas is None or replicas.num_replicas_in_sync == 1:
@@ -222,25 +235,44 @@ class ERTSModel(keras.Model):
 
     def _full_batch_step(self, signal, labels, ids):
         """Trains on every sample of the batch; scores them from the same forward."""
+        """Trains on every sample of the batch, each with its loss weight from the selection state;
+        scores them from the same forward."""
         n = tf.shape(ids)[0]
         statistics = self._snapshot_statistics()
+        sample_weights = tf.gather(self.state.weight, ids)
         with tf.GradientTape(persistent=self.plan.cam) as tape:
             activations, logits = self.cam_model(signal, training=True)
-            loss, reported = self._loss(labels, logits)
+            loss, reported = self._loss(labels, logits, sample_weights)
             cam_target = true_class_logit_sum(logits, labels)
-        weights = self.backbone.trainable_variables
-        grads = tape.gradient(loss, weights)
+        grads = tape.gradient(loss, self.backbone.trainable_variables)
         focus = self._focus(tape, activations, cam_target) if self.plan.cam else None
         applied = self._apply(loss, grads, ids, statistics)
         p_true, correct = self._confidence(labels, logits)
-        self.state.record_scores(ids, labels, p_true, correct, focus)
+
+        def record():
+            self.state.record_scores(ids, labels, p_true, correct, focus, training=True)
+            self._update_metrics(reported, labels, logits)
+
+        self._if_applied(applied, record)
         self.state.record_backprop(ids, applied)
         self.state.count("forward_train", n)
         self.state.count("backward", n * tf.cast(applied, tf.int32))
         if self.plan.cam:
             self.state.count("gradcam", n)
-        self._update_metrics(reported, labels, logits)
         return self._logs()
+
+    def _if_applied(self, applied, fn) -> None:
+        """Runs ``fn`` (score and metric updates) unless the batch was skipped as non-finite: a skipped
+        batch records no scores, so its samples keep their previous state."""
+        if not self.skip_nonfinite:
+            fn()
+            return
+
+        def run():
+            fn()
+            return tf.constant(True)
+
+        tf.cond(applied, run, lambda: tf.constant(False))
 
     def score(self, signal, labels, training=False, cam=True):
         """Scores a batch: ``(p_true, correct, focus)``, each ``(batch,)``; focus is None if not ``cam``."""
@@ -258,25 +290,28 @@ class ERTSModel(keras.Model):
         self.state.count("forward_score", n)
         if self.plan.cam:
             self.state.count("gradcam", n)
-        scores = policies.Scores.of(p_true, focus if focus is not None else tf.zeros_like(p_true), labels, correct)
+        has_focus = tf.fill(tf.shape(p_true), focus is not None)
+        scores = policies.Scores.of(p_true, focus if focus is not None else tf.zeros_like(p_true), labels, correct,
+                                    has_focus=has_focus)
         rng = tf.stack([tf.constant(self.selection.seed, tf.int64), self.state.epoch * (2**24) + self.state.step])
         decision = policies.decide(self.selection.mode, scores, self.state.epoch, rng,
                                    self.selection.policy, cam_active=self.plan.cam_active)
-        self.state.record_scores(ids, labels, p_true, correct, focus)
-        self.state.record_decision(ids, decision.keep, decision.reason)
+        self.state.record_scores(ids, labels, p_true, correct, focus, training=False)
+        self.state.record_decision(ids, decision.keep, decision.reason, decision.weights())
         kept_ids = tf.boolean_mask(ids, decision.keep)
         n_kept = tf.shape(kept_ids)[0]
 
         def train_kept():
             x = tf.boolean_mask(signal, decision.keep)
             y = tf.boolean_mask(labels, decision.keep)
+            w = tf.boolean_mask(decision.weights(), decision.keep)
             statistics = self._snapshot_statistics()
             with tf.GradientTape() as tape:
                 logits = self.backbone(x, training=True)
-                loss, reported = self._loss(y, logits)
+                loss, reported = self._loss(y, logits, w)
             grads = tape.gradient(loss, self.backbone.trainable_variables)
             applied = self._apply(loss, grads, kept_ids, statistics)
-            self._update_metrics(reported, y, logits)
+            self._if_applied(applied, lambda: self._update_metrics(reported, y, logits))
             return applied
 
         applied = tf.cond(n_kept > 0, train_kept, lambda: tf.constant(False))
@@ -293,7 +328,7 @@ class ERTSModel(keras.Model):
         def step(signal, labels, ids):
             labels = tf.cast(labels, tf.int32)
             p_true, correct, focus = self.score(signal, labels, training=False, cam=cam)
-            self.state.record_scores(ids, labels, p_true, correct, focus)
+            self.state.record_scores(ids, labels, p_true, correct, focus, training=False)
             n = tf.shape(ids)[0]
             self.state.count("samples_read", n)
             self.state.count("forward_score", n)
@@ -323,7 +358,11 @@ class ERTSModel(keras.Model):
         )
         callback_list.run_begin()
         for epoch in range(initial_epoch, epochs):
+            callback_list.prepare_epoch(epoch)  # the keep-mask is decided before the pipeline is built
             dataset = x(epoch) if callable(x) else x
+            steps = int(dataset.cardinality())
+            # The progress bar's target: the batches this epoch actually holds (None: unknown).
+            callback_list.set_params({**callback_list.params, "steps": steps if steps >= 0 else None})
             with warnings.catch_warnings():  # each call runs its dataset to the end, by design
                 warnings.filterwarnings("ignore", message=".*ran out of data.*")
                 warnings.filterwarnings("ignore", message=".*shuffle=True.*")
@@ -368,6 +407,14 @@ class _RunCallbackList(keras.callbacks.CallbackList):
 
     def run_begin(self):
         super().on_train_begin()
+
+    def prepare_epoch(self, epoch):
+        """Calls ``on_epoch_prepare(epoch)`` of every callback that has one, in order, before the
+        epoch's dataset is built (selection decides the keep-mask there)."""
+        for callback in self.callbacks:
+            prepare = getattr(callback, "on_epoch_prepare", None)
+            if prepare is not None:
+                prepare(epoch)
 
     def run_end(self):
         super().on_train_end()

@@ -20,10 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from erts_tf import evaluate, metrics, models
-from erts_tf.data import pipeline
+from erts_tf import evaluate, metrics, models, run_folder
+from erts_tf.data import augment, pipeline
 from erts_tf.selection.policies import PolicyConfig
-from erts_tf.selection.schedule import Schedule
+from erts_tf.selection.schedule import Schedule, revision_start
 from erts_tf.training import callbacks as cbs
 from erts_tf.training import distribute
 from erts_tf.training.config import RunConfig
@@ -57,10 +57,13 @@ def load_data(config: RunConfig) -> Data:
 
 def _check_output_dir(config: RunConfig) -> None:
     out = config.output_dir
-    finished = os.path.exists(os.path.join(out, "summary.json"))
-    started = os.path.exists(os.path.join(out, "progress.json"))
-    if config.overwrite and os.path.isdir(out):
-        shutil.rmtree(out)
+    finished = os.path.exists(run_folder.path(out, run_folder.SUMMARY))
+    started = os.path.exists(run_folder.path(out, run_folder.PROGRESS))
+    if config.overwrite and os.path.isdir(out) and os.listdir(out):
+        if not run_folder.is_run_folder(out):
+            raise RunError(f"--overwrite: {out} is not an erts-tf run folder (no {', '.join(run_folder.MARKERS)}); "
+                           "refusing to delete anything in it")
+        run_folder.remove_run_outputs(out)
     elif config.resume and not started:
         raise RunError(f"--resume: {out} holds no unfinished run (no progress.json)")
     elif config.resume and finished:
@@ -73,17 +76,38 @@ def _check_output_dir(config: RunConfig) -> None:
     os.makedirs(out, exist_ok=True)
 
 
-# Settings a resumed run must share with the run it continues (the checkpoint depends on them).
-_RESUME_FIXED = ("dataset", "dataset_config", "model", "mode", "level", "batch_size", "seed", "focus_score", "epochs")
+# Settings a resumed run may change: where things are, how much is printed or reported. Every other
+# setting changes a decision or the result, and must equal the original run's.
+_RESUME_FREE = ("output_dir", "data_dir", "manual_dir", "resume", "overwrite", "verbose", "verbosity", "report",
+                "tensorboard_images_every")
 
 
 def _check_resume_matches(config: RunConfig) -> None:
-    with open(os.path.join(config.output_dir, "config.json")) as f:
+    with open(run_folder.path(config.output_dir, run_folder.CONFIG)) as f:
         saved = json.load(f)
-    changed = [f"--{k}={getattr(config, k)} (run has {saved.get(k)})" for k in _RESUME_FIXED
-               if saved.get(k) != getattr(config, k)]
+    current = config.to_json()
+    changed = [f"--{k}={current[k]} (run has {saved.get(k, '<unset>')})" for k in current
+               if k not in _RESUME_FREE and saved.get(k) != current[k]]
     if changed:
         raise RunError(f"--resume: {config.output_dir} was trained with other settings: {', '.join(changed)}")
+
+
+def _record_config(config: RunConfig, initial_epoch: int) -> None:
+    """Writes ``config.json`` for a new run; a resume keeps the original and appends to ``resumes.json``."""
+    out = config.output_dir
+    if not config.resume:
+        with open(run_folder.path(out, run_folder.CONFIG), "w") as f:
+            json.dump(config.to_json(), f, indent=1)
+        return
+    resumes_path = run_folder.path(out, run_folder.RESUMES)
+    resumes = []
+    if os.path.exists(resumes_path):
+        with open(resumes_path) as f:
+            resumes = json.load(f)
+    resumes.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_epoch": initial_epoch,
+                    "changed": {k: v for k, v in config.to_json().items() if k in _RESUME_FREE}})
+    with open(resumes_path, "w") as f:
+        json.dump(resumes, f, indent=1)
 
 
 def check_data_fits_model(data: Data, input_shape, n_classes: int) -> None:
@@ -104,11 +128,12 @@ def build_model(config: RunConfig, data: Data) -> ERTSModel:
     backbone = models.build(config.model, data.train.input_shape, n_classes)
     check_data_fits_model(data, backbone.inputs[0].shape[1:], int(backbone.outputs[0].shape[-1]))
     plain = config.loss == "plain" or (config.reference_loss_split and config.mode == "full")
-    weights = np.ones(n_classes, np.float32) if plain else class_balanced_weights(data.train.label, n_classes, config.cb_beta)
+    weights = np.ones(n_classes, np.float32) if plain else class_balanced_weights(
+        data.train.label, n_classes, config.cb_beta, config.cb_max_ratio)
     selection = SelectionConfig(
         mode=config.mode,
         level=config.level,
-        policy=PolicyConfig(tau=config.tau, decay=config.decay, cam_keep_frac=config.cam_keep_frac, n_classes=n_classes),
+        policy=policy_config(config, n_classes),
         focus_score=config.focus_score,
         seed=config.seed,
     )
@@ -118,6 +143,24 @@ def build_model(config: RunConfig, data: Data) -> ERTSModel:
     model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     optimizer.build(backbone.trainable_variables)
     return model
+
+
+def policy_config(config: RunConfig, n_classes: int) -> PolicyConfig:
+    """The policies' hyper-parameters from a run's settings."""
+    return PolicyConfig(tau=config.tau, decay=config.decay, cam_keep_frac=config.cam_keep_frac, n_classes=n_classes,
+                        prune_ratio=config.prune_ratio, unreliable_frac=config.unreliable_frac,
+                        unreliable_weight=config.unreliable_weight, min_keep_frac=config.min_keep_frac)
+
+
+def schedule_of(config: RunConfig) -> Schedule:
+    """The run's epoch schedule (warm-up, focus start, revision or annealing)."""
+    return Schedule(config.warm_up_epochs, config.cam_start_epoch,
+                    revision_start(config.start_revision, config.epochs, config.anneal_frac))
+
+
+def learning_rate_callback(config: RunConfig) -> keras.callbacks.LearningRateScheduler:
+    return keras.callbacks.LearningRateScheduler(lambda epoch: cbs.learning_rate(
+        config.lr_schedule, config.lr, epoch, config.epochs, config.lr_decay, config.lr_warmup_epochs))
 
 
 def predict(model: ERTSModel, arrays: pipeline.SplitArrays, batch_size: int) -> np.ndarray:
@@ -142,8 +185,11 @@ def _strategy(config: RunConfig) -> tf.distribute.Strategy:
     return strategy
 
 
-def run(config: RunConfig, data: Data | None = None) -> dict:
+def run(config: RunConfig, data: Data | None = None, extra_callbacks=None) -> dict:
     """Trains, restores the best validation weights, scores the test split; returns the summary.
+
+    ``extra_callbacks``: Keras callbacks run after the run's own ones in every epoch (benchmarks'
+    per-epoch measurements); they see the ``ERTSModel`` as ``callback.model``.
 
     Under ``--strategy=multiworker`` only the chief writes ``config.output_dir``; every other
     worker writes into a scratch folder (a copy of the run when resuming) that it removes at
@@ -152,7 +198,7 @@ def run(config: RunConfig, data: Data | None = None) -> dict:
     strategy = _strategy(config)
     if not distribute.is_chief(strategy):
         return _run_as_worker(config, data, strategy)
-    return _run(config, data, strategy)
+    return _run(config, data, strategy, extra_callbacks)
 
 
 def _run_as_worker(config: RunConfig, data: Data | None, strategy) -> dict:
@@ -166,7 +212,7 @@ def _run_as_worker(config: RunConfig, data: Data | None, strategy) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy) -> dict:
+def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy, extra_callbacks=None) -> dict:
     start = time.perf_counter()
     _check_output_dir(config)
     out = config.output_dir
@@ -178,7 +224,7 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy)
     if strategy.num_replicas_in_sync > 1:
         distribute.synchronize_batch_norm(model.backbone)
     state = model.state
-    schedule = Schedule(config.warm_up_epochs, config.cam_start_epoch, config.start_revision)
+    schedule = schedule_of(config)
 
     checkpoint = tf.train.Checkpoint(backbone=model.backbone, optimizer=model.optimizer, state=state)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(out, "checkpoints"), max_to_keep=2)
@@ -196,29 +242,34 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy)
         ledger.history = progress["ledger"][:initial_epoch]
         best.best, best.best_epoch = progress["best"]["value"], progress["best"]["epoch"]
         log.info("resuming %s at epoch %d", out, initial_epoch)
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(config.to_json(), f, indent=1)
+    _record_config(config, initial_epoch)
 
     def rescore(ids, cam):
         model.score_dataset(pipeline.eval_dataset(data.train, config.batch_size, ids), cam=cam)
 
     audit = cbs.AuditLog(os.path.join(out, "audit.csv"), model, data.train.class_names,
-                         data.train.extras, data.train.extra_names)
+                         data.train.extras, data.train.extra_names, labels=data.train.label)
     audit.initial_epoch = initial_epoch
     callbacks = [
         ledger,
-        cbs.SelectionCallback(model, schedule, config.epochs, rescore, config.rescore_every, config.always_cam),
-        cbs.LearningRateDecay(config.lr, config.lr_decay),
+        cbs.SelectionCallback(model, schedule, config.epochs, rescore, config.rescore_every, config.always_cam,
+                              labels=data.train.label, focus_every=config.focus_every),
+        learning_rate_callback(config),
         audit,
         best,
         keras.callbacks.TensorBoard(os.path.join(out, "logs"), write_graph=False),
         TensorBoardExtras(model, os.path.join(out, "logs"), data.validation, every=config.tensorboard_images_every),
         cbs.EpochCheckpoint(manager, progress_path, ledger, best),
     ]
+    callbacks[-1:-1] = list(extra_callbacks or [])  # before the checkpoint, after the run's own
+    if config.early_stop_patience > 0:
+        callbacks.insert(-1, keras.callbacks.EarlyStopping("val_macro_f1", patience=config.early_stop_patience,
+                                                           mode="max"))
     read_counter = state.counters["samples_read"]
     pipeline_mask = state.keep if config.level == "epoch" else None  # batch level reads everything
     model.fit(
-        lambda epoch: pipeline.train_dataset(data.train, pipeline_mask, config.batch_size, config.seed, epoch, read_counter),
+        lambda epoch: pipeline.train_dataset(data.train, pipeline_mask, config.batch_size, config.seed, epoch, read_counter,
+                                             augment.parse(config.augment)),
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         validation_data=pipeline.eval_dataset(data.validation, config.batch_size),
