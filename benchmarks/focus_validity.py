@@ -34,14 +34,30 @@ split. audit.csv has one row per change of a sample's kept/dropped status, so
 a sample that stays dropped while its reason changes is counted once, under
 the reason of the change.
 
+Over a whole run (``--over_run``): for each dataset ONE run of mode ``full``
+at epoch level with ``always_cam`` and the recommended recipe (``RECIPE``),
+``--epochs`` long. After every epoch (0-based, as in ``audit.csv``) a callback
+scores the whole training split as above and reports, for unreliable (the
+"any" group above) vs reliable samples on all training samples, the AUROC
+(bootstrap CI) of ``-focus`` for every score, of ``1 - p_true``, and of
+``-focus`` of the run's ``focus_score`` as the training step recorded it this
+epoch (``model.state.focus``: training-mode forward of the augmented record),
+beside the epoch's validation macro-F1. The JSON is rewritten after every
+epoch, so a stopped run keeps its finished epochs. The summary per dataset
+gives each score's maximum and last-epoch AUROC, and the epochs where the CI
+lower bound of the run's focus score (both views) exceeds 0.5. The callback
+goes in through ``run.run(config, data, extra_callbacks=[...])``.
+
 Usage:
   python benchmarks/focus_validity.py [--datasets synthetic_ecg,ptbxl,cinc2017]
   python benchmarks/focus_validity.py --smoke
+  python benchmarks/focus_validity.py --over_run [--epochs 24]   (--smoke: 2 epochs)
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gc
 import glob
 import os
@@ -53,8 +69,13 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+import modes  # noqa: E402
 
 NAME = "focus_validity"
+OVER_RUN = "focus_validity_over_run"
+RECIPE = modes.RECIPES["recommended"]  # the recommended training recipe (configs/recipe.cfg), used by --over_run
+TRAINING_FORWARD = " (training forward)"  # suffix of the score the training step recorded
+SIGN = "AUROC of -focus with unreliable samples as positives (focus is meant to be LOW for them)"
 DEFAULT_CONFIGS = {"synthetic_ecg": "quickstart", "ptbxl": "100hz", "cinc2017": "9s", "mitbih_arrhythmia": "mlii"}
 PTBXL_FLAGS = ("baseline_drift", "static_noise", "burst_noise", "electrodes_problems")
 
@@ -78,6 +99,9 @@ def parse(argv=None):
                         help="do not reuse audit.csv files of benchmarks/modes.py runs found in --work_dir")
     parser.add_argument("--rounds", type=int, default=None, help="bootstrap rounds (default 1000; 200 with --smoke)")
     parser.add_argument("--render", default=None, help="print the tables and redraw the plot of an existing JSON (no training)")
+    parser.add_argument("--over_run", action="store_true",
+                        help=f"measure after every epoch of one full run instead (default output results/{OVER_RUN}.json)")
+    parser.add_argument("--epochs", type=int, default=None, help="--over_run: run length (default 24; 2 with --smoke)")
     args = parser.parse_args(argv)
     smoke = args.smoke
     args.datasets = [d for d in (args.datasets or ("synthetic_ecg" if smoke else "synthetic_ecg,ptbxl,cinc2017")).split(",") if d]
@@ -92,6 +116,7 @@ def parse(argv=None):
         args.audit_epochs = args.warm_up_epochs + args.cam_start_epoch + (1 if smoke else 3)
     args.audit_datasets = [d for d in (args.audit_datasets or ",".join(args.datasets)).split(",") if d]
     args.rounds = args.rounds or (200 if smoke else 1000)
+    args.epochs = args.epochs or (2 if smoke else 24)
     return args
 
 
@@ -105,6 +130,18 @@ def _config(args, dataset, output_dir, mode, epochs):
         cam_start_epoch=args.cam_start_epoch, start_revision=-1, rescore_every=2, seed=args.seed,
         overwrite=True, verbose=0, report=False,
     )
+
+
+def load(args, dataset, entry):
+    """The dataset's ``run.Data``, or None with the reason in ``entry["error"]``."""
+    from erts_tf.training import run
+
+    try:
+        return run.load_data(_config(args, dataset, os.path.join(args.work_dir, "unused"), "erts", 1))
+    except Exception as error:  # a real builder may be unfinished or its archive absent: say so, go on
+        entry["error"] = f"{type(error).__name__}: {error}"[:2000]
+        print(f"{dataset}: not run: {entry['error']}", flush=True)
+        return None
 
 
 # -- ground truth ------------------------------------------------------------------------------
@@ -145,6 +182,7 @@ def unreliable_groups(dataset: str, arrays) -> tuple[dict, dict]:
 
 def unreliable_any(dataset: str, arrays):
     positives, _ = unreliable_groups(dataset, arrays)
+    """The "any unreliable" group of ``dataset``: ``(name, (n,) bool)``, or ``(None, None)`` if it has none."""
     for key in ("any corruption", "any quality flag", "noisy (~)"):
         if key in positives:
             return key, positives[key]
@@ -172,18 +210,24 @@ def train_to_filter_start(args, dataset, data):
                       "wall_s": meter.result["wall_s"], "cpu_s": meter.result["cpu_s"]}
 
 
-def score_split(args, backbone, arrays) -> dict:
-    """Inference-mode ``p_true``, ``correct`` and every focus score of each training sample (sample-id order)."""
+def cam_view(model_name, backbone):
+    """``x (batch, time, leads) -> (target-layer activations, logits)`` of ``backbone``, as ``ERTSModel.cam_model``."""
     import keras
+
+    from erts_tf import models
+
+    target = models.get(model_name).target_layer
+    return keras.Model(backbone.inputs, [backbone.get_layer(target).output, backbone.outputs[0]])
+
+
+def score_split(cam_model, arrays) -> dict:
+    """Inference-mode ``p_true``, ``correct`` and every focus score, each ``(n,)``, of each sample of
+    ``arrays`` (sample-id order), with ``cam_model: x -> (target-layer activations, logits)``."""
     import numpy as np
     import tensorflow as tf
 
-    from erts_tf import models
     from erts_tf.explain import focus as focus_lib
     from erts_tf.explain.gradcam import gradcam_over_time, true_class_logit_sum
-
-    target = models.get(args.model).target_layer
-    cam_model = keras.Model(backbone.inputs, [backbone.get_layer(target).output, backbone.outputs[0]])
 
     @tf.function(reduce_retracing=True)
     def step(x, y):
@@ -226,10 +270,17 @@ def auroc_ci(positive, negative, score, rounds, seed=0) -> dict:
     return {"point": point, "low": low, "high": high, "n_pos": n_pos, "n_neg": n_neg}
 
 
-def validity(args, scores, positives, negatives) -> dict:
-    """AUROC of -focus (each score) and of 1 - p_true, on all samples and on the dbpd candidates."""
+def auroc_row(scores, positive, negative, rounds) -> dict:
+    """``{name: CI}``: AUROC of -focus for each score of ``FOCUS_SCORES`` and of 1 - p_true (``(n,)`` arrays)."""
     from erts_tf.explain import focus as focus_lib
 
+    row = {name: auroc_ci(positive, negative, -scores[name], rounds) for name in focus_lib.FOCUS_SCORES}
+    row["1 - p_true"] = auroc_ci(positive, negative, 1.0 - scores["p_true"], rounds)
+    return row
+
+
+def validity(args, scores, positives, negatives) -> dict:
+    """AUROC of -focus (each score) and of 1 - p_true, on all samples and on the dbpd candidates."""
     candidates = scores["p_true"] < args.tau
     result = {}
     for subset, mask in (("all", None), ("candidates", candidates)):
@@ -238,9 +289,7 @@ def validity(args, scores, positives, negatives) -> dict:
             pos, neg = positives[group], negatives[group]
             if mask is not None:
                 pos, neg = pos & mask, neg & mask
-            row = {name: auroc_ci(pos, neg, -scores[name], args.rounds) for name in focus_lib.FOCUS_SCORES}
-            row["1 - p_true"] = auroc_ci(pos, neg, 1.0 - scores["p_true"], args.rounds)
-            rows[group] = row
+            rows[group] = auroc_row(scores, pos, neg, args.rounds)
         result[subset] = rows
     result["candidate_share"] = float(candidates.mean())
     return result
@@ -294,6 +343,11 @@ def drop_shares(args, dataset, data) -> dict:
 
 
 # -- output ------------------------------------------------------------------------------------
+def _label(name: str) -> str:
+    """A score's column label: ``-name`` (the sign of the AUROC), ``1 - p_true`` as it is."""
+    return name if name == "1 - p_true" else "-" + name
+
+
 def tables(result) -> str:
     lines = []
     for dataset, entry in result["datasets"].items():
@@ -313,7 +367,7 @@ def tables(result) -> str:
             for group, row in rows.items():
                 first = next(iter(row.values()))
                 body.append([group, f"{first['n_pos']}/{first['n_neg']}", *[common.fmt_ci(row[k], ".2f") for k in names]])
-            lines.append(common.markdown_table(["unreliable group", "n pos/neg", *[f"-{k}" if k != "1 - p_true" else k for k in names]], body))
+            lines.append(common.markdown_table(["unreliable group", "n pos/neg", *map(_label, names)], body))
         drops = entry.get("drops")
         if drops and "modes" in drops:
             lines.append(f"\n{dataset}: what was dropped (ground truth: {drops['ground_truth']}; base rate "
@@ -351,7 +405,7 @@ def plot(result, path):
                 ys.append(ci["point"])
                 errs[0].append(ci["point"] - ci["low"])
                 errs[1].append(ci["high"] - ci["point"])
-            ax.bar(xs, ys, width, yerr=errs, capsize=2, label=("-" + name) if name != "1 - p_true" else name,
+            ax.bar(xs, ys, width, yerr=errs, capsize=2, label=_label(name),
                    color=None if name != "1 - p_true" else "lightgray")
         ax.axhline(0.5, color="black", lw=0.8, ls=":")
         ax.set_xlim(-0.6, max(len(groups), 2) - 0.4)
@@ -368,40 +422,176 @@ def plot(result, path):
     return pathlib.Path(path)
 
 
+# -- over a run (--over_run) ------------------------------------------------------------------
+def epoch_validity(entry, arrays, unreliable, focus_score, rounds, write):
+    """A Keras callback: after every epoch, appends ``{"epoch", "val_macro_f1", "focus_recorded", "auroc"}``
+    to ``entry["epochs"]`` (``auroc``: ``{score: CI}``, ``auroc_row``'s over the whole split ``arrays``
+    plus ``focus_score`` as the training step recorded it this epoch), refreshes ``entry["summary"]``
+    and calls ``write()``. ``unreliable``: ``(n,)`` bool, the positives; the rest are the negatives."""
+    import keras
+
+    class EpochValidity(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            model, state = self.model, self.model.state  # the run's ERTSModel
+            auroc = auroc_row(score_split(model.cam_model, arrays), unreliable, ~unreliable, rounds)
+            recorded = state.focus_epoch.numpy() == epoch
+            auroc[focus_score + TRAINING_FORWARD] = auroc_ci(unreliable & recorded, ~unreliable & recorded,
+                                                             -state.focus.numpy(), rounds)
+            f1 = (logs or {}).get("val_macro_f1")
+            entry["epochs"].append({"epoch": epoch, "val_macro_f1": None if f1 is None else float(f1),
+                                    "focus_recorded": int(recorded.sum()), "auroc": auroc})
+            entry["summary"] = summarize(entry["epochs"], focus_score)
+            write()
+            print(f"epoch {epoch}: validation macro-F1 {common.fmt(entry['epochs'][-1]['val_macro_f1'])}, "
+                  f"AUROC -{focus_score} {common.fmt_ci(auroc[focus_score], '.2f')}", flush=True)
+
+    return EpochValidity()
+
+
+def summarize(epochs, focus_score) -> dict:
+    """Per score, the maximum AUROC (first epoch reaching it) and the last epoch's; the epochs where the
+    CI lower bound of ``focus_score`` (inference and training-forward views) exceeds 0.5."""
+    scores = {}
+    for name in epochs[-1]["auroc"]:
+        points = [(e["auroc"][name]["point"], e["epoch"]) for e in epochs if e["auroc"][name]["point"] is not None]
+        best, best_epoch = max(points, key=lambda p: p[0], default=(None, None))
+        scores[name] = {"max": best, "max_epoch": best_epoch, "last": epochs[-1]["auroc"][name]["point"]}
+    above = {name: [e["epoch"] for e in epochs if (e["auroc"][name]["low"] or 0.0) > 0.5]
+             for name in (focus_score, focus_score + TRAINING_FORWARD)}
+    return {"scores": scores, "ci_low_above_half": above}
+
+
+def over_run(args) -> dict:
+    """One full run per dataset (recipe, always_cam), focus validity after every epoch; the JSON is
+    rewritten after each epoch."""
+    import keras
+
+    from erts_tf.training import run
+
+    path = common.output_path(args, OVER_RUN)
+    result = {"benchmark": OVER_RUN, "settings": dict(vars(args)), "recipe": RECIPE, "machine": common.machine(),
+              "sign": SIGN, "datasets": {}}
+    for dataset in args.datasets:
+        entry = {"config": args.configs[dataset]}
+        result["datasets"][dataset] = entry
+        data = load(args, dataset, entry)
+        if data is None:
+            continue
+        group, unreliable = unreliable_any(dataset, data.train)  # every "any" group's negatives: the rest
+        if group is None:
+            entry["error"] = "the training split has no ground truth of unreliable samples"
+            continue
+        out = os.path.join(args.work_dir, NAME, f"{dataset}_{args.configs[dataset]}", f"over_run_full_s{args.seed}")
+        config = dataclasses.replace(_config(args, dataset, out, "full", args.epochs), always_cam=True, **RECIPE)
+        entry.update(ground_truth=group, n_unreliable=int(unreliable.sum()), n_train=data.train.n,
+                     focus_score=config.focus_score, run_dir=out, epochs=[])
+        callback = epoch_validity(entry, data.train, unreliable, config.focus_score, args.rounds,
+                                  lambda: common.write_json(path, result))
+        print(f"{dataset}: full run, {args.epochs} epochs, validity after each", flush=True)
+        keras.backend.clear_session()
+        with common.Meter() as meter:
+            summary = run.run(config, data, extra_callbacks=[callback])
+        entry["run"] = {"best_epoch": summary["best_epoch"], "test_macro_f1": summary["test"]["macro_f1"],
+                        "wall_s": meter.result["wall_s"], "cpu_s": meter.result["cpu_s"]}
+        del data
+        gc.collect()
+    result["machine_end"] = {"loadavg": list(os.getloadavg())}
+    return common.publish(args, OVER_RUN, result, over_run_tables(result), over_run_plot)
+
+
+def over_run_tables(result) -> str:
+    lines = []
+    for dataset, entry in result["datasets"].items():
+        if "error" in entry:
+            lines.append(f"\n{dataset}: NOT RUN: {entry['error']}\n")
+            continue
+        epochs = entry["epochs"]
+        if not epochs:
+            continue
+        names = list(epochs[0]["auroc"])
+        lines.append(f"\n{dataset}/{entry['config']}: AUROC per epoch, unreliable ({entry['ground_truth']}, "
+                     f"{entry['n_unreliable']} of {entry['n_train']}) = positive, all training samples; "
+                     f"one full run (recommended recipe, Grad-CAM every epoch)\n")
+        body = [[str(e["epoch"]), common.fmt(e["val_macro_f1"]), *[common.fmt_ci(e["auroc"][k], ".2f") for k in names]]
+                for e in epochs]
+        lines.append(common.markdown_table(["epoch", "val macro-F1", *map(_label, names)], body))
+        summary = entry["summary"]
+        body = [[_label(k), f"{common.fmt(s['max'])} (epoch {s['max_epoch']})", common.fmt(s["last"])]
+                for k, s in summary["scores"].items()]
+        lines.append(f"\n{dataset}: summary over {len(epochs)} epochs\n")
+        lines.append(common.markdown_table(["score", "max AUROC", "last epoch"], body))
+        for name, found in summary["ci_low_above_half"].items():
+            lines.append(f"\nepochs where the CI lower bound of {_label(name)} exceeds 0.5: "
+                         f"{', '.join(map(str, found)) or 'none'}")
+    return "\n".join(lines)
+
+
+def over_run_plot(result, path):
+    plt = common.pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    entries = [(d, e) for d, e in result["datasets"].items() if e.get("epochs")]
+    if not entries:
+        return None
+
+    def values(cis, key):
+        return [float("nan") if ci[key] is None else ci[key] for ci in cis]
+
+    fig, axes = plt.subplots(len(entries), 1, figsize=(10, 3.6 * len(entries)), squeeze=False)
+    for ax, (dataset, entry) in zip(axes[:, 0], entries):
+        epochs = [e["epoch"] for e in entry["epochs"]]
+        for name in entry["epochs"][0]["auroc"]:
+            cis = [e["auroc"][name] for e in entry["epochs"]]
+            line, = ax.plot(epochs, values(cis, "point"), marker="o", ms=3, label=_label(name),
+                            color="lightgray" if name == "1 - p_true" else None)
+            if name == entry["focus_score"]:
+                ax.fill_between(epochs, values(cis, "low"), values(cis, "high"), color=line.get_color(), alpha=0.15)
+        ax.plot(epochs, values(entry["epochs"], "val_macro_f1"), ls="--", color="black", label="validation macro-F1")
+        ax.axhline(0.5, color="black", lw=0.8, ls=":")
+        ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("AUROC; macro-F1")
+        ax.set_title(f"{dataset}/{entry['config']}: unreliable ({entry['ground_truth']}) vs reliable, all training "
+                     f"samples, after each epoch (band: 95 % CI of -{entry['focus_score']})", fontsize=9)
+        ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return pathlib.Path(path)
+
+
 def main(argv=None) -> dict:
     args = parse(argv)
     if args.render:
         import json
 
         result = json.loads(pathlib.Path(args.render).read_text())
-        result["table"] = tables(result)
+        table, draw = (over_run_tables, over_run_plot) if result["benchmark"] == OVER_RUN else (tables, plot)
+        result["table"] = table(result)
         print(result["table"])
-        plot(result, pathlib.Path(args.render).with_suffix(".png"))
+        draw(result, pathlib.Path(args.render).with_suffix(".png"))
         return result
     common.quiet_tensorflow()
+    if args.over_run:
+        return over_run(args)
     import numpy as np
-
-    from erts_tf.training import run
 
     started = time.perf_counter()
     result = {"benchmark": NAME, "settings": {k: v for k, v in vars(args).items()}, "machine": common.machine(),
-              "sign": "AUROC of -focus with unreliable samples as positives (focus is meant to be LOW for them)",
-              "datasets": {}}
+              "sign": SIGN, "datasets": {}}
     for dataset in args.datasets:
         entry = {"config": args.configs[dataset]}
         result["datasets"][dataset] = entry
-        try:
-            data = run.load_data(_config(args, dataset, os.path.join(args.work_dir, "unused"), "erts", 1))
-        except Exception as error:  # a real builder may be unfinished or its archive absent: say so, go on
-            entry["error"] = f"{type(error).__name__}: {error}"[:2000]
-            print(f"{dataset}: not run: {entry['error']}", flush=True)
+        data = load(args, dataset, entry)
+        if data is None:
             continue
         positives, negatives = unreliable_groups(dataset, data.train)
         if not positives:
             entry["error"] = "the training split has no ground truth of unreliable samples"
             continue
         backbone, entry["model"] = train_to_filter_start(args, dataset, data)
-        scores = score_split(args, backbone, data.train)
+        scores = score_split(cam_view(args.model, backbone), data.train)
         entry["validity"] = validity(args, scores, positives, negatives)
         entry["score_means"] = {
             group: {name: {"unreliable": float(np.mean(v[positives[group]])), "reliable": float(np.mean(v[negatives[group]]))}

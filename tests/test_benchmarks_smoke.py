@@ -87,6 +87,41 @@ def test_focus_validity_smoke(tmp_path, common_args):
     assert set(drops["modes"]) == {"erts", "dbpd"} and 0 < drops["base_rate"] < 1
 
 
+def test_focus_validity_over_run_smoke(tmp_path, common_args, monkeypatch):
+    out = tmp_path / "focus_over_run.json"
+    module = _load("focus_validity")
+    write_json, on_disk = module.common.write_json, []
+
+    def write_and_read_back(path, payload):  # the epochs on disk after each write
+        written = write_json(path, payload)
+        on_disk.append([e["epoch"] for e in json.loads(written.read_text())["datasets"]["synthetic_ecg"]["epochs"]])
+        return written
+
+    monkeypatch.setattr(module.common, "write_json", write_and_read_back)
+    result = module.main([*common_args, "--over_run", "--output", str(out)])
+    assert on_disk == [[0], [0, 1], [0, 1]]  # after each epoch (--smoke: 2), then the final publish
+    saved = json.loads(out.read_text())
+    _check_machine(saved)
+    entry = saved["datasets"]["synthetic_ecg"]
+    epochs = entry["epochs"]
+    configured, trained = entry["focus_score"], entry["focus_score"] + " (training forward)"
+    for e in epochs:
+        assert set(e["auroc"]) == {"top10_mean", "entropy", "gini", "topk_mass", "segments", "1 - p_true", trained}
+        assert 0 <= e["val_macro_f1"] <= 1
+        assert e["focus_recorded"] == entry["n_train"]  # full + always_cam: every sample's focus, every epoch
+        for ci in e["auroc"].values():
+            if ci["point"] is None:
+                assert ci["low"] is None and ci["high"] is None
+            else:
+                assert 0 <= ci["low"] <= ci["point"] <= ci["high"] <= 1
+            assert ci["n_pos"] == entry["n_unreliable"] and ci["n_pos"] + ci["n_neg"] == entry["n_train"]
+    summary = entry["summary"]
+    assert summary["scores"][configured]["last"] == epochs[-1]["auroc"][configured]["point"]
+    assert set(summary["ci_low_above_half"]) == {configured, trained}
+    assert out.with_suffix(".png").exists()
+    assert "val macro-F1" in result["table"]
+
+
 def test_scale_smoke(tmp_path, common_args):
     out = tmp_path / "scale.json"
     _load("scale").main([*common_args, "--output", str(out)])
