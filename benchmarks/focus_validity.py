@@ -181,8 +181,8 @@ def unreliable_groups(dataset: str, arrays) -> tuple[dict, dict]:
 
 
 def unreliable_any(dataset: str, arrays):
-    positives, _ = unreliable_groups(dataset, arrays)
     """The "any unreliable" group of ``dataset``: ``(name, (n,) bool)``, or ``(None, None)`` if it has none."""
+    positives, _ = unreliable_groups(dataset, arrays)
     for key in ("any corruption", "any quality flag", "noisy (~)"):
         if key in positives:
             return key, positives[key]
