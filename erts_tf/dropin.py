@@ -35,9 +35,10 @@ def with_sample_ids(dataset: tf.data.Dataset) -> tf.data.Dataset:
 class _DropInERTS(ERTSModel):
     """``ERTSModel`` with the conveniences of the drop-in API."""
 
-    def __init__(self, *args, schedule: Schedule, **kwargs):
+    def __init__(self, *args, schedule: Schedule, focus_every: int = 1, **kwargs):
         super().__init__(*args, **kwargs)
         self.schedule = schedule
+        self.focus_every = focus_every
 
     def compile(self, optimizer="adamw", **kwargs):
         super().compile(optimizer=optimizer, **kwargs)
@@ -45,7 +46,7 @@ class _DropInERTS(ERTSModel):
 
     def selection_callback(self) -> SelectionCallback:
         """The callback that runs the selection schedule (pass it to ``fit``)."""
-        return SelectionCallback(self, self.schedule, rescore_every=0)
+        return SelectionCallback(self, self.schedule, rescore_every=0, focus_every=self.focus_every)
 
     def select(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
         """Epoch level: filters an unbatched ``(x, y, id)`` dataset by the current keep-mask."""
@@ -56,17 +57,22 @@ class _DropInERTS(ERTSModel):
 def ERTS(model: keras.Model, target_layer: str, mode: str = "erts", n_samples: int | None = None,
          level: str = "batch", class_weights=None, tau: float = 0.3, cam_keep_frac: float = 0.7,
          decay: float = 0.99, focus_score: str = "entropy", warm_up_epochs: int = 5, cam_start_epoch: int = 3,
-         start_revision: int = -1, seed: int = 0) -> ERTSModel:
+         start_revision: int = -1, seed: int = 0, prune_ratio: float = 0.5, unreliable_frac: float = 0.2,
+         unreliable_weight: float = 0.0, min_keep_frac: float = 0.2, focus_every: int = 1) -> ERTSModel:
     """Wraps a functional or Sequential ``model`` (inputs -> logits) for ERTS training.
 
     Args:
       model: maps ``x`` to LOGITS ``(batch, n_classes)``.
       target_layer: name of the Grad-CAM layer (output with a time axis).
-      mode: selection mode (``full``, ``dbpd``, ``srd``, ``smrd``, ``erts``, ``erts_srd``, ``erts_smrd``).
+      mode: selection mode (``full``, ``dbpd``, ``srd``, ``smrd``, ``erts``, ``erts_srd``, ``erts_smrd``,
+        ``infobatch``, ``erts_infobatch``; docs/METHOD.md gives each rule). A policy's loss weights
+        (infobatch's 1/(1 - r)) are applied in the training step.
       n_samples: training-set size (ids must be ``0..n_samples-1``).
       level: ``batch`` or ``epoch`` (then filter with ``model.select``).
       class_weights: per-class loss weights; default all ones.
-      Other arguments: the selection schedule and policy (see METHOD.md).
+      min_keep_frac: every selection epoch (batch, at batch level) keeps at least this share of every
+        class (0: the reference's rescue).
+      Other arguments: the selection schedule and policy (docs/METHOD.md; flags of the same names).
     """
     if not model.built or not model.inputs:
         raise ValueError("ERTS needs a built functional or Sequential model (call it once or give an Input)")
@@ -76,7 +82,9 @@ def ERTS(model: keras.Model, target_layer: str, mode: str = "erts", n_samples: i
     weights = np.ones(n_classes, np.float32) if class_weights is None else class_weights
     selection = SelectionConfig(
         mode=mode, level=level, focus_score=focus_score, seed=seed,
-        policy=PolicyConfig(tau=tau, decay=decay, cam_keep_frac=cam_keep_frac, n_classes=n_classes),
+        policy=PolicyConfig(tau=tau, decay=decay, cam_keep_frac=cam_keep_frac, n_classes=n_classes,
+                            prune_ratio=prune_ratio, unreliable_frac=unreliable_frac,
+                            unreliable_weight=unreliable_weight, min_keep_frac=min_keep_frac),
     )
     return _DropInERTS(model, target_layer, n_samples, weights, selection,
-                       schedule=Schedule(warm_up_epochs, cam_start_epoch, start_revision))
+                       schedule=Schedule(warm_up_epochs, cam_start_epoch, start_revision), focus_every=focus_every)

@@ -82,7 +82,8 @@ def test_focus_validity_smoke(tmp_path, common_args):
     for row in groups.values():
         assert set(row) >= {"top10_mean", "entropy", "gini", "topk_mass", "segments", "1 - p_true"}
         for ci in row.values():
-            assert ci["point"] is None or 0 <= ci["point"] <= 1
+            assert ci["point"] is None or 0 <= ci["low"] <= ci["point"] <= ci["high"] <= 1
+    assert all(ci["point"] is not None for ci in groups["any corruption"].values())  # both classes present
     drops = synthetic["drops"]
     assert set(drops["modes"]) == {"erts", "dbpd"} and 0 < drops["base_rate"] < 1
 

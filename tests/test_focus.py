@@ -28,7 +28,7 @@ def test_sharp_peak_is_more_focused_than_flat_noise(name):
 
 
 def test_top10_mean_ranks_flat_noise_above_a_sharp_peak():
-    """The reference's score gets it backwards (METHOD.md, weakness 3)."""
+    """The reference's score gets it backwards (docs/METHOD.md, shortcoming 3)."""
     scores = focus.top10_mean(_peak_and_noise()).numpy()
     assert scores[1] > scores[0], scores
 

@@ -42,3 +42,12 @@ def test_skip_nonfinite_skips_and_counts_and_weights_stay_finite():
     assert all(np.isfinite(w.numpy()).all() for w in model.backbone.weights)  # incl. batch-norm statistics
     counts = model.state.backprop_count.numpy()
     assert counts[:4].tolist() == [1] * 4 and counts[4:].tolist() == [0] * 4
+
+
+def test_a_skipped_batch_records_no_scores_and_keeps_the_loss_finite():
+    model = _model(skip=True)
+    history = model.fit(_data(poison=True), epochs=1, verbose=0)
+    state = model.state
+    assert state.scored_epoch.numpy().tolist() == [0] * 4 + [-1] * 4  # the poisoned batch left no score
+    assert (state.p_true.numpy()[4:] == -1).all() and np.isfinite(state.p_true.numpy()[:4]).all()
+    assert np.isfinite(history.history["loss"][-1])  # the metric never took the NaN

@@ -7,7 +7,7 @@ train step and, eagerly, on NumPy arrays (unit tests, epoch-level selection).
 Randomness is stateless: ``rng`` is a ``(2,)`` integer seed, derived from
 ``(seed, epoch[, step])``, so a resumed run draws exactly the same numbers.
 
-Rules (METHOD.md; reference names in brackets):
+Rules (docs/METHOD.md; reference names in brackets):
   full:      keep everything.
   dbpd:      [train_with_revision] keep ``p_true < tau`` (tau == 0: misclassified
              only); every class present in the group keeps its first sample.

@@ -1,6 +1,6 @@
 """The epoch schedule: warm-up, selection, focus filter, revision.
 
-Defaults (METHOD.md): epochs 0..warm_up_epochs-1 are full data; selection runs
+Defaults (docs/METHOD.md): epochs 0..warm_up_epochs-1 are full data; selection runs
 from ``warm_up_epochs``; the focus filter of the erts modes starts
 ``cam_start_epoch`` epochs after warm-up; from ``start_revision`` on every epoch
 is full data again. ``start_revision < 0`` disables revision. InfoBatch's

@@ -311,6 +311,7 @@ def result_table(summary: dict) -> str:
         f"{'best epoch':<28}{summary['best_epoch']:>12d}",
         f"{'effective epochs':<28}{cost['effective_epochs']:>12.2f}",
         f"{'total-work ratio vs full':<28}{cost['total_work_ratio']:>12.3f}",
+        f"{'work saved vs full':<28}{1.0 - cost['total_work_ratio']:>12.1%}",
         f"{'train wall-clock (s)':<28}{cost['train_s']:>12.1f}",
         f"{'run wall-clock (s)':<28}{summary['wall_clock_s']:>12.1f}",
     ]
