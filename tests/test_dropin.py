@@ -57,7 +57,7 @@ def test_epoch_level_select_filters_the_pipeline():
     ds, n = _data()
     ds = erts_tf.with_sample_ids(ds)
     model = erts_tf.ERTS(_functional(), target_layer="block3", mode="srd", level="epoch", n_samples=n,
-                         warm_up_epochs=1, decay=0.5)
+                         warm_up_epochs=1, decay=0.5, min_keep_frac=0.0)  # the reference srd rule
     model.compile()
     model.fit(model.select(ds).batch(16), epochs=3, callbacks=[model.selection_callback()], verbose=0)
     counts = model.state.backprop_count.numpy()
