@@ -144,6 +144,17 @@ def load(args, dataset, entry):
         return None
 
 
+def each_dataset(args, result):
+    """Yields ``(dataset, entry, data)`` for each of ``args.datasets`` that loads; ``entry`` is its dict in
+    ``result["datasets"]`` (holding the error of one that does not load)."""
+    for dataset in args.datasets:
+        entry = {"config": args.configs[dataset]}
+        result["datasets"][dataset] = entry
+        data = load(args, dataset, entry)
+        if data is not None:
+            yield dataset, entry, data
+
+
 # -- ground truth ------------------------------------------------------------------------------
 def unreliable_groups(dataset: str, arrays) -> tuple[dict, dict]:
     """``{group: positive (n,) bool}`` and ``{group: the negatives it is compared against (n,) bool}``."""
@@ -471,12 +482,7 @@ def over_run(args) -> dict:
     path = common.output_path(args, OVER_RUN)
     result = {"benchmark": OVER_RUN, "settings": dict(vars(args)), "recipe": RECIPE, "machine": common.machine(),
               "sign": SIGN, "datasets": {}}
-    for dataset in args.datasets:
-        entry = {"config": args.configs[dataset]}
-        result["datasets"][dataset] = entry
-        data = load(args, dataset, entry)
-        if data is None:
-            continue
+    for dataset, entry, data in each_dataset(args, result):
         group, unreliable = unreliable_any(dataset, data.train)  # every "any" group's negatives: the rest
         if group is None:
             entry["error"] = "the training split has no ground truth of unreliable samples"
@@ -580,12 +586,7 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     result = {"benchmark": NAME, "settings": {k: v for k, v in vars(args).items()}, "machine": common.machine(),
               "sign": SIGN, "datasets": {}}
-    for dataset in args.datasets:
-        entry = {"config": args.configs[dataset]}
-        result["datasets"][dataset] = entry
-        data = load(args, dataset, entry)
-        if data is None:
-            continue
+    for dataset, entry, data in each_dataset(args, result):
         positives, negatives = unreliable_groups(dataset, data.train)
         if not positives:
             entry["error"] = "the training split has no ground truth of unreliable samples"

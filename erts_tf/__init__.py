@@ -1,6 +1,7 @@
 """erts-tf: explainability-based reliability training signal (ERTS) for ECG classifiers.
 
-Drop-in API: ``erts_tf.with_sample_ids`` and ``erts_tf.ERTS`` (see ``erts_tf.dropin``).
+Drop-in API: ``erts_tf.ERTS`` (its model reads the training records by id with ``model.records(load)``)
+and ``erts_tf.with_sample_ids`` (see ``erts_tf.dropin``).
 """
 
 

@@ -26,6 +26,9 @@ flags.DEFINE_string("dataset", "synthetic_ecg", "Dataset folder under datasets/ 
 flags.DEFINE_string("dataset_config", None, "TFDS builder config of the dataset (e.g. quickstart, 100hz).")
 flags.DEFINE_string("data_dir", None, "TFDS data dir where prepared datasets live (default ~/tensorflow_datasets).")
 flags.DEFINE_string("manual_dir", None, "Folder with the manually downloaded archives (real datasets).")
+flags.DEFINE_string("exclude_classes", "",
+                    "Comma-separated classes left out of training, validation, test and the macro metrics "
+                    "(e.g. Q for MIT-BIH, the AAMI convention).")
 # model and optimisation
 flags.DEFINE_string("model", "resnet1d", "Backbone name from the registry.")
 flags.DEFINE_integer("epochs", 100, "Number of epochs.")

@@ -58,9 +58,22 @@ def export_onnx(fn, path: str, opset: int = DEFAULT_OPSET):
     return model
 
 
-def onnx_predict(path: str, signal: np.ndarray) -> np.ndarray:
-    """Probabilities ``(n, n_classes)`` of the ONNX model at ``path`` (onnxruntime, CPU)."""
+def onnx_session(path: str, threads: int | None = None):
+    """An onnxruntime CPU session of the model at ``path`` (``threads``: intra-op threads; None: onnxruntime's default)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def session_predict(session, signal: np.ndarray) -> np.ndarray:
+    """Probabilities ``(n, n_classes)`` of an onnxruntime ``session`` on raw ``signal`` ``(n, time, leads)``."""
     return session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(signal, np.float32)})[0]
+
+
+def onnx_predict(path: str, signal: np.ndarray) -> np.ndarray:
+    """Probabilities ``(n, n_classes)`` of the ONNX model at ``path`` (onnxruntime, CPU)."""
+    return session_predict(onnx_session(path), signal)

@@ -16,15 +16,15 @@ from export.onnx_export import onnx_predict
 DEFAULT_TOLERANCE = 1e-4
 
 
-def raw_records(builder, split: str, n: int) -> dict[str, np.ndarray]:
-    """The first ``n`` records of ``split`` (file order) with their UN-normalised signal.
+def raw_records(builder, split: str, n: int, every: int = 1) -> dict[str, np.ndarray]:
+    """The first ``n`` records of ``split`` (file order; every ``every``-th one) with their UN-normalised signal.
 
     Returns:
       ``{"signal": (n, time, leads) float32, "label": (n,), "sample_id": (n,)}``.
     """
     import tensorflow_datasets as tfds
 
-    ds = builder.as_dataset(split=split, shuffle_files=False).take(n)
+    ds = builder.as_dataset(split=split, shuffle_files=False).shard(every, 0).take(n)
     ds = ds.map(lambda ex: {"signal": ex["signal"], "label": ex["label"], "sample_id": ex["sample_id"]}).batch(max(n, 1))
     batches = list(tfds.as_numpy(ds))
     if not batches:
@@ -53,6 +53,24 @@ def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: float = DEF
         "argmax_differs": int((~same).sum()),
         "passed": bool(max_abs <= tolerance and same.all()),
     }
+
+
+def variant_parity(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray, class_names) -> dict:
+    """A smaller variant against the float32 model on the same records ``(n, n_classes)`` each.
+
+    Returns:
+      ``{"n", "max_abs_diff", "mean_abs_diff", "argmax_agreement", "argmax_differs",
+      "macro_f1", "macro_f1_float32", "macro_f1_diff"}``; ``macro_f1_diff`` is the
+      variant's macro-F1 minus float32's, both against ``labels``.
+    """
+    from erts_tf.metrics import classification_metrics
+
+    diffs = compare(reference, candidate, tolerance=float("inf"))
+    f1, f1_reference = (classification_metrics(labels, p, class_names)["macro_f1"] for p in (candidate, reference))
+    return {"n": int(len(reference)), "max_abs_diff": diffs["max_abs_diff"], "mean_abs_diff": diffs["mean_abs_diff"],
+            "argmax_agreement": 1.0 - diffs["argmax_differs"] / max(len(reference), 1),
+            "argmax_differs": diffs["argmax_differs"], "macro_f1": f1, "macro_f1_float32": f1_reference,
+            "macro_f1_diff": f1 - f1_reference}
 
 
 def check_parity(backbone, raw_signal: np.ndarray, saved_model_path: str | None = None, onnx_path: str | None = None,

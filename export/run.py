@@ -1,42 +1,124 @@
-"""``export_run``: SavedModel + ONNX + parity report for a finished run folder."""
+"""``export_run``: SavedModel + ONNX (float32, float16, int8) + parity + metadata + model card for a finished run."""
 
 from __future__ import annotations
 
 import json
 import os
 
-from erts_tf.evaluate import load_model, load_run_config, prepare_builder
+from erts_tf import run_folder
+from erts_tf.evaluate import evaluate, load_model, load_run_config, prepare_builder
+from export import layout
+from export.card import write_card
+from export.dataset_facts import dataset_facts
+from export.errors import ExportError
+from export.metadata import build_metadata, write_metadata
 from export.onnx_export import DEFAULT_OPSET, export_onnx
 from export.parity import DEFAULT_TOLERANCE, check_parity, raw_records
+from export.variants import make_variants
+
+DEFAULT_CALIBRATION_SAMPLES = 128
+SPLITS = ("train", "validation", "test")
+
+
+def _read_json(path: str) -> dict | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def saved_or_new_evaluation(run_dir: str, data_dir: str | None, seed: int) -> dict:
+    """The run's ``eval_test.json``; computed (and written) by ``erts_tf.evaluate`` if the run has none."""
+    saved = _read_json(run_folder.path(run_dir, "eval_test.json"))
+    return saved if saved is not None else evaluate(run_dir, "test", rounds=1000, seed=seed, data_dir=data_dir)
+
+
+def class_names(summary: dict | None, builder, n_outputs: int) -> list[str]:
+    """The output classes in order: the run's ``summary.json``, else the dataset's label names."""
+    names = summary["dataset"]["classes"] if summary else list(builder.info.features["label"].names)
+    if len(names) != n_outputs:
+        raise ExportError(f"the model has {n_outputs} outputs but {len(names)} class names ({', '.join(names)})")
+    return names
 
 
 def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OPSET, split: str = "test",
-               n_samples: int = 64, data_dir: str | None = None, tolerance: float = DEFAULT_TOLERANCE) -> dict:
-    """Exports ``<run_dir>/model.keras`` and checks parity on ``n_samples`` raw records of ``split``.
+               n_samples: int = 64, data_dir: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
+               variants=layout.VARIANTS, calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+               facts: dict | None = None, candidates_dir: str | None = None, latency_rounds: int = 3,
+               threads: int = 1) -> dict:
+    """Exports ``<run_dir>/model.keras`` and checks it; writes everything into ``out_dir``.
 
-    Writes ``<out_dir>/saved_model/``, ``<out_dir>/model.onnx`` and
-    ``<out_dir>/parity.json`` (``out_dir`` defaults to ``<run_dir>/export``);
-    returns the parity dict (``erts_tf.evaluate.EvaluateError`` for an
-    unusable run folder or dataset).
+    Writes ``saved_model/`` (with ``assets.extra/metadata.json``), ``model.onnx`` and
+    the ``variants`` (``model.float16.onnx``, ``model.int8.onnx``), each with the
+    metadata in its ``metadata_props``, ``parity.json`` and ``MODEL_CARD.md``
+    (``export.layout``; ``out_dir`` defaults to ``<run_dir>/export``).
+
+    Args:
+      run_dir: a finished run folder.
+      out_dir: the export folder.
+      opset: ONNX opset.
+      split: split of the parity checks (Keras parity on its first ``n_samples`` raw records,
+        the variants' parity on all of it).
+      n_samples: records of the Keras parity check.
+      data_dir: TFDS data dir, if not the one in the run's config.
+      tolerance: largest accepted |probability difference| of SavedModel and ONNX to Keras.
+      variants: names from ``layout.VARIANTS``.
+      calibration_samples: raw training records (spread over the split) for the static int8 calibration.
+      facts: ``{"sampling_rate_hz", "lead_names", "units"}`` given by the user for facts the
+        dataset does not declare (``export.dataset_facts``).
+      candidates_dir: keep the int8 candidates there (default: not kept).
+      latency_rounds, threads: of the variants' latency measurement.
+
+    Returns:
+      The parity dict (also in ``parity.json``), with the written metadata under ``"metadata"``.
+
+    Raises:
+      EvaluateError: an unusable run folder or dataset.
+      ExportError: signal facts that contradict the dataset, or class names that do not fit the model.
     """
-    out_dir = out_dir or os.path.join(run_dir, "export")
+    out_dir = out_dir or run_folder.path(run_dir, run_folder.EXPORT)
     config = load_run_config(run_dir, data_dir)
     backbone = load_model(run_dir)
+    summary = _read_json(run_folder.path(run_dir, run_folder.SUMMARY))
+    builder = prepare_builder(config)
+    input_shape = tuple(int(d) for d in backbone.inputs[0].shape[1:])
+    signal_facts = dataset_facts(builder, input_shape[-1], facts)
+    names = class_names(summary, builder, int(backbone.outputs[0].shape[-1]))
+    evaluation = saved_or_new_evaluation(run_dir, data_dir, config.seed)
     from export.serving import INPUT_NAME, OUTPUT_NAME, export_saved_model  # imports TensorFlow
 
     os.makedirs(out_dir, exist_ok=True)
-    saved_model_path = os.path.join(out_dir, "saved_model")
-    onnx_path = os.path.join(out_dir, "model.onnx")
+    for stale in (v for v in layout.VARIANTS if v not in variants):  # from an earlier export: other metadata
+        if os.path.isfile(layout.onnx_path(out_dir, stale)):
+            os.remove(layout.onnx_path(out_dir, stale))
+    saved_model_path = layout.path(out_dir, layout.SAVED_MODEL)
+    onnx_path = layout.onnx_path(out_dir)
     fn = export_saved_model(backbone, saved_model_path)
     export_onnx(fn, onnx_path, opset)
-    records = raw_records(prepare_builder(config), split, n_samples)
+    records = raw_records(builder, split, n_samples)
     parity = check_parity(backbone, records["signal"], saved_model_path, onnx_path, tolerance)
     parity.update(
         run_dir=os.path.abspath(run_dir), model=config.model, dataset=config.dataset, dataset_config=config.dataset_config,
         split=split, sample_ids=records["sample_id"].tolist(), input=INPUT_NAME, output=OUTPUT_NAME,
-        input_shape=[None, *backbone.inputs[0].shape[1:]], onnx_opset=opset,
+        input_shape=[None, *input_shape], onnx_opset=opset,
         artefacts={"saved_model": saved_model_path, "onnx": onnx_path},
     )
-    with open(os.path.join(out_dir, "parity.json"), "w") as f:
+    with open(layout.path(out_dir, layout.PARITY), "w") as f:
         json.dump(parity, f, indent=1)
-    return parity
+
+    split_sizes = summary["dataset"] if summary else {s: builder.info.splits[s].num_examples for s in SPLITS}
+    split_sizes = {s: int(split_sizes[s]) for s in SPLITS}
+    test = raw_records(builder, split, builder.info.splits[split].num_examples)
+    calibration = raw_records(builder, "train", calibration_samples,
+                              every=max(1, split_sizes["train"] // max(calibration_samples, 1)))
+    measured = make_variants(out_dir, variants, calibration["signal"], test["signal"], test["label"], names,
+                             candidates_dir, latency_rounds, threads)
+    measured["parity_records"] = {"dataset": config.dataset, "split": split, "n": int(len(test["label"]))}
+    with open(run_folder.path(run_dir, run_folder.CONFIG)) as f:
+        config_json = json.load(f)
+    metadata = build_metadata(run_dir, config_json, names, input_shape, signal_facts, split_sizes, evaluation, parity,
+                              measured)
+    write_metadata(metadata, out_dir, measured["files"])
+    write_card(metadata, layout.path(out_dir, layout.CARD))
+    return {**parity, "metadata": metadata}
+

@@ -21,7 +21,7 @@ ARGS = [
     "--epochs=5", "--batch_size=16", "--warm_up_epochs=1", "--cam_start_epoch=1", "--start_revision=-1",
     "--rescore_every=1", "--tau=0.5", "--verbose=0", "--seed=5", "--noreport", "--tensorboard_images_every=0",
 ]
-CRC = re.compile(r"epoch (\d+): kept (\d+) of \d+, keep-mask crc32 ([0-9a-f]{8})")
+CRC = re.compile(r"epoch (\d+): kept (\d+) of \d+ \([^)]*\), keep-mask crc32 ([0-9a-f]{8})")
 
 
 def _command(out, tfds_dir, *extra):

@@ -75,7 +75,15 @@ def test_cli_exits_2_for_a_bad_flag(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: flag --cam_keep_frac=2")
+    # a quiet console: the one error line, no TensorFlow start-up lines (they come with -v 1)
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error: flag --cam_keep_frac=2")
+    loud = subprocess.run(
+        [sys.executable, "-m", "erts_tf.train", "--flagfile=configs/quickstart.cfg",
+         f"--output_dir={tmp_path / 'run'}", "--cam_keep_frac=2", "--verbosity=1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert loud.returncode == 2 and len(loud.stderr.strip().splitlines()) > 1
 
 
 def test_cli_exits_2_when_the_dataset_archive_is_missing(tmp_path):
@@ -87,3 +95,16 @@ def test_cli_exits_2_when_the_dataset_archive_is_missing(tmp_path):
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: dataset 'cinc2017':") and "training2017" in last
+
+
+@pytest.mark.parametrize("dataset", ["ptbxl", "cinc2017", "mitbih_arrhythmia"])
+def test_recommended_configs_of_each_real_dataset(dataset, tmp_path):
+    _parse([f"--flagfile=configs/{dataset}/recommended_full.cfg"], tmp_path)
+    baseline = erts_flags.run_config()
+    _parse([f"--flagfile=configs/{dataset}/recommended.cfg"], tmp_path)
+    selection = erts_flags.run_config()
+    erts_flags.FLAGS.unparse_flags()
+    assert baseline.dataset == selection.dataset == dataset and baseline.mode == "full"
+    assert selection.mode == "erts_infobatch" and selection.epochs == baseline.epochs
+    assert baseline.lr_schedule == "cosine" and baseline.augment and baseline.cb_max_ratio == 10
+    assert (baseline.exclude_classes == "Q") == (dataset == "mitbih_arrhythmia")  # the AAMI convention

@@ -68,3 +68,19 @@ def test_unknown_dataset_names_the_choices():
 
     with pytest.raises(FileNotFoundError, match="synthetic_ecg"):
         registry.builder("no_such_dataset")
+
+
+def test_exclude_classes_removes_a_class_and_renumbers_the_rest(tiny_data):
+    train = tiny_data.train
+    name = train.class_names[1]
+    out = pipeline.exclude_classes(train, (name,))
+    assert out.class_names == [c for c in train.class_names if c != name]
+    assert out.n == int(np.sum(train.label != 1)) and out.n < train.n
+    kept = train.label != 1
+    np.testing.assert_array_equal(out.signal, train.signal[kept])
+    # every remaining sample keeps its class name
+    assert [out.class_names[c] for c in out.label] == [train.class_names[c] for c in train.label[kept]]
+    for key, values in out.extras.items():
+        np.testing.assert_array_equal(values, train.extras[key][kept])
+    with pytest.raises(ValueError, match="no class X"):
+        pipeline.exclude_classes(train, ("X",))

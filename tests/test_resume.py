@@ -45,7 +45,11 @@ def test_killed_run_resumes_with_identical_keep_masks(tmp_path, tiny_data, tfds_
     assert 2 <= stopped_after < 5, "the run was not interrupted in the middle"
     assert not (killed / "summary.json").exists()
 
+    config_before = (killed / "config.json").read_text()
     subprocess.run(_train(killed, tfds_dir, "--resume"), check=True, capture_output=True, timeout=600)
+    assert (killed / "config.json").read_text() == config_before  # the original settings are kept
+    (resume,) = json.loads((killed / "resumes.json").read_text())  # each resume is recorded
+    assert resume["from_epoch"] == stopped_after + 1 and resume["time"] and resume["changed"]["resume"] is True
 
     rows_ref, rows_resumed = _audit(reference), _audit(killed)
     assert len(rows_resumed) == len(set(rows_resumed)), "audit.csv has duplicate rows"

@@ -118,6 +118,30 @@ def load_split(builder: tfds.core.DatasetBuilder, split: str) -> SplitArrays:
     )
 
 
+def exclude_classes(arrays: SplitArrays, names: tuple[str, ...]) -> SplitArrays:
+    """``arrays`` without the samples of classes ``names``, the remaining classes renumbered in order.
+
+    Sample ids become ``0..n'-1`` in the original order. This is how a convention that leaves a class
+    out of training and of the macro metrics is applied (AAMI for MIT-BIH: Q). ``ValueError`` names an
+    unknown class.
+    """
+    unknown = [n for n in names if n not in arrays.class_names]
+    if unknown:
+        raise ValueError(f"--exclude_classes: no class {', '.join(unknown)} (classes: {', '.join(arrays.class_names)})")
+    excluded = [arrays.class_names.index(n) for n in names]
+    kept_classes = [c for c in range(len(arrays.class_names)) if c not in excluded]
+    keep = ~np.isin(arrays.label, excluded)
+    new_index = np.full(len(arrays.class_names), -1, np.int32)
+    new_index[kept_classes] = np.arange(len(kept_classes), dtype=np.int32)
+    return SplitArrays(
+        signal=arrays.signal[keep],
+        label=new_index[arrays.label[keep]],
+        extras={k: v[keep] for k, v in arrays.extras.items()},
+        class_names=[arrays.class_names[c] for c in kept_classes],
+        extra_names=arrays.extra_names,
+    )
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     """The order of sample ids in ``epoch``: a permutation seeded by ``(seed, epoch)``."""
     return np.random.default_rng([seed, epoch]).permutation(n)

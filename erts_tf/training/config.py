@@ -12,6 +12,7 @@ class RunConfig:
     dataset_config: str | None = None
     data_dir: str | None = None
     manual_dir: str | None = None
+    exclude_classes: str = ""
     model: str = "resnet1d"
     epochs: int = 100
     batch_size: int = 32

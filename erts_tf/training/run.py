@@ -52,7 +52,17 @@ def load_data(config: RunConfig) -> Data:
         builder = pipeline.prepare(config.dataset, config.dataset_config, config.data_dir, config.manual_dir)
     except (FileNotFoundError, ValueError, KeyError, AssertionError) as error:
         raise RunError(f"dataset {config.dataset!r}: {error}") from error
-    return Data(*(pipeline.load_split(builder, s) for s in ("train", "validation", "test")))
+    splits = {s: pipeline.load_split(builder, s) for s in ("train", "validation", "test")}
+    names = tuple(n.strip() for n in config.exclude_classes.split(",") if n.strip())
+    if names:
+        try:
+            for split, arrays in splits.items():
+                splits[split] = pipeline.exclude_classes(arrays, names)
+                log.info("%s: left out %d samples of class(es) %s (--exclude_classes)", split,
+                         arrays.n - splits[split].n, ", ".join(names))
+        except ValueError as error:
+            raise RunError(str(error)) from error
+    return Data(splits["train"], splits["validation"], splits["test"])
 
 
 def _check_output_dir(config: RunConfig) -> None:

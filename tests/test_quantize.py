@@ -1,0 +1,150 @@
+"""float16 and int8 ONNX variants: within their stated parity bounds on real test records, smaller, preprocessing kept."""
+
+import numpy as np
+import pytest
+
+from deploy_fixtures import exported_tiny_run
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tfds_dir, tiny_data, tiny_backbone):
+    return exported_tiny_run(tmp_path_factory, tfds_dir, tiny_data, tiny_backbone)
+
+
+def _raw_test_split(tfds_dir):
+    from erts_tf.data import pipeline
+    from export.parity import raw_records
+
+    builder = pipeline.prepare("synthetic_ecg", "tiny", tfds_dir)
+    return raw_records(builder, "test", builder.info.splits["test"].num_examples)
+
+
+def test_variants_are_within_their_bounds_on_the_test_records(exported, tfds_dir):
+    """Recomputed here from the files (not read from the export's own report), then held to ``BOUNDS``."""
+    from erts_tf.metrics import classification_metrics
+    from export.onnx_export import onnx_predict
+    from export.variants import BOUNDS
+
+    _, export_dir, result = exported
+    files = result["metadata"]["variants"]["files"]
+    classes = result["metadata"]["output"]["classes"]
+    test = _raw_test_split(tfds_dir)
+    reference = onnx_predict(str(export_dir / "model.onnx"), test["signal"])
+    f1_reference = classification_metrics(test["label"], reference, classes)["macro_f1"]
+    assert np.ptp(reference, axis=0).max() > 0.1, "the float32 probabilities do not depend on the input"
+    for variant in ("float16", "int8"):
+        probs = onnx_predict(str(export_dir / files[variant]["file"]), test["signal"])
+        agreement = float(np.mean(probs.argmax(1) == reference.argmax(1)))
+        f1_diff = classification_metrics(test["label"], probs, classes)["macro_f1"] - f1_reference
+        max_diff = float(np.abs(probs - reference).max())
+        bounds = BOUNDS[variant]
+        assert agreement >= bounds["argmax_agreement"] and abs(f1_diff) <= bounds["macro_f1_diff"], variant
+        assert max_diff <= bounds.get("max_abs_diff", 1.0), variant
+        recorded = files[variant]["parity"]
+        assert recorded["n"] == len(test["label"]) == 32
+        assert recorded["argmax_agreement"] == pytest.approx(agreement)
+        assert recorded["macro_f1_diff"] == pytest.approx(f1_diff)
+        assert recorded["max_abs_diff"] == pytest.approx(max_diff, abs=1e-4)  # int8 dynamic: batch-dependent scale
+        assert files[variant]["within_bounds"]
+    assert files["int8"]["chosen_method"] in files["int8"]["candidates"]
+    assert set(files["int8"]["candidates"]) == {"int8_static", "int8_dynamic"}
+
+
+def test_variants_keep_the_preprocessing_in_float32(exported):
+    """NaN, inf, a flat lead and raw ADC-count scale: every variant stays finite and close to float32."""
+    import onnx
+
+    from export.onnx_export import onnx_predict
+    from export.quantize import preprocessing_nodes
+
+    _, export_dir, _ = exported
+    graph = onnx.load(str(export_dir / "model.onnx")).graph
+    ops = {n.name: n.op_type for n in graph.node}
+    pre = preprocessing_nodes(graph)
+    assert {"IsNaN", "IsInf", "ReduceMean", "Sqrt"} <= {ops[n] for n in pre}
+    assert not {"Conv", "MatMul"} & {ops[n] for n in pre}
+    for variant in ("model.float16.onnx", "model.int8.onnx"):
+        quantized = onnx.load(str(export_dir / variant)).graph
+        kept = {n.name: n.op_type for n in quantized.node}
+        assert {"IsNaN", "IsInf"} <= set(kept.values())
+        assert not [n for n in quantized.node if n.op_type in ("Cast", "QuantizeLinear", "DynamicQuantizeLinear")
+                    and graph.input[0].name in n.input], variant  # the raw input goes into float32 ops only
+
+    rng = np.random.default_rng(0)
+    raw = (rng.standard_normal((4, 1000, 12)) * 400 + 1500).astype(np.float32)  # ADC counts around a baseline
+    raw[1, :, 3] = 7.0
+    raw[2, 5, 0] = np.nan
+    raw[3, 9, 11] = -np.inf
+    reference = onnx_predict(str(export_dir / "model.onnx"), raw)
+    for variant in ("model.float16.onnx", "model.int8.onnx"):
+        probs = onnx_predict(str(export_dir / variant), raw)
+        assert np.all(np.isfinite(probs)), variant
+        np.testing.assert_allclose(probs, reference, atol=0.05, err_msg=variant)
+
+
+def test_int8_and_float16_shrink_a_real_backbone(tiny_data, tmp_path):
+    """resnet1d (untrained, batch-norm statistics set on data): int8 at most 0.35x, float16 about 0.5x of float32."""
+    import os
+
+    import keras
+
+    from erts_tf import models
+    from erts_tf.data import pipeline
+    from export import quantize
+    from export.onnx_export import export_onnx, onnx_predict
+    from export.serving import serving_function
+
+    keras.utils.set_random_seed(0)
+    backbone = models.build("resnet1d", (1000, 12), 5)
+    norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0
+    backbone(tiny_data.train.signal[:32], training=True)
+    src = str(tmp_path / "model.onnx")
+    export_onnx(serving_function(backbone), src)
+    raw = tiny_data.test.signal[:8] * 2.0 + 0.5
+    raw_calibration = tiny_data.train.signal[:32] * 2.0 + 0.5
+    paths = {"float16": quantize.float16(src, str(tmp_path / "f16.onnx")),
+             "int8_static": quantize.int8_static(src, str(tmp_path / "s8.onnx"), raw_calibration),
+             "int8_dynamic": quantize.int8_dynamic(src, str(tmp_path / "d8.onnx"))}
+    size = {name: os.path.getsize(path) / os.path.getsize(src) for name, path in paths.items()}
+    assert 0.45 <= size["float16"] <= 0.55
+    assert size["int8_static"] <= 0.35 and size["int8_dynamic"] <= 0.35
+    reference = onnx_predict(src, raw)
+    for name, path in paths.items():
+        probs = onnx_predict(path, raw)
+        assert probs.shape == reference.shape and np.all(np.isfinite(probs)), name
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3, err_msg=name)
+
+
+def test_within_bounds_and_the_int8_choice():
+    from export.variants import _choose_int8, within_bounds
+
+    bounds = {"argmax_agreement": 0.99, "macro_f1_diff": 0.01, "max_abs_diff": 0.01}
+    edge = {"argmax_agreement": 0.99, "macro_f1_diff": -0.01, "max_abs_diff": 0.01}
+    assert within_bounds(edge, bounds)
+    assert not within_bounds({**edge, "argmax_agreement": 0.989}, bounds)
+    assert not within_bounds({**edge, "macro_f1_diff": 0.0101}, bounds)
+    assert not within_bounds({**edge, "max_abs_diff": 0.02}, bounds)
+
+    def entry(ok, agreement, ms):
+        return {"within_bounds": ok, "parity": {"argmax_agreement": agreement}, "ms_per_record": {"1": ms}}
+
+    assert _choose_int8({"int8_static": entry(True, 1.0, 2.0), "int8_dynamic": entry(True, 1.0, 1.0)})[0] == "int8_dynamic"
+    assert _choose_int8({"int8_static": entry(True, 0.99, 2.0), "int8_dynamic": entry(False, 1.0, 1.0)})[0] == "int8_static"
+    chosen, why = _choose_int8({"int8_static": entry(False, 0.9, 1.0), "int8_dynamic": entry(False, 0.95, 5.0)})
+    assert chosen == "int8_dynamic" and why.startswith("no method within bounds")
+
+
+def test_latency_is_measured_for_every_model_and_batch_size(exported):
+    from export.latency import measure_latency
+
+    _, export_dir, _ = exported
+    raw = np.random.default_rng(0).standard_normal((3, 1000, 12)).astype(np.float32)
+    paths = {"float32": str(export_dir / "model.onnx"), "int8": str(export_dir / "model.int8.onnx")}
+    measured = measure_latency(paths, raw, batch_sizes=(1, 4), rounds=2)
+    assert measured["records"] == 4 and measured["rounds"] == 2 and measured["threads"] == 1
+    for name in paths:
+        for batch in ("1", "4"):
+            q = measured["ms_per_record"][name][batch]
+            assert 0 < q["min"] <= q["p25"] <= q["median"] <= q["p75"]
