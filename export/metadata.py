@@ -46,7 +46,7 @@ PREPROCESSING = {
         "(std <= 1e-6 * max(1, |mean|)) becomes 0 (erts_tf.data.pipeline.zscore_tf, the training z-score)",
     ],
     "before_model": [
-        "resample to input.sampling_rate_hz (python -m export.predict: scipy.signal.resample_poly)",
+        "resample to input.sampling_rate_hz (scipy.signal.resample_poly)",
         "crop to the first input.length_samples samples, or zero-pad at the end "
         "(erts_tf.data.physionet.fix_length, as the PhysioNet builders did for training)",
         "order the leads as input.lead_names",

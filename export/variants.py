@@ -76,7 +76,8 @@ def make_variants(export_dir: str, variants, calibration: np.ndarray, records: n
       latency_rounds, threads: of ``latency.measure_latency``.
 
     Returns:
-      ``{"latency": {"threads", "rounds", "records", "batch_sizes"}, "files": {variant: entry}}``; the
+      ``{"latency": {"threads", "rounds", "records", "batch_sizes", "ms_per_record"}, "files": {variant: entry}}``
+      (``latency.ms_per_record``: quartiles of every model measured, the int8 candidates included); the
       float32 entry holds ``file``, ``size_bytes`` and ``ms_per_record`` (median per batch size), the others
       also ``method``, ``size_ratio``, ``latency_ratio``, ``parity``, ``bounds``, ``within_bounds`` and for
       int8 the ``candidates`` and the ``choice``.
@@ -120,5 +121,4 @@ def make_variants(export_dir: str, variants, calibration: np.ndarray, records: n
             shutil.copyfile(made[chosen], layout.onnx_path(export_dir, "int8"))
             files["int8"] = {"file": layout.ONNX["int8"], **entries[chosen], "chosen_method": chosen, "choice": why,
                              "candidates": candidates}
-    return {"latency": {k: latency[k] for k in ("threads", "rounds", "records")}
-                       | {"batch_sizes": list(DEFAULT_BATCH_SIZES)}, "files": files}
+    return {"latency": {**latency, "batch_sizes": list(DEFAULT_BATCH_SIZES)}, "files": files}

@@ -98,6 +98,7 @@ class ERTSModel(keras.Model):
         self.focus_fn = focus_lib.get(selection.focus_score)
         self.plan = StepPlan()
         self._train_functions = {}  # StepPlan -> compiled train function
+        self._score_steps = {}  # cam -> compiled scoring step of score_dataset
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.f1 = keras.metrics.F1Score(average="macro", name="macro_f1")
         # F1Score creates its variables at its first update; do that here (in the strategy scope the
@@ -322,21 +323,24 @@ class ERTSModel(keras.Model):
 
     def score_dataset(self, dataset: tf.data.Dataset, cam: bool) -> None:
         """Scores every ``(signal, label, sample_id)`` batch of ``dataset`` in inference mode
-        (no weight update) and records the scores; counted as read, forward_score and gradcam."""
-
-        @tf.function(reduce_retracing=True)
-        def step(signal, labels, ids):
-            labels = tf.cast(labels, tf.int32)
-            p_true, correct, focus = self.score(signal, labels, training=False, cam=cam)
-            self.state.record_scores(ids, labels, p_true, correct, focus, training=False)
-            n = tf.shape(ids)[0]
-            self.state.count("samples_read", n)
-            self.state.count("forward_score", n)
-            if cam:
-                self.state.count("gradcam", n)
-
+        (no weight update) and records the scores; counted as read, forward_score and gradcam.
+        The compiled scoring step is built once per ``cam`` value and kept."""
+        step = self._score_steps.get(cam)
+        if step is None:
+            step = self._score_steps[cam] = tf.function(lambda *batch: self._score_step(*batch, cam=cam),
+                                                        reduce_retracing=True)
         for signal, labels, ids in dataset:
             step(signal, labels, ids)
+
+    def _score_step(self, signal, labels, ids, cam: bool) -> None:
+        labels = tf.cast(labels, tf.int32)
+        p_true, correct, focus = self.score(signal, labels, training=False, cam=cam)
+        self.state.record_scores(ids, labels, p_true, correct, focus, training=False)
+        n = tf.shape(ids)[0]
+        self.state.count("samples_read", n)
+        self.state.count("forward_score", n)
+        if cam:
+            self.state.count("gradcam", n)
 
     def fit(self, x=None, epochs=1, initial_epoch=0, callbacks=None, verbose="auto", **kwargs):
         """Keras ``fit``, run as one ``fit`` call per epoch.
