@@ -26,9 +26,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 
 import numpy as np
+
+from erts_tf import cli
 
 SPLITS = ("train", "validation", "test")
 # Multi-hot features of the datasets, aligned with the label's class names.
@@ -245,30 +246,17 @@ def _define_flags():
     return flags.FLAGS
 
 
-def _parse(argv):
-    from absl import flags
-
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        print(f"error: {error}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv: list[str]) -> None:
     from absl import flags, logging
 
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
+    cli.refuse_positional(argv)
     f = flags.FLAGS
     if not f["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TFDS logs every dataset it opens at INFO
     try:
         result = evaluate(f.run_dir, f.split, f.bootstrap, f.seed, f.data_dir, f.batch_size)
     except EvaluateError as error:
-        print(f"error: {error}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
+        cli.exit_with_error(str(error))
     print(table(result))
     print(f"wrote {os.path.join(f.run_dir, 'eval_' + f.split + '.json')}")
 
@@ -277,4 +265,4 @@ if __name__ == "__main__":
     from absl import app
 
     _define_flags()
-    app.run(main, flags_parser=_parse)
+    app.run(main, flags_parser=cli.parse_flags)

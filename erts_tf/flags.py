@@ -7,11 +7,10 @@ at parse time with a one-line message and exit code 2 (see ``parse``).
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
-from erts_tf import models
+from erts_tf import cli, models
 from erts_tf.data import augment, registry
 from erts_tf.explain import focus
 from erts_tf.selection.policies import MODES
@@ -136,11 +135,7 @@ def _augment_ok(value) -> bool:
 
 def parse(argv: list[str]) -> list[str]:
     """absl flag parser for ``app.run``: a bad flag prints one line and exits with code 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        print(f"error: {error}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
+    return cli.parse_flags(argv)
 
 
 def run_config() -> RunConfig:

@@ -44,14 +44,13 @@ if __name__ == "__main__" and _verbosity(sys.argv) < 1:
 
 from absl import app, logging  # noqa: E402
 
+from erts_tf import cli  # noqa: E402
 from erts_tf import flags as erts_flags  # noqa: E402
 from erts_tf.training import run as run_lib  # noqa: E402
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
+    cli.refuse_positional(argv)
     if erts_flags.FLAGS.verbosity < 1:
         import tensorflow_datasets as tfds
 
@@ -61,8 +60,7 @@ def main(argv: list[str]) -> None:
     try:
         summary = run_lib.run(config)
     except run_lib.RunError as error:
-        print(f"error: {error}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
+        cli.exit_with_error(str(error))
     print(run_lib.result_table(summary))
 
 

@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags, logging
 
-from erts_tf import run_folder
+from erts_tf import cli, run_folder
 from export import layout  # neither imports TensorFlow: flag errors stay fast
 
 
@@ -47,14 +47,6 @@ def _define_flags():
     flags.register_validator("latency_rounds", lambda v: v > 0, "--latency_rounds must be > 0")
     flags.register_validator("threads", lambda v: v > 0, "--threads must be > 0")
     flags.register_validator("sampling_rate", lambda v: v is None or v > 0, "--sampling_rate must be > 0")
-
-
-def _parse(argv):
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        print(f"error: {error}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
 
 
 def table(parity: dict) -> str:
@@ -92,9 +84,7 @@ def main(argv):
     from export.errors import ExportError
     from export.run import export_run
 
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
+    cli.refuse_positional(argv)
     f = flags.FLAGS
     if not f["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
@@ -103,8 +93,7 @@ def main(argv):
         result = export_run(f.run_dir, f.out, f.opset, f.split, f.n_samples, f.data_dir, f.tolerance, f.variants,
                             f.calibration_samples, facts, latency_rounds=f.latency_rounds, threads=f.threads)
     except (EvaluateError, ExportError) as error:
-        print(f"error: {error}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
+        cli.exit_with_error(str(error))
     print(table(result))
     print(variants_table(result["metadata"]["variants"]))
     out = f.out or run_folder.path(f.run_dir, run_folder.EXPORT)
@@ -116,4 +105,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main, flags_parser=_parse)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -45,7 +45,7 @@ def _facts(meta: dict) -> list[str]:
 
 
 def _unknown_facts(meta: dict) -> list[str]:
-    labels = {"sampling_rate_hz": "sampling rate", "lead_names": "lead names and order", "units": "units"}
+    labels = {"sampling_rate_hz": "sampling rate", "lead_names": "lead names and order"}
     return [labels[f] for f in labels if meta["input"][f] is None]
 
 
@@ -80,7 +80,8 @@ def _checks(meta: dict) -> list[str]:
     rows = []
     for name, entry in files.items():
         p = entry.get("parity")
-        rows.append([f"{name} (`{entry['file']}`)", f"{entry['size_bytes'] / 2**20:.2f}", _num(entry.get("size_ratio"), ".2f"),
+        rows.append([f"{name} (`{entry['file']}`)", f"{entry['size_bytes'] / 2**20:.2f}",
+                     _num(entry.get("size_ratio"), ".2f"),
                      *(f"{entry['ms_per_record'][b]:.3g}" for b in batches),
                      *(_num(entry.get("latency_ratio", {}).get(b), ".2f") for b in batches),
                      _num(p and p["argmax_agreement"], ".3f"), _num(p and p["macro_f1_diff"], "+.4f"),
@@ -126,9 +127,12 @@ def _limitations(meta: dict) -> list[str]:
     unknown = _unknown_facts(meta)
     lines = []
     if unknown:
-        lines.append(f"- The training dataset `{training['dataset']}` does not declare the {', '.join(unknown)} of "
+        lines.append(f"- The training dataset `{training['dataset']}` does not declare the {' and '.join(unknown)} of "
                      "its signal, so neither does this card: find them in the dataset's documentation before "
                      "feeding records; `python -m export.predict` refuses records it cannot map or resample.")
+    if meta["input"]["units"] is None:
+        lines.append(f"- The units of the training signal are unknown (`{training['dataset']}` declares none); the "
+                     "per-lead z-score makes any linear unit give the same output, but not an inverted lead.")
     lines += [
         f"- Trained on {training['split_sizes'].get('train')} records of `{training['dataset']}` "
         f"({training['dataset_config'] or 'default config'}); other devices, populations, lead placements and "
@@ -170,12 +174,13 @@ def model_card(meta: dict) -> str:
         "The model does itself: " + "; ".join(meta["preprocessing"]["in_model"]) + ".",
         "Before the model (`python -m export.predict` does it): " + "; ".join(meta["preprocessing"]["before_model"]) + ".",
         f"Units: {meta['preprocessing']['unit_invariance']}.", "",
-        "```bash", "python -m export.predict --model=<this folder> --record=<record or folder> [--variant=int8] [--csv=out.csv]",
+        "```bash",
+        "python -m export.predict --model=<this folder> --record=<record or folder> [--variant=int8] [--csv=out.csv]",
         "```", "",
         "## Data and training", "",
         f"- dataset `{training['dataset']}` ({training['dataset_config'] or 'default config'}), records per split: "
         + ", ".join(f"{k} {v}" for k, v in training["split_sizes"].items()),
-        f"- backbone `{training['model']}`, {training['epochs']} epochs, seed {training['seed']}, "
+        f"- backbone `{training['model']}`, epochs {training['epochs']}, seed {training['seed']}, "
         f"best validation epoch {training['best_epoch']}",
         f"- selection mode `{selection['mode']}`, level `{selection['level']}`"
         + (f": {cost['effective_epochs']:.2f} effective epochs (back-propagated samples / training set), "

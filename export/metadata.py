@@ -106,7 +106,7 @@ def selection_section(config: dict, summary: dict | None) -> dict:
             "note": None if summary else "no summary.json in the run folder: the training cost is unknown"}
 
 
-def test_metrics_section(evaluation: dict) -> dict:
+def metrics_section(evaluation: dict) -> dict:
     """Point estimates and bootstrap intervals of an ``erts_tf.evaluate`` result (``eval_test.json``)."""
     metrics, boot = evaluation["metrics"], evaluation.get("bootstrap", {})
 
@@ -187,7 +187,7 @@ def build_metadata(run_dir: str, config: dict, class_names: list[str], input_sha
         "output": output_section(class_names),
         "training": training_section(config, summary, split_sizes),
         "selection": selection_section(config, summary),
-        "test_metrics": test_metrics_section(evaluation),
+        "test_metrics": metrics_section(evaluation),
         "audit": audit_section(run_dir, n_epochs, split_sizes.get("train")),
         "parity": parity_section(parity),
         "variants": variants,

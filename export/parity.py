@@ -5,6 +5,9 @@ z-score (``pipeline.zscore``) of the raw signal, the Keras backbone, softmax.
 The SavedModel and the ONNX model get the RAW signal and must reproduce it:
 ``max_abs_diff`` is the largest absolute difference of any class probability,
 ``argmax_identical`` whether every predicted class is the same.
+``variant_parity`` compares a smaller ONNX variant (float16, int8) with the
+float32 model in the same way and adds the argmax agreement and the
+macro-F1 difference against the labels.
 """
 
 from __future__ import annotations

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 
 import numpy as np
+
+from erts_tf import cli
 
 from export import layout
 from export.errors import PredictError
@@ -129,28 +130,15 @@ def _define_flags():
     flags.register_validator("threads", lambda v: v >= 0, "--threads must be >= 0")
 
 
-def _parse(argv):
-    from absl import flags
-
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        print(f"error: {error}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv: list[str]) -> None:
     from absl import flags
 
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
+    cli.refuse_positional(argv)
     f = flags.FLAGS
     try:
         result = predict(f.model, f.record, f.variant, f.batch_size, f.threads or None)
     except PredictError as error:
-        print(f"error: {error}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
+        cli.exit_with_error(str(error))
     if f.csv:
         write_csv(result, f.csv)
         print(f"{describe(result)}\nwrote {len(result['rows'])} rows to {f.csv}")
@@ -162,4 +150,4 @@ if __name__ == "__main__":
     from absl import app
 
     _define_flags()
-    app.run(main, flags_parser=_parse)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -40,14 +40,12 @@ class Record:
       signal: ``(time, leads)`` float32 in physical units.
       sampling_rate_hz: the header's sampling frequency.
       lead_names: the header's signal names, in file order.
-      units: the header's units per lead.
     """
 
     name: str
     signal: np.ndarray
     sampling_rate_hz: float
     lead_names: list[str]
-    units: list[str]
 
 
 def find_records(path: str) -> list[pathlib.Path]:
@@ -68,11 +66,11 @@ def find_records(path: str) -> list[pathlib.Path]:
             raise PredictError(f"{given}: no record (no .hea file) in this folder")
         return stems
     stem = given.with_suffix("") if given.suffix in RECORD_SUFFIXES else given
-    if not stem.with_suffix(".hea").is_file():
-        if not given.exists() and not any(stem.with_suffix(s).exists() for s in RECORD_SUFFIXES):
+    header = stem.parent / (stem.name + ".hea")
+    if not header.is_file():
+        if not given.exists() and not any((stem.parent / (stem.name + s)).exists() for s in RECORD_SUFFIXES):
             raise PredictError(f"{given}: no such record or folder")
-        raise PredictError(f"{given}: no header {stem.with_suffix('.hea')} "
-                           "(the sampling rate and lead names would be unknown)")
+        raise PredictError(f"{given}: no header {header} (the sampling rate and lead names would be unknown)")
     return [stem]
 
 
@@ -106,7 +104,7 @@ def read_record(stem: pathlib.Path) -> Record:
         raise PredictError(str(error).splitlines()[0]) from error
     if signal.shape[0] == 0:
         raise PredictError(f"record {stem}: empty signal")
-    return Record(str(stem), signal, header.fs, [str(n) for n in header.sig_name], [str(u) for u in header.units])
+    return Record(str(stem), signal, header.fs, [str(n) for n in header.sig_name])
 
 
 def select_leads(record: Record, lead_names) -> np.ndarray:

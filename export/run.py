@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+
 from erts_tf import run_folder
 from erts_tf.evaluate import evaluate, load_model, load_run_config, prepare_builder
 from export import layout
@@ -39,6 +41,28 @@ def class_names(summary: dict | None, builder, n_outputs: int) -> list[str]:
     if len(names) != n_outputs:
         raise ExportError(f"the model has {n_outputs} outputs but {len(names)} class names ({', '.join(names)})")
     return names
+
+
+def labelled_split(builder, split: str, names: list[str]):
+    """Every raw record of ``split`` as ``SplitArrays``: raw signal, sample-id order, labels in the order of ``names``.
+
+    A run trained with ``--exclude_classes`` has fewer classes than its dataset: the
+    records of the classes it left out are dropped, the others renumbered
+    (``pipeline.exclude_classes``, as training did).
+    """
+    from erts_tf.data import pipeline
+
+    records = raw_records(builder, split, builder.info.splits[split].num_examples)
+    order = np.argsort(records["sample_id"], kind="stable")
+    dataset_names = list(builder.info.features["label"].names)
+    arrays = pipeline.SplitArrays(records["signal"][order], records["label"][order].astype(np.int32), {},
+                                  dataset_names, {})
+    left_out = tuple(n for n in dataset_names if n not in names)
+    arrays = pipeline.exclude_classes(arrays, left_out) if left_out else arrays
+    if arrays.class_names != list(names):
+        raise ExportError(f"the model's classes ({', '.join(names)}) are not those of {builder.name} "
+                          f"({', '.join(dataset_names)}) in order")
+    return arrays
 
 
 def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OPSET, split: str = "test",
@@ -84,6 +108,7 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
     input_shape = tuple(int(d) for d in backbone.inputs[0].shape[1:])
     signal_facts = dataset_facts(builder, input_shape[-1], facts)
     names = class_names(summary, builder, int(backbone.outputs[0].shape[-1]))
+    test = labelled_split(builder, split, names)
     evaluation = saved_or_new_evaluation(run_dir, data_dir, config.seed)
     from export.serving import INPUT_NAME, OUTPUT_NAME, export_saved_model  # imports TensorFlow
 
@@ -108,12 +133,11 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
 
     split_sizes = summary["dataset"] if summary else {s: builder.info.splits[s].num_examples for s in SPLITS}
     split_sizes = {s: int(split_sizes[s]) for s in SPLITS}
-    test = raw_records(builder, split, builder.info.splits[split].num_examples)
     calibration = raw_records(builder, "train", calibration_samples,
-                              every=max(1, split_sizes["train"] // max(calibration_samples, 1)))
-    measured = make_variants(out_dir, variants, calibration["signal"], test["signal"], test["label"], names,
+                              every=max(1, split_sizes["train"] // calibration_samples))
+    measured = make_variants(out_dir, variants, calibration["signal"], test.signal, test.label, names,
                              candidates_dir, latency_rounds, threads)
-    measured["parity_records"] = {"dataset": config.dataset, "split": split, "n": int(len(test["label"]))}
+    measured["parity_records"] = {"dataset": config.dataset, "split": split, "n": test.n}
     with open(run_folder.path(run_dir, run_folder.CONFIG)) as f:
         config_json = json.load(f)
     metadata = build_metadata(run_dir, config_json, names, input_shape, signal_facts, split_sizes, evaluation, parity,

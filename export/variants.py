@@ -49,7 +49,8 @@ def _choose_int8(entries: dict) -> tuple[str, str]:
         return entries[name]["ms_per_record"][str(DEFAULT_BATCH_SIZES[0])]
 
     def status(name):
-        return f"{name} {batch1(name):.3g} ms/record at batch 1, {'within' if entries[name]['within_bounds'] else 'outside'} bounds"
+        where = "within" if entries[name]["within_bounds"] else "outside"
+        return f"{name} {batch1(name):.3g} ms/record at batch 1, {where} bounds"
 
     passing = [name for name, entry in entries.items() if entry["within_bounds"]]
     if passing:
@@ -99,7 +100,8 @@ def make_variants(export_dir: str, variants, calibration: np.ndarray, records: n
         latency = measure_latency({layout.FLOAT32: reference_path, **made}, records, rounds=latency_rounds,
                                   threads=threads)
         reference = onnx_predict(reference_path, records)
-        medians = {name: {b: v["median"] for b, v in per_batch.items()} for name, per_batch in latency["ms_per_record"].items()}
+        medians = {name: {b: v["median"] for b, v in per_batch.items()}
+                   for name, per_batch in latency["ms_per_record"].items()}
         size = {name: os.path.getsize(path) for name, path in {layout.FLOAT32: reference_path, **made}.items()}
         entries = {}
         for name, path in made.items():

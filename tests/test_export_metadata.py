@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from deploy_fixtures import FACTS, exported_tiny_run
@@ -24,7 +25,8 @@ def _json(path):
 def test_metadata_round_trips_from_both_artefacts(exported):
     """Read back from the SavedModel and from every ONNX file (onnx and onnxruntime): the same dict."""
     from export import layout
-    from export.metadata import METADATA_KEY, VARIANT_KEY, metadata_from_props, read_onnx_metadata, read_saved_model_metadata
+    from export.metadata import (METADATA_KEY, VARIANT_KEY, metadata_from_props, read_onnx_metadata,
+                                 read_saved_model_metadata)
     from export.onnx_export import onnx_session
 
     _, export_dir, result = exported
@@ -114,7 +116,8 @@ def test_model_card_is_generated_from_the_metadata(exported):
     unknown["input"]["sources"].update(sampling_rate_hz=None, lead_names=None)
     text = model_card(unknown)
     assert "| sampling rate | **unknown**: synthetic_ecg declares none |" in text
-    assert "does not declare the sampling rate, lead names and order, units of its signal" in text
+    assert "does not declare the sampling rate and lead names and order of its signal" in text
+    assert "The units of the training signal are unknown (`synthetic_ecg` declares none)" in text
 
 
 def test_dataset_facts_come_from_the_builders(tmp_path):
@@ -151,3 +154,20 @@ def test_export_cli_rejects_lead_names_that_do_not_fit(exported):
     assert [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
         "error: export flag --lead_names names 2 leads (I, II); the model takes 12"]
     assert not (run_dir / "unused" / "model.onnx").exists()
+
+
+def test_variant_parity_records_follow_the_runs_classes(tfds_dir, tiny_data):
+    """A run trained with --exclude_classes=af: its test records without af, labels renumbered as in training."""
+    from erts_tf.data import pipeline
+    from export.errors import ExportError
+    from export.run import labelled_split
+
+    builder = pipeline.prepare("synthetic_ecg", "tiny", tfds_dir)
+    names = [n for n in tiny_data.test.class_names if n != "af"]
+    kept = labelled_split(builder, "test", names)
+    expected = pipeline.exclude_classes(tiny_data.test, ("af",))
+    assert kept.class_names == names and kept.n == expected.n < tiny_data.test.n
+    np.testing.assert_array_equal(kept.label, expected.label)
+    np.testing.assert_allclose(pipeline.zscore(kept.signal), expected.signal, atol=1e-5)  # raw, in sample-id order
+    with pytest.raises(ExportError, match="are not those of synthetic_ecg"):
+        labelled_split(builder, "test", names[::-1])

@@ -99,14 +99,15 @@ def test_report_cli_errors(tmp_path):
 
 
 def _audit():
-    rows = [  # epoch, sample_id, label, decision, reason, p_true, focus, scored_epoch, corruption
-        (2, 1, "af", "dropped", "low_focus", 0.6, 0.05, 1, "burst_noise"),
-        (3, 1, "af", "kept", "focused", 0.5, 0.30, 2, "burst_noise"),
-        (5, 1, "af", "dropped", "low_focus", 0.7, 0.04, 4, "burst_noise"),
-        (2, 2, "normal", "dropped", "confident", 0.99, 0.1, 1, "none"),
-        (2, 3, "normal", "dropped", "low_focus", 0.8, 0.02, 1, "none"),
-        (4, 3, "normal", "kept", "hard", 0.2, 0.02, 3, "none"),
-        (2, 4, "st", "dropped", "low_focus", 0.8, 0.03, 1, "flat_lead"),
+    rows = [  # epoch, sample_id, label, decision, reason, weight, p_true, focus, scored_epoch, focus_epoch,
+              # score_forward, corruption
+        (2, 1, "af", "dropped", "low_focus", 0.0, 0.6, 0.05, 1, 1, "training", "burst_noise"),
+        (3, 1, "af", "kept", "focused", 1.0, 0.5, 0.30, 2, 2, "training", "burst_noise"),
+        (5, 1, "af", "dropped", "low_focus", 0.0, 0.7, 0.04, 4, 4, "inference", "burst_noise"),
+        (2, 2, "normal", "dropped", "confident", 0.0, 0.99, 0.1, 1, 1, "training", "none"),
+        (2, 3, "normal", "dropped", "low_focus", 0.0, 0.8, 0.02, 1, 1, "training", "none"),
+        (4, 3, "normal", "kept", "hard", 1.0, 0.2, 0.02, 3, 3, "inference", "none"),
+        (2, 4, "st", "dropped", "low_focus", 0.0, 0.8, 0.03, 1, 1, "training", "flat_lead"),
     ]
     return pd.DataFrame(rows, columns=[*audit_summary.BASE_COLUMNS, "corruption"])
 

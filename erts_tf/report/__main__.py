@@ -11,9 +11,10 @@ one-line message for bad flags or a folder that holds no finished run.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags, logging
+
+from erts_tf import cli
 
 
 def _define_flags():
@@ -30,28 +31,15 @@ def _define_flags():
     flags.register_validator("bootstrap", lambda v: v == 0 or v >= 100, "--bootstrap must be 0 or >= 100 rounds")
 
 
-def _parse(argv):
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        print(f"error: {error}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
-
-
-def _fail(message: str):
-    print(f"error: {message}".splitlines()[0], file=sys.stderr)
-    sys.exit(2)
-
-
 def main(argv):
     f = flags.FLAGS
     if not f["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     run_dirs = argv[1:]
     if not run_dirs:
-        _fail("give at least one run folder: python -m erts_tf.report RUN_DIR [RUN_DIR ...] [--out=DIR]")
+        cli.exit_with_error("give at least one run folder: python -m erts_tf.report RUN_DIR [RUN_DIR ...] [--out=DIR]")
     if len(run_dirs) > 1 and not f.out:
-        _fail("several runs: pass --out=DIR for the comparison")
+        cli.exit_with_error("several runs: pass --out=DIR for the comparison")
     from erts_tf.evaluate import EvaluateError
     from erts_tf.report import report
 
@@ -69,9 +57,9 @@ def main(argv):
             for run_dir in run_dirs:
                 print(f"wrote {report.write_run_report(run_dir, None, f.top, f.gradcam_examples)}")
     except (report.ReportError, EvaluateError) as error:
-        _fail(str(error))
+        cli.exit_with_error(str(error))
 
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main, flags_parser=_parse)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-BASE_COLUMNS = ("epoch", "sample_id", "label", "decision", "reason", "p_true", "focus", "scored_epoch")
+BASE_COLUMNS = ("epoch", "sample_id", "label", "decision", "reason", "weight", "p_true", "focus", "scored_epoch",
+                "focus_epoch", "score_forward")
 UNRELIABLE = "low_focus"
 
 
