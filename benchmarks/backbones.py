@@ -124,13 +124,14 @@ def measure(name: str, args) -> dict:
     import tensorflow as tf
 
     from erts_tf import models
+    from erts_tf.explain.gradcam import cam_view
 
     backbone = models.get(name)
     shape = (args.time, args.leads)
     keras.utils.set_random_seed(0)
     model = models.build(name, shape, args.n_classes)
-    target = model.get_layer(backbone.target_layer).output
-    aux = keras.Model(model.inputs, [target, model.output])
+    aux = cam_view(model, backbone.target_layer)
+    target = aux.outputs[0]
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(model.trainable_variables)
     second = models.build(name, SECOND_SHAPE, args.n_classes)

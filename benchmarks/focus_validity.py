@@ -223,12 +223,10 @@ def train_to_filter_start(args, dataset, data):
 
 def cam_view(model_name, backbone):
     """``x (batch, time, leads) -> (target-layer activations, logits)`` of ``backbone``, as ``ERTSModel.cam_model``."""
-    import keras
-
     from erts_tf import models
+    from erts_tf.explain import gradcam
 
-    target = models.get(model_name).target_layer
-    return keras.Model(backbone.inputs, [backbone.get_layer(target).output, backbone.outputs[0]])
+    return gradcam.cam_view(backbone, models.get(model_name).target_layer)
 
 
 def score_split(cam_model, arrays) -> dict:

@@ -152,14 +152,13 @@ def profile_steps(name, args, x, y):
 
     from erts_tf import models
     from erts_tf.explain import focus as focus_lib
-    from erts_tf.explain.gradcam import gradcam_over_time, true_class_logit_sum
+    from erts_tf.explain.gradcam import cam_view, gradcam_over_time, true_class_logit_sum
     from erts_tf.selection.state import SelectionState
     from erts_tf.training.losses import weighted_cross_entropy
 
     keras.utils.set_random_seed(0)
     backbone = models.build(name, (args.time, args.leads), args.n_classes)
-    cam_model = keras.Model(backbone.inputs, [backbone.get_layer(models.get(name).target_layer).output,
-                                              backbone.outputs[0]])
+    cam_model = cam_view(backbone, models.get(name).target_layer)
     optimizer = _optimizer()
     optimizer.build(backbone.trainable_variables)
     weights = backbone.trainable_variables

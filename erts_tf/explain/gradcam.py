@@ -16,6 +16,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+def cam_view(backbone, target_layer: str, name: str = "cam_view"):
+    """The Grad-CAM view of ``backbone``: a Keras model ``x (batch, time, leads) -> (target-layer
+    activations, logits)`` that shares the backbone's layers (one forward gives both)."""
+    import keras
+
+    return keras.Model(backbone.inputs, [backbone.get_layer(target_layer).output, backbone.outputs[0]], name=name)
+
+
 def true_class_logit_sum(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """Sum over the batch of ``logits[i, labels[i]]``; ``logits`` ``(batch, classes)``."""
     labels = tf.cast(labels, tf.int32)

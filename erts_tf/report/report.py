@@ -97,17 +97,15 @@ def gradcam_overlay_png(run_dir: str, path: str, n_examples: int | None = None) 
 
     ``n_examples``: ECGs drawn (default: one per class present, at most 8).
     """
-    import keras
-
     from erts_tf import evaluate, models
     from erts_tf.data import pipeline
+    from erts_tf.explain.gradcam import cam_view
     from erts_tf.training.tensorboard_extras import example_ids, gradcam_maps
 
     config = evaluate.load_run_config(run_dir)
     backbone = evaluate.load_model(run_dir)
     arrays = pipeline.load_split(evaluate.prepare_builder(config), "validation")
-    target = backbone.get_layer(models.get(config.model).target_layer).output
-    cam_model = keras.Model(backbone.inputs, [target, backbone.outputs[0]])
+    cam_model = cam_view(backbone, models.get(config.model).target_layer)
     n_examples = n_examples or min(8, len(set(arrays.label.tolist())))
     ids = example_ids(arrays.label, n_examples)
     maps, probs = gradcam_maps(cam_model, arrays.signal[ids], arrays.label[ids])

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from erts_tf.explain import focus as focus_lib
-from erts_tf.explain.gradcam import gradcam_over_time, true_class_logit_sum
+from erts_tf.explain.gradcam import cam_view, gradcam_over_time, true_class_logit_sum
 from erts_tf.selection import policies
 from erts_tf.selection.state import SelectionState
 from erts_tf.training.losses import weighted_cross_entropy
@@ -87,9 +87,7 @@ class ERTSModel(keras.Model):
         super().__init__(name=kwargs.pop("name", "erts"), **kwargs)
         self.backbone = backbone
         self.target_layer = target_layer
-        self.cam_model = keras.Model(
-            backbone.inputs, [backbone.get_layer(target_layer).output, backbone.outputs[0]], name="cam_view"
-        )
+        self.cam_model = cam_view(backbone, target_layer)
         self.n_classes = int(backbone.outputs[0].shape[-1])
         self.class_weights = tf.constant(np.asarray(class_weights, np.float32))
         self.selection = selection
