@@ -116,6 +116,8 @@ def parse(argv=None):
     parser.add_argument("--focus_mode", default=None,
                         help="the mode under test in comparisons and targets (default erts; erts_infobatch with --variants)")
     parser.add_argument("--recipe", default="reference", choices=sorted(RECIPES))
+    parser.add_argument("--runs_dir", default=None,
+                        help="folder of the per-run records (default: <output stem>_runs beside the output)")
     parser.add_argument("--reaggregate", default=None,
                         help="recompute the tables, targets and plot of an existing modes JSON (no training)")
     args = parser.parse_args(argv)
@@ -569,8 +571,8 @@ def main(argv=None) -> dict:
     machine_before = common.machine()
     data = run.load_data(_config(args, "full", "epoch", 0, os.path.join(args.work_dir, "unused")))
     combos = _combos(args)
-    runs_dir = common.output_path(args, NAME).with_suffix("")
-    runs_dir = runs_dir.parent / f"{runs_dir.name}_runs"
+    stem = common.output_path(args, NAME).with_suffix("")
+    runs_dir = pathlib.Path(args.runs_dir) if args.runs_dir else stem.parent / f"{stem.name}_runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for index, seed in enumerate(args.seeds):
