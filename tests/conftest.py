@@ -36,6 +36,21 @@ def tiny_config(tmp_path, tfds_dir):
     return make
 
 
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tfds_dir, tiny_data):
+    """The folder of one short erts run on synthetic_ecg/tiny, trained once per test session
+    (evaluate, export and report tests read it)."""
+    from erts_tf.training import run
+    from erts_tf.training.config import RunConfig
+
+    out = tmp_path_factory.getbasetemp() / "shared_tiny_erts_run"
+    config = RunConfig(output_dir=str(out), dataset_config="tiny", data_dir=tfds_dir, epochs=3, batch_size=16,
+                       warm_up_epochs=1, cam_start_epoch=1, start_revision=-1, rescore_every=1, tau=0.9,
+                       mode="erts", level="epoch", overwrite=True, verbose=0)
+    run.run(config, tiny_data)
+    return str(out)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def tiny_backbone():
     """Registers the test backbone ``tiny_cnn`` (tests/tiny_backbone.py)."""

@@ -14,29 +14,6 @@ from erts_tf import bootstrap, metrics
 CLASSES = ["a", "b", "c", "d", "e"]
 
 
-def shared_tiny_run(tmp_path_factory, tfds_dir, tiny_data):
-    """One short erts run on synthetic_ecg/tiny, trained once per test session (cached under basetemp).
-
-    The same function is in test_export.py and test_report.py; the first module
-    to need it trains, the others reuse the folder.
-    """
-    from erts_tf.training import run
-    from erts_tf.training.config import RunConfig
-
-    out = tmp_path_factory.getbasetemp() / "shared_tiny_erts_run"
-    if not (out / "summary.json").exists():
-        config = RunConfig(output_dir=str(out), dataset_config="tiny", data_dir=tfds_dir, epochs=3, batch_size=16,
-                           warm_up_epochs=1, cam_start_epoch=1, start_revision=-1, rescore_every=1, tau=0.9,
-                           mode="erts", level="epoch", overwrite=True, verbose=0)
-        run.run(config, tiny_data)
-    return str(out)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tfds_dir, tiny_data):
-    return shared_tiny_run(tmp_path_factory, tfds_dir, tiny_data)
-
-
 def _fake_predictions(n=200, seed=0, n_classes=5):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, n_classes, n)

@@ -14,25 +14,6 @@ TOLERANCE = 1e-4
 TWO_D = [name for name in models.names() if name.endswith("_2d")]
 
 
-def shared_tiny_run(tmp_path_factory, tfds_dir, tiny_data):
-    """One short erts run on synthetic_ecg/tiny, trained once per test session (see test_evaluate.py)."""
-    from erts_tf.training import run
-    from erts_tf.training.config import RunConfig
-
-    out = tmp_path_factory.getbasetemp() / "shared_tiny_erts_run"
-    if not (out / "summary.json").exists():
-        config = RunConfig(output_dir=str(out), dataset_config="tiny", data_dir=tfds_dir, epochs=3, batch_size=16,
-                           warm_up_epochs=1, cam_start_epoch=1, start_revision=-1, rescore_every=1, tau=0.9,
-                           mode="erts", level="epoch", overwrite=True, verbose=0)
-        run.run(config, tiny_data)
-    return str(out)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tfds_dir, tiny_data):
-    return shared_tiny_run(tmp_path_factory, tfds_dir, tiny_data)
-
-
 def _check_parity(parity, n):
     assert parity["n"] == n
     for key in ("saved_model", "onnx"):

@@ -16,25 +16,6 @@ from erts_tf.report import audit_summary, report
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def shared_tiny_run(tmp_path_factory, tfds_dir, tiny_data):
-    """One short erts run on synthetic_ecg/tiny, trained once per test session (see test_evaluate.py)."""
-    from erts_tf.training import run
-    from erts_tf.training.config import RunConfig
-
-    out = tmp_path_factory.getbasetemp() / "shared_tiny_erts_run"
-    if not (out / "summary.json").exists():
-        config = RunConfig(output_dir=str(out), dataset_config="tiny", data_dir=tfds_dir, epochs=3, batch_size=16,
-                           warm_up_epochs=1, cam_start_epoch=1, start_revision=-1, rescore_every=1, tau=0.9,
-                           mode="erts", level="epoch", overwrite=True, verbose=0)
-        run.run(config, tiny_data)
-    return str(out)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tfds_dir, tiny_data):
-    return shared_tiny_run(tmp_path_factory, tfds_dir, tiny_data)
-
-
 def _copy_run(src, dst):
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints", "export", "eval_*.json", "*.png", "*.md"))
     return str(dst)
