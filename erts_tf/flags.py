@@ -14,6 +14,7 @@ from erts_tf import cli, models
 from erts_tf.data import augment, registry
 from erts_tf.explain import focus
 from erts_tf.selection.policies import MODES
+from erts_tf.training.callbacks import LR_SCHEDULES
 from erts_tf.training.config import RunConfig
 from erts_tf.training.distribute import STRATEGIES
 from erts_tf.training.model import LEVELS
@@ -35,7 +36,7 @@ flags.DEFINE_integer("batch_size", 32, "Mini-batch size.")
 flags.DEFINE_float("lr", 3e-4, "AdamW learning rate at epoch 0.")
 flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
 flags.DEFINE_float("lr_decay", 0.98, "exponential schedule: learning-rate factor applied after every epoch.")
-flags.DEFINE_enum("lr_schedule", "exponential", ["exponential", "cosine"],
+flags.DEFINE_enum("lr_schedule", "exponential", list(LR_SCHEDULES),
                   "exponential: lr * lr_decay**epoch (the reference); cosine: linear warm-up, then a half cosine to 0.")
 flags.DEFINE_integer("lr_warmup_epochs", 0, "cosine schedule: epochs of linear learning-rate warm-up.")
 flags.DEFINE_integer("early_stop_patience", 0,
@@ -102,7 +103,7 @@ for _name in ("tau", "decay", "cam_keep_frac", "lr_decay", "anneal_frac", "unrel
     flags.register_validator(_name, lambda v, n=_name: _check(0 <= v <= 1, f"--{n} must be in [0, 1], got {v}"))
 flags.register_validator("prune_ratio", lambda v: _check(0 <= v < 1, f"--prune_ratio must be in [0, 1), got {v}"))
 flags.register_validator("cb_max_ratio", lambda v: _check(v == 0 or v >= 1, f"--cb_max_ratio must be 0 or >= 1, got {v}"))
-flags.register_validator("augment", lambda v: _check(_augment_ok(v), f"--augment={v}: {_augment_error(v)}"))
+flags.register_validator("augment", lambda v: _check(not _augment_error(v), f"--augment={v}: {_augment_error(v)}"))
 flags.register_validator("focus_every", lambda v: _check(v >= 1, f"--focus_every must be >= 1, got {v}"))
 for _name in ("warm_up_epochs", "cam_start_epoch", "rescore_every", "lr_warmup_epochs", "early_stop_patience"):
     flags.register_validator(_name, lambda v, n=_name: _check(v >= 0, f"--{n} must be >= 0, got {v}"))
@@ -127,10 +128,6 @@ def _augment_error(value) -> str:
     except ValueError as error:
         return str(error)
     return ""
-
-
-def _augment_ok(value) -> bool:
-    return not _augment_error(value)
 
 
 def parse(argv: list[str]) -> list[str]:
