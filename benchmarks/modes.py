@@ -78,9 +78,12 @@ VARIANTS = {
     "erts_reference": {"mode": "erts", "min_keep_frac": 0.0},
     "infobatch": {"mode": "infobatch", "prune_ratio": 0.5, **_INFOBATCH},
     "infobatch_r07": {"mode": "infobatch", "prune_ratio": 0.7, **_INFOBATCH},
+    "infobatch_r09": {"mode": "infobatch", "prune_ratio": 0.9, **_INFOBATCH},
     "erts_infobatch": {"mode": "erts_infobatch", "prune_ratio": 0.7, "cam_start_epoch": 1, "focus_every": 3,
                        **_INFOBATCH},
     "erts_infobatch_r05": {"mode": "erts_infobatch", "prune_ratio": 0.5, "cam_start_epoch": 1, "focus_every": 3,
+                           **_INFOBATCH},
+    "erts_infobatch_r09": {"mode": "erts_infobatch", "prune_ratio": 0.9, "cam_start_epoch": 1, "focus_every": 3,
                            **_INFOBATCH},
 }
 RECIPES = {
@@ -115,6 +118,8 @@ def parse(argv=None):
     parser.add_argument("--matched_to", default="erts_infobatch", help="variant whose total work full_matched matches")
     parser.add_argument("--focus_mode", default=None,
                         help="the mode under test in comparisons and targets (default erts; erts_infobatch with --variants)")
+    parser.add_argument("--peer", default="infobatch",
+                        help="the variant the mode under test must not fall below at the same or lower cost")
     parser.add_argument("--recipe", default="reference", choices=sorted(RECIPES))
     parser.add_argument("--runs_dir", default=None,
                         help="folder of the per-run records (default: <output stem>_runs beside the output)")
@@ -323,8 +328,9 @@ def aggregate(args, records, labels, n_classes) -> dict:
     comparisons = {}
     focus = getattr(args, "focus_mode", None) or "erts"
     pairs = [(focus, other) for other in (*COMPARE_WITH, *VARIANTS) if other != focus]
-    # every mode against full and against infobatch (the peer a user would pick instead)
-    pairs += [(m, base) for m in {k[1] for k in rounds_by_key} for base in ("full", "infobatch")
+    # every mode against full and against the peer a user would pick instead (infobatch)
+    peer = getattr(args, "peer", "infobatch")
+    pairs += [(m, base) for m in {k[1] for k in rounds_by_key} for base in ("full", peer)
               if m not in (base, focus)]
     for level in ("epoch", "batch"):
         for a_mode, b_mode in dict.fromkeys(pairs):
@@ -338,7 +344,7 @@ def aggregate(args, records, labels, n_classes) -> dict:
                 "train_wall_ratio": [a["train_wall_ratio"], b["train_wall_ratio"]],
                 "verdict": _verdict(a, b, _interval(0.0, diff)),
             }
-    return {"rows": rows, "comparisons": comparisons, "targets": _targets(rows, records, focus, comparisons),
+    return {"rows": rows, "comparisons": comparisons, "targets": _targets(rows, records, focus, comparisons, peer),
             "convergence": _convergence(records)}
 
 
@@ -374,10 +380,10 @@ def _verdict(a, b, diff) -> str:
     return f"macro-F1 {quality} (paired 95 % CI of the difference), {cost}"
 
 
-def _targets(rows, records, focus="erts", comparisons=None) -> dict:
+def _targets(rows, records, focus="erts", comparisons=None, peer="infobatch") -> dict:
     targets = {}
     comparisons = comparisons or {}
-    new, full, infobatch = rows.get(f"epoch/{focus}"), rows.get("epoch/full"), rows.get("epoch/infobatch")
+    new, full, infobatch = rows.get(f"epoch/{focus}"), rows.get("epoch/full"), rows.get(f"epoch/{peer}")
     if focus != "erts" and new and full:
         low = full["test_macro_f1_ci"]["low"]
         targets["selection_pays"] = {
@@ -389,9 +395,9 @@ def _targets(rows, records, focus="erts", comparisons=None) -> dict:
             "met_work": new["total_work_ratio"] <= 0.45, "met_wall": new["train_wall_ratio"] <= 0.50,
         }
         if infobatch:
-            diff = comparisons.get(f"epoch: {focus} - infobatch", {}).get("macro_f1_difference", {})
+            diff = comparisons.get(f"epoch: {focus} - {peer}", {}).get("macro_f1_difference", {})
             targets["not_below_infobatch"] = {
-                "target": f"{focus} not below infobatch (paired 95 % CI of the difference not entirely < 0) at the same "
+                "target": f"{focus} not below {peer} (paired 95 % CI of the difference not entirely < 0) at the same "
                           "or lower total work",
                 "difference": diff, "work": [new["total_work_ratio"], infobatch["total_work_ratio"]],
                 "met": diff.get("high") is not None and diff["high"] >= 0
@@ -436,9 +442,9 @@ def tables(result) -> str:
         keyed = [r for r in rows.values() if r["level"] == level]
         if not keyed:
             continue
-        order = {m: i for i, m in enumerate(("full", "full_matched", "dbpd", "srd", "smrd", "erts", "erts_reference",
-                                             "erts_srd", "erts_smrd", "infobatch", "infobatch_r07", "erts_infobatch",
-                                             "erts_infobatch_r05"))}
+        named = ("full", "full_matched", "dbpd", "srd", "smrd", "erts", "erts_reference", "erts_srd", "erts_smrd",
+                 *VARIANTS)
+        order = {m: i for i, m in enumerate(dict.fromkeys(named))}
         keyed.sort(key=lambda r: order.get(r["mode"], 99))
         body = [[
             r["mode"] + (" (=epoch full)" if "reused_from" in r else ""),
@@ -502,7 +508,7 @@ def plot(result, path) -> pathlib.Path | None:
     colors = {"full": "black", "dbpd": "tab:blue", "srd": "tab:gray", "smrd": "tab:orange", "erts": "tab:red",
               "erts_srd": "tab:pink", "erts_smrd": "tab:purple", "full_matched": "tab:brown", "infobatch": "tab:cyan",
               "infobatch_r07": "tab:olive", "erts_infobatch": "tab:green", "erts_reference": "darkred",
-              "erts_infobatch_r05": "lime"}
+              "erts_infobatch_r05": "lime", "infobatch_r09": "tab:blue", "erts_infobatch_r09": "darkgreen"}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     for r in rows.values():
         if "reused_from" in r:
