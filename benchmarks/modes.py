@@ -191,18 +191,11 @@ def _variant_overrides(args, name, seed, records) -> dict:
 
 def _test_probs(args, run_dir, data):
     """Test-split class probabilities of the restored best weights (as the run scored them)."""
-    import numpy as np
-    import tensorflow as tf
-
-    from erts_tf import models
+    from erts_tf import inference, models
 
     backbone = models.build(args.model, data.train.input_shape, len(data.train.class_names))
     backbone.load_weights(os.path.join(run_dir, "best.weights.h5"))
-    probs = []
-    for start in range(0, data.test.n, 256):
-        logits = backbone(data.test.signal[start:start + 256], training=False)
-        probs.append(tf.nn.softmax(logits).numpy())
-    return np.concatenate(probs)
+    return inference.predict_probs(backbone, data.test.signal, 256)
 
 
 def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:

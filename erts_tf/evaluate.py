@@ -73,14 +73,6 @@ def load_model(run_dir: str):
     return keras.models.load_model(path, compile=False)
 
 
-def predict_probs(backbone, signal: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Softmax probabilities ``(n, n_classes)`` of a logits backbone on z-scored ``signal`` ``(n, time, leads)``."""
-    import tensorflow as tf
-
-    logits = backbone.predict(signal, batch_size=batch_size, verbose=0)
-    return tf.nn.softmax(tf.convert_to_tensor(logits, tf.float32)).numpy()
-
-
 def prepare_builder(config):
     """The prepared TFDS builder of the run's dataset (``EvaluateError`` naming the dataset)."""
     from erts_tf.data import pipeline
@@ -133,7 +125,7 @@ def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 
     config = load_run_config(run_dir, data_dir)
     backbone = load_model(run_dir)
     from erts_tf import bootstrap as bootstrap_lib  # imported late: a bad --run_dir fails fast
-    from erts_tf import metrics
+    from erts_tf import inference, metrics
     from erts_tf.data import pipeline
 
     builder = prepare_builder(config)
@@ -147,7 +139,7 @@ def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 
     expected = tuple(backbone.inputs[0].shape[1:])
     if tuple(arrays.input_shape) != expected:
         raise EvaluateError(f"{config.dataset}/{split}: signals are {arrays.input_shape}, the model expects {expected}")
-    probs = predict_probs(backbone, arrays.signal, batch_size)
+    probs = inference.predict_probs(backbone, arrays.signal, batch_size)
     names = arrays.class_names
     result = {
         "run_dir": os.path.abspath(run_dir),

@@ -39,7 +39,7 @@ def raw_records(builder, split: str, n: int, every: int = 1) -> dict[str, np.nda
 def keras_reference(backbone, raw_signal: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Probabilities ``(n, n_classes)`` of the Keras backbone on the training-time preprocessing."""
     from erts_tf.data import pipeline
-    from erts_tf.evaluate import predict_probs
+    from erts_tf.inference import predict_probs
 
     return predict_probs(backbone, pipeline.zscore(raw_signal), batch_size)
 

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from erts_tf import evaluate, metrics, models, run_folder
+from erts_tf import evaluate, inference, metrics, models, run_folder
 from erts_tf.data import augment, pipeline
 from erts_tf.selection.policies import PolicyConfig
 from erts_tf.selection.schedule import Schedule, revision_start
@@ -173,18 +173,6 @@ def learning_rate_callback(config: RunConfig) -> keras.callbacks.LearningRateSch
         config.lr_schedule, config.lr, epoch, config.epochs, config.lr_decay, config.lr_warmup_epochs))
 
 
-def predict(model: ERTSModel, arrays: pipeline.SplitArrays, batch_size: int) -> np.ndarray:
-    """Class probabilities ``(n, n_classes)`` for a split, in sample-id order.
-
-    A plain loop on this process, not ``Model.predict``: under a multi-worker strategy that
-    would return only this worker's shard of the split.
-    """
-    probabilities = tf.function(lambda signal: tf.nn.softmax(model.backbone(signal, training=False)),
-                                reduce_retracing=True)
-    batches = [probabilities(signal).numpy() for signal, _, _ in pipeline.eval_dataset(arrays, batch_size)]
-    return np.concatenate(batches) if batches else np.zeros([0, model.n_classes], np.float32)
-
-
 def _strategy(config: RunConfig) -> tf.distribute.Strategy:
     try:
         strategy = distribute.make(config.strategy)
@@ -290,14 +278,18 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
         model.backbone.load_weights(best.path)
     distribute.synchronize_batch_norm(model.backbone, False)  # the saved model is a plain one-device model
     model.backbone.save(os.path.join(out, "model.keras"))
+    def scores(split: pipeline.SplitArrays) -> dict:
+        probs = inference.predict_probs(model.backbone, split.signal, config.batch_size)
+        return metrics.classification_metrics(split.label, probs, split.class_names)
+
     summary = {
         "config": config.to_json(),
         "dataset": {"train": data.train.n, "validation": data.validation.n, "test": data.test.n,
                     "classes": data.train.class_names, "input_shape": list(data.train.input_shape)},
         "distribution": distribute.describe(config.strategy, strategy),
         "best_epoch": best.best_epoch,
-        "validation": metrics.classification_metrics(data.validation.label, predict(model, data.validation, config.batch_size), data.validation.class_names),
-        "test": metrics.classification_metrics(data.test.label, predict(model, data.test, config.batch_size), data.test.class_names),
+        "validation": scores(data.validation),
+        "test": scores(data.test),
         "cost": ledger.totals(),
         "epochs": ledger.history,
         "wall_clock_s": time.perf_counter() - start,

@@ -1,0 +1,23 @@
+"""Class probabilities of a backbone: the one prediction that training, evaluation, export and benchmarks share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def predict_probs(backbone, signal: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities ``(n, n_classes)`` float32 of a logits backbone on ``signal`` ``(n, time, leads)``.
+
+    ``signal`` is what the backbone was trained on (the z-scored split of
+    ``pipeline.load_split``; ``pipeline.zscore`` of raw records). Batches of
+    ``batch_size`` in order, in inference mode (``training=False``: batch-norm moving
+    statistics, no dropout). A plain loop on this process, not ``Model.predict``:
+    under a multi-worker strategy that would return only this worker's shard.
+    """
+    import tensorflow as tf
+
+    probabilities = tf.function(lambda x: tf.nn.softmax(tf.cast(backbone(x, training=False), tf.float32)),
+                                reduce_retracing=True)
+    batches = [probabilities(tf.convert_to_tensor(signal[start:start + batch_size], tf.float32)).numpy()
+               for start in range(0, len(signal), batch_size)]
+    return np.concatenate(batches) if batches else np.zeros([0, int(backbone.outputs[0].shape[-1])], np.float32)
