@@ -3,15 +3,15 @@
 Two layouts, both with a WFDB header (``<record>.hea``) that gives the
 sampling rate, the lead names and, per lead, gain and baseline:
 
-* WFDB signal files (``.dat`` ...), read with ``wfdb`` (``physionet.read_wfdb``);
+* WFDB signal files (``.dat`` ...), read with ``wfdb`` (``readers.read_wfdb``);
 * the MATLAB v4 files of the PhysioNet/CinC challenges (the header names
-  ``<record>.mat``), read with ``scipy.io.loadmat`` (``physionet.read_mat``)
+  ``<record>.mat``), read with ``scipy.io.loadmat`` (``readers.read_mat``)
   and converted to physical units as ``(value - baseline) / gain`` per lead.
 
 ``conform`` maps the leads by name (case-insensitive), replaces NaN/inf by 0
 (what the model does itself, done first so that resampling does not spread
 them), resamples with ``scipy.signal.resample_poly`` and crops or zero-pads
-to the model's length (``physionet.fix_length``, the builders' rule).
+to the model's length (``features.fix_length``, the builders' rule).
 Problems raise ``PredictError`` with a message that names the file, the
 leads or the rates.
 """
@@ -24,7 +24,7 @@ import pathlib
 
 import numpy as np
 
-from erts_tf.data import physionet
+from erts_tf.data.physionet import features, readers
 from export.errors import PredictError
 
 RECORD_SUFFIXES = (".hea", ".dat", ".mat")
@@ -78,15 +78,15 @@ def _read_mat(stem: pathlib.Path, header) -> np.ndarray:
     """The ``(time, leads)`` physical signal of a challenge record whose header names a ``.mat`` file."""
     files = sorted(set(header.file_name))
     if len(files) != 1:
-        raise physionet.RecordError(f"{stem}.hea names {len(files)} MATLAB files ({', '.join(files)}), expected one")
+        raise readers.RecordError(f"{stem}.hea names {len(files)} MATLAB files ({', '.join(files)}), expected one")
     file_name = files[0]
-    matrix = physionet.read_mat(stem.parent / file_name)
+    matrix = readers.read_mat(stem.parent / file_name)
     if matrix.shape != (header.n_sig, header.sig_len):
-        raise physionet.RecordError(f"{stem.parent / file_name} holds {matrix.shape[0]} x {matrix.shape[1]} values, "
+        raise readers.RecordError(f"{stem.parent / file_name} holds {matrix.shape[0]} x {matrix.shape[1]} values, "
                                     f"{stem.name}.hea declares {header.n_sig} leads x {header.sig_len} samples")
     gain = np.asarray(header.adc_gain, np.float64)
     if np.any(gain <= 0):
-        raise physionet.RecordError(f"{stem}.hea has a non-positive ADC gain: {header.adc_gain}")
+        raise readers.RecordError(f"{stem}.hea has a non-positive ADC gain: {header.adc_gain}")
     baseline = np.asarray(header.baseline, np.float64)
     return ((matrix.astype(np.float64) - baseline[:, None]) / gain[:, None]).T.astype(np.float32)
 
@@ -95,12 +95,12 @@ def read_record(stem: pathlib.Path) -> Record:
     """Reads the record ``stem`` (path without extension); ``PredictError`` naming the file if it cannot."""
     stem = pathlib.Path(stem)
     try:
-        header = physionet.read_header(stem)
+        header = readers.read_header(stem)
         if header.file_name and all(str(f).lower().endswith(".mat") for f in header.file_name):
             signal = _read_mat(stem, header)
         else:
-            signal, header = physionet.read_wfdb(stem)
-    except physionet.RecordError as error:
+            signal, header = readers.read_wfdb(stem)
+    except readers.RecordError as error:
         raise PredictError(str(error).splitlines()[0]) from error
     if signal.shape[0] == 0:
         raise PredictError(f"record {stem}: empty signal")
@@ -159,4 +159,4 @@ def conform(record: Record, model_input: dict) -> np.ndarray:
                            f"record {record.name} at {record.sampling_rate_hz:g} Hz cannot be converted")
     signal = np.nan_to_num(select_leads(record, names), nan=0.0, posinf=0.0, neginf=0.0)
     signal = resample(signal, record.sampling_rate_hz, rate, record.name)
-    return physionet.fix_length(signal, model_input["length_samples"])
+    return features.fix_length(signal, model_input["length_samples"])

@@ -2,62 +2,28 @@
 
 from __future__ import annotations
 
-import atexit
 import collections
-import functools
 import logging
-import pathlib
-import shutil
-import tempfile
 import zipfile
 
 import numpy as np
 import pytest
 import scipy.io
 
+import dataset_helpers as helpers
 import physionet_dummy_data as dummy
-from erts_tf.data import physionet, registry
+from erts_tf.data import registry
+from erts_tf.data.physionet import builder_base, features, manual_download
 
 cinc = registry.builder_module("cinc2017")
-
-tfds_testing = dummy.tfds_testing()
+CONFIGS = ("30s", "9s", "61s")
 DUMMY_SPLITS = {"train": 32, "validation": 4, "test": 4}
 
-
-@functools.lru_cache(maxsize=None)
-def dummy_data() -> tuple[pathlib.Path, dict]:
-    manual = pathlib.Path(tempfile.mkdtemp(prefix="cinc2017_dummy_"))
-    atexit.register(shutil.rmtree, manual, ignore_errors=True)
-    expected = dummy.write_cinc2017(manual / "training2017", per_class=10)
-    return manual, expected
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """Every config built once from the dummy folder."""
-    manual, _ = dummy_data()
-    return {c: dummy.build("cinc2017", c, tmp_path_factory.mktemp(f"cinc_{c}"), manual) for c in ("30s", "9s", "61s")}
-
-
-if tfds_testing is not None:
-
-    class TestCinc2017Builder(tfds_testing.DatasetBuilderTestCase):
-        """tfds.testing conventions: every config built from the dummy folder."""
-
-        DATASET_CLASS = cinc.Builder
-        SPLITS = DUMMY_SPLITS
-
-        @classmethod
-        def setUpClass(cls):
-            cls.EXAMPLE_DIR = str(dummy_data()[0])
-            super().setUpClass()
-
-else:
-
-    @pytest.mark.parametrize("config", ["30s", "9s", "61s"])
-    def test_conventions(config, built):
-        """What tfds.testing.DatasetBuilderTestCase checks, where its dependency dill is missing."""
-        dummy.check_conventions("cinc2017", config, dummy_data()[0], None, DUMMY_SPLITS, builder=built[config])
+dummy_data = helpers.cached_manual(
+    "cinc2017_dummy_", lambda manual: dummy.write_cinc2017(manual / "training2017", per_class=10)
+)
+built = helpers.built_fixture("cinc2017", CONFIGS, dummy_data)
+TestCinc2017Builder, test_conventions = helpers.conventions_tests(cinc.Builder, CONFIGS, dummy_data, DUMMY_SPLITS)
 
 
 @pytest.mark.parametrize("config, length", [("30s", 9000), ("9s", 2700), ("61s", 18300)])
@@ -65,7 +31,7 @@ def test_dummy_values_crop_pad_and_split(config, length, built):
     _, expected = dummy_data()
     builder = built[config]
     names = sorted(expected)
-    splits = physionet.reference_split([cinc.CLASSES.index(expected[n]["label"]) for n in names], seed=42)
+    splits = features.reference_split([cinc.CLASSES.index(expected[n]["label"]) for n in names], seed=42)
     for split in ("train", "validation", "test"):
         found = dummy.examples(builder, split)
         records = [ex["record"].decode() for ex in found]
@@ -128,7 +94,7 @@ def test_bad_records_are_skipped_counted_and_reported(tmp_path, caplog):
     assert "no variable 'val'" in reasons["A00005"]
     assert sum(i.num_examples for i in builder.info.splits.values()) == 35
     assert "cinc2017/30s: skipped 6 of 41 records" in caplog.text
-    with pytest.raises(physionet.TooManySkipsError):
+    with pytest.raises(builder_base.TooManySkipsError):
         dummy.build("cinc2017", "9s", tmp_path / "data", root.parent)
 
 
@@ -136,11 +102,13 @@ def test_missing_reference_or_records_is_a_clear_error(tmp_path):
     root = tmp_path / "manual" / "training2017"
     dummy.write_cinc2017(root, per_class=2)
     (root / "REFERENCE.csv").unlink()
-    with pytest.raises(physionet.ManualDataError, match=r"training2017\.zip.*physionet\.org/content/challenge-2017"):
+    with pytest.raises(
+        manual_download.ManualDataError, match=r"training2017\.zip.*physionet\.org/content/challenge-2017"
+    ):
         dummy.build("cinc2017", "30s", tmp_path / "data", root.parent)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(physionet.ManualDataError, match=r"training2017\.zip"):
+    with pytest.raises(manual_download.ManualDataError, match=r"training2017\.zip"):
         dummy.build("cinc2017", "30s", tmp_path / "data", empty)
 
 
@@ -155,16 +123,8 @@ PROBE = "A00003"
 def real_cinc2017(tmp_path_factory):
     archive = dummy.shared_archive("training2017-every3rd.zip")
     builder = dummy.build("cinc2017", "30s", tmp_path_factory.mktemp("cinc_real"), archive.parent)
-    summary = {}
-    for split in ("train", "validation", "test"):
-        rows = collections.defaultdict(list)
-        for ex in builder.as_dataset(split=split).as_numpy_iterator():
-            for key in ("sample_id", "label", "is_noisy", "num_samples"):
-                rows[key].append(ex[key])
-            rows["record"].append(ex["record"].decode())
-            if ex["record"].decode() == PROBE:
-                rows["probe"].append(ex["signal"])
-        summary[split] = {k: np.asarray(v) for k, v in rows.items()}
+    keys = ("sample_id", "label", "is_noisy", "num_samples", "record")
+    summary = helpers.split_columns(builder, keys, lambda ex: ex["record"].decode() == PROBE)
     return builder, summary, archive
 
 

@@ -7,76 +7,41 @@ records in the layout the Challenge ships (``g1/A0001.hea`` with ``#Dx:``,
 
 from __future__ import annotations
 
-import atexit
-import functools
 import logging
-import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.io
 
+import dataset_helpers as helpers
 import physionet_dummy_data as dummy
-from erts_tf.data import physionet, registry
+from erts_tf.data import registry
+from erts_tf.data.physionet import builder_base, challenge2020, manual_download
 
 cpsc = registry.builder_module("cpsc2018")
+CONFIGS = ("10s", "paper_crop")
 DUMMY_SPLITS = {"train": 80, "validation": 10, "test": 10}
 
-
-@functools.lru_cache(maxsize=None)
-def dummy_manual() -> tuple[pathlib.Path, dict]:
-    manual = pathlib.Path(tempfile.mkdtemp(prefix="cpsc2018_dummy_"))
-    atexit.register(shutil.rmtree, manual, ignore_errors=True)
-    expected = dummy.write_challenge(manual / "training" / "cpsc_2018", prefix="A", digits=4)
-    return manual, expected
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """Both configs built once from the dummy records."""
-    manual, _ = dummy_manual()
-    return {c: dummy.build("cpsc2018", c, tmp_path_factory.mktemp(f"cpsc_{c}"), manual) for c in ("10s", "paper_crop")}
-
-
-tfds_testing = dummy.tfds_testing()
-
-if tfds_testing is not None:
-
-    class TestCpsc2018Builder(tfds_testing.DatasetBuilderTestCase):
-        """tfds.testing conventions: both configs built from dummy records in g1/ and g2/."""
-
-        DATASET_CLASS = cpsc.Builder
-        SPLITS = DUMMY_SPLITS
-
-        @classmethod
-        def setUpClass(cls):
-            cls.EXAMPLE_DIR = str(dummy_manual()[0])
-            super().setUpClass()
-
-else:
-
-    @pytest.mark.parametrize("config", ["10s", "paper_crop"])
-    def test_conventions(config, built):
-        """What tfds.testing.DatasetBuilderTestCase checks, where its dependency dill is missing."""
-        dummy.check_conventions("cpsc2018", config, dummy_manual()[0], None, DUMMY_SPLITS, builder=built[config])
+dummy_manual = helpers.cached_manual(
+    "cpsc2018_dummy_", lambda manual: dummy.write_challenge(manual / "training" / "cpsc_2018", prefix="A", digits=4)
+)
+built = helpers.built_fixture("cpsc2018", CONFIGS, dummy_manual)
+TestCpsc2018Builder, test_conventions = helpers.conventions_tests(cpsc.Builder, CONFIGS, dummy_manual, DUMMY_SPLITS)
 
 
 @pytest.mark.parametrize("dx, label, hot", dummy.CHALLENGE_CASES)
 def test_first_matching_code_wins(dx, label, hot):
-    codes = physionet.dx_codes([f"Dx: {dx}"])
-    assert physionet.unified_label(codes) == label
-    assert tuple(physionet.unified_multi_hot(codes)) == hot
+    codes = challenge2020.dx_codes([f"Dx: {dx}"])
+    assert challenge2020.unified_label(codes) == label
+    assert tuple(challenge2020.unified_multi_hot(codes)) == hot
 
 
 def test_dx_line_variants():
-    assert physionet.dx_codes(["Age: 74", "Dx: 426783006, 164889003 ", "Rx: x"]) == ["426783006", "164889003"]
-    assert physionet.dx_codes(["# Dx: 59118001"]) == ["59118001"]
-    assert physionet.dx_codes(["Age: 74"]) == []
-    assert physionet.unified_label([]) == "OTHER"
-    assert tuple(physionet.unified_multi_hot([])) == (0, 0, 0, 0, 0, 0, 0, 1)
+    assert challenge2020.dx_codes(["Age: 74", "Dx: 426783006, 164889003 ", "Rx: x"]) == ["426783006", "164889003"]
+    assert challenge2020.dx_codes(["# Dx: 59118001"]) == ["59118001"]
+    assert challenge2020.dx_codes(["Age: 74"]) == []
+    assert challenge2020.unified_label([]) == "OTHER"
+    assert tuple(challenge2020.unified_multi_hot([])) == (0, 0, 0, 0, 0, 0, 0, 1)
 
 
 def reference_table_split(expected: dict) -> dict:
@@ -84,7 +49,7 @@ def reference_table_split(expected: dict) -> dict:
     from sklearn.model_selection import train_test_split
 
     df = pd.DataFrame(
-        [{"record": n, "label": physionet.UNIFIED_CLASSES.index(expected[n]["label"])} for n in sorted(expected)]
+        [{"record": n, "label": challenge2020.UNIFIED_CLASSES.index(expected[n]["label"])} for n in sorted(expected)]
     )
     train, rest = train_test_split(df, test_size=0.2, random_state=42, stratify=df["label"])
     validation, test = train_test_split(rest, test_size=0.5, random_state=42, stratify=rest["label"])
@@ -93,24 +58,10 @@ def reference_table_split(expected: dict) -> dict:
 
 @pytest.mark.parametrize("config, length", [("paper_crop", 1000), ("10s", 5000)])
 def test_dummy_values_and_reference_split(config, length, built):
-    manual, expected = dummy_manual()
-    builder = built[config]
+    _, expected = dummy_manual()
+    names = helpers.check_challenge_examples(built[config], expected, length)
     reference = reference_table_split(expected)
-    for split in ("train", "validation", "test"):
-        found = dummy.examples(builder, split)
-        names = [ex["record"].decode() for ex in found]
-        assert names == sorted(reference[split])
-        for ex in found:
-            want = expected[ex["record"].decode()]
-            assert physionet.UNIFIED_CLASSES[ex["label"]] == want["label"]
-            assert tuple(ex["multi_hot"]) == want["multi_hot"]
-            assert ex["dx"].decode() == want["dx"]
-            assert int(ex["num_samples"]) == want["n"]
-            val = scipy.io.loadmat(f"{want['path']}.mat")["val"]
-            n = min(length, want["n"])
-            np.testing.assert_allclose(ex["signal"][:n], val.T[:n] / 1000.0, rtol=1e-6)
-            assert not ex["signal"][n:].any()
-            assert ex["signal"].shape == (length, 12)
+    assert names == {split: sorted(reference[split]) for split in helpers.SPLITS}
 
 
 def test_archives_as_distributed(tmp_path):
@@ -130,7 +81,7 @@ def test_archives_as_distributed(tmp_path):
         assert {s: i.num_examples for s, i in builder.info.splits.items()} == DUMMY_SPLITS
         records = {ex["record"].decode() for s in DUMMY_SPLITS for ex in dummy.examples(builder, s)}
         assert all(r.startswith("A") for r in records)
-        extracted = tmp_path / f"data_{kind}" / "downloads" / physionet.EXTRACT_DIR_NAME
+        extracted = tmp_path / f"data_{kind}" / "downloads" / manual_download.EXTRACT_DIR_NAME
         members = [p.name for p in extracted.rglob("*") if p.is_file() and not p.name.startswith(".")]
         assert members and all(m.startswith("A") for m in members)  # only CPSC records were extracted
 
@@ -163,8 +114,8 @@ def test_bad_records_are_skipped_counted_and_reported(tmp_path, caplog):
     assert "constant signal" in reasons["A0106"]
     assert "cpsc2018/paper_crop: skipped 7 of 107 records" in caplog.text
     found = {ex["record"].decode(): ex for s in DUMMY_SPLITS for ex in dummy.examples(builder, s)}
-    assert len(found) == 100 and physionet.UNIFIED_CLASSES[found["A0107"]["label"]] == "NORM"
-    with pytest.raises(physionet.TooManySkipsError, match=r"skipped \d of 107 records"):
+    assert len(found) == 100 and challenge2020.UNIFIED_CLASSES[found["A0107"]["label"]] == "NORM"
+    with pytest.raises(builder_base.TooManySkipsError, match=r"skipped \d of 107 records"):
         dummy.build("cpsc2018", "10s", tmp_path / "data", tmp_path / "manual")
     assert not (tmp_path / "data" / "cpsc2018" / "10s" / "1.0.0").exists()
 
@@ -173,12 +124,12 @@ def test_missing_data_and_duplicates_are_clear_errors(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("nothing here")
-    with pytest.raises(physionet.ManualDataError, match=r"no records .*physionet\.org/content/challenge-2020"):
+    with pytest.raises(manual_download.ManualDataError, match=r"no records .*physionet\.org/content/challenge-2020"):
         dummy.build("cpsc2018", "10s", tmp_path / "data", empty)
     manual = tmp_path / "manual"
     dummy.write_challenge_record(manual / "a", "A0001", "426783006")
     dummy.write_challenge_record(manual / "b", "A0001", "426783006")
-    with pytest.raises(physionet.ManualDataError, match=r"record A0001 found 2 times"):
+    with pytest.raises(manual_download.ManualDataError, match=r"record A0001 found 2 times"):
         dummy.build("cpsc2018", "10s", tmp_path / "data", manual)
 
 

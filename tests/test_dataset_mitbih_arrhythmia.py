@@ -6,12 +6,8 @@ the default suite; the full two_leads build is marked slow.
 
 from __future__ import annotations
 
-import atexit
 import collections
-import functools
 import pathlib
-import shutil
-import tempfile
 import zipfile
 
 import numpy as np
@@ -19,8 +15,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import dataset_helpers as helpers
 import physionet_dummy_data as dummy
-from erts_tf.data import physionet, registry
+from erts_tf.data import registry
+from erts_tf.data.physionet import manual_download
 
 mitbih = registry.builder_module("mitbih_arrhythmia")
 
@@ -30,12 +28,12 @@ def tiny_config(name="tiny", two_leads=False, **splits):
     return mitbih.MitbihConfig(name=name, description="test records", two_leads=two_leads, **records)
 
 
-@functools.lru_cache(maxsize=None)
-def dummy_manual() -> tuple[pathlib.Path, dict]:
-    manual = pathlib.Path(tempfile.mkdtemp(prefix="mitbih_dummy_"))
-    atexit.register(shutil.rmtree, manual, ignore_errors=True)
-    annotations = dummy.write_mitbih(manual / "mit-bih-dummy", records=("100", "101", "114"))
-    return manual, annotations
+# The one- and two-lead tiny configs, on three dummy records.
+TINY_CONFIGS = (tiny_config("tiny"), tiny_config("tiny_two", two_leads=True))
+
+dummy_manual = helpers.cached_manual(
+    "mitbih_dummy_", lambda manual: dummy.write_mitbih(manual / "mit-bih-dummy", records=("100", "101", "114"))
+)
 
 
 def expected_beats(annotations, record, before=128, after=128, n=360 * 12):
@@ -52,42 +50,10 @@ def dummy_splits():
     return {split: len(expected_beats(annotations, r)) for split, r in (("train", "101"), ("validation", "114"), ("test", "100"))}
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """The one- and two-lead tiny configs built once from the dummy records."""
-    manual, _ = dummy_manual()
-    return {
-        two: dummy.build("mitbih_arrhythmia", tiny_config("tiny_two" if two else "tiny", two_leads=two),
-                         tmp_path_factory.mktemp("mitbih"), manual)
-        for two in (False, True)
-    }  # fmt: skip
-
-
-tfds_testing = dummy.tfds_testing()
-
-if tfds_testing is not None:
-
-    class TestMitbihBuilder(tfds_testing.DatasetBuilderTestCase):
-        """tfds.testing conventions on three dummy records (configs with those records, one and two leads)."""
-
-        DATASET_CLASS = mitbih.Builder
-        BUILDER_CONFIG_NAMES_TO_TEST = [tiny_config("tiny"), tiny_config("tiny_two", two_leads=True)]
-
-        @classmethod
-        def setUpClass(cls):
-            cls.EXAMPLE_DIR = str(dummy_manual()[0])
-            cls.SPLITS = dummy_splits()
-            super().setUpClass()
-
-else:
-
-    @pytest.mark.parametrize("two_leads", [False, True])
-    def test_conventions(two_leads, built):
-        """What tfds.testing.DatasetBuilderTestCase checks, where its dependency dill is missing."""
-        config = built[two_leads].builder_config
-        dummy.check_conventions(
-            "mitbih_arrhythmia", config, dummy_manual()[0], None, dummy_splits(), builder=built[two_leads]
-        )
+built = helpers.built_fixture("mitbih_arrhythmia", TINY_CONFIGS, dummy_manual)
+TestMitbihBuilder, test_conventions = helpers.conventions_tests(
+    mitbih.Builder, TINY_CONFIGS, dummy_manual, dummy_splits
+)
 
 
 @pytest.mark.parametrize("two_leads", [False, True])
@@ -95,7 +61,7 @@ def test_dummy_beats(two_leads, built):
     import wfdb
 
     manual, annotations = dummy_manual()
-    builder = built[two_leads]
+    builder = built["tiny_two" if two_leads else "tiny"]
     dropped = {}
     for split, record in (("train", "101"), ("validation", "114"), ("test", "100")):
         found = dummy.examples(builder, split)
@@ -125,7 +91,9 @@ def test_missing_or_bad_record_is_an_error(tmp_path):
     folder = manual / "mit-bih-dummy"
     dummy.write_mitbih(folder, records=("100", "101", "114"))
     (folder / "101.atr").unlink()
-    with pytest.raises(physionet.ManualDataError, match=r"missing file\(s\) .*101\.atr.*physionet\.org/content/mitdb"):
+    with pytest.raises(
+        manual_download.ManualDataError, match=r"missing file\(s\) .*101\.atr.*physionet\.org/content/mitdb"
+    ):
         dummy.build("mitbih_arrhythmia", tiny_config(), tmp_path / "data", manual)
     dummy.write_mitbih(folder, records=("101",))
     dat = folder / "114.dat"
@@ -135,7 +103,7 @@ def test_missing_or_bad_record_is_an_error(tmp_path):
     assert not (tmp_path / "data" / "mitbih_arrhythmia" / "tiny" / "1.0.0").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(physionet.ManualDataError, match=r"mit-bih-arrhythmia-database-1\.0\.0\.zip"):
+    with pytest.raises(manual_download.ManualDataError, match=r"mit-bih-arrhythmia-database-1\.0\.0\.zip"):
         dummy.build("mitbih_arrhythmia", "mlii", tmp_path / "data2", empty)
 
 

@@ -2,65 +2,30 @@
 
 from __future__ import annotations
 
-import atexit
 import collections
-import functools
 import logging
 import pathlib
-import shutil
-import tempfile
 import zipfile
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+import dataset_helpers as helpers
 import physionet_dummy_data as dummy
-from erts_tf.data import physionet, registry
+from erts_tf.data import registry
+from erts_tf.data.physionet import builder_base, manual_download
 
 ptbxl = registry.builder_module("ptbxl")
-
-
-tfds_testing = dummy.tfds_testing()
+CONFIGS = ("100hz", "500hz")
 DUMMY_SPLITS = {"train": 16, "validation": 2, "test": 2}
 
-
-@functools.lru_cache(maxsize=None)
-def dummy_data() -> tuple[pathlib.Path, dict]:
-    """A manual dir holding a dummy PTB-XL folder with records100/ and records500/ (written once), and its truth."""
-    manual = pathlib.Path(tempfile.mkdtemp(prefix="ptbxl_dummy_"))
-    atexit.register(shutil.rmtree, manual, ignore_errors=True)
-    expected = dummy.write_ptbxl(manual / "ptb-xl-dummy", per_fold=2, rates=(100, 500))
-    return manual, expected
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """Both configs built once from the dummy folder."""
-    manual, _ = dummy_data()
-    return {c: dummy.build("ptbxl", c, tmp_path_factory.mktemp(f"ptbxl_{c}"), manual) for c in ("100hz", "500hz")}
-
-
-if tfds_testing is not None:
-
-    class TestPtbxlBuilder(tfds_testing.DatasetBuilderTestCase):
-        """tfds.testing conventions: both configs built from the dummy folder (manual_dir = dummy data)."""
-
-        DATASET_CLASS = ptbxl.Builder
-        SPLITS = DUMMY_SPLITS
-
-        @classmethod
-        def setUpClass(cls):
-            cls.EXAMPLE_DIR = str(dummy_data()[0])
-            super().setUpClass()
-
-else:
-
-    @pytest.mark.parametrize("config", ["100hz", "500hz"])
-    def test_conventions(config, built):
-        """What tfds.testing.DatasetBuilderTestCase checks, where its dependency dill is missing."""
-        builder = dummy.check_conventions("ptbxl", config, dummy_data()[0], None, DUMMY_SPLITS, builder=built[config])
-        assert builder.info.features["signal"].shape == ((1000, 12) if config == "100hz" else (5000, 12))
+# A manual dir holding a dummy PTB-XL folder with records100/ and records500/ (written once), and its truth.
+dummy_data = helpers.cached_manual(
+    "ptbxl_dummy_", lambda manual: dummy.write_ptbxl(manual / "ptb-xl-dummy", per_fold=2, rates=(100, 500))
+)
+built = helpers.built_fixture("ptbxl", CONFIGS, dummy_data)
+TestPtbxlBuilder, test_conventions = helpers.conventions_tests(ptbxl.Builder, CONFIGS, dummy_data, DUMMY_SPLITS)
 
 
 # ---------------------------------------------------------------------------
@@ -128,7 +93,7 @@ def test_zip_input_gives_the_same_dataset(built, tmp_path):
             np.testing.assert_array_equal(x["signal"], y["signal"])
             assert x["label"] == y["label"]
     # Only records100/ was extracted, once, into the download dir.
-    extracted = list((tmp_path / "data" / "downloads" / physionet.EXTRACT_DIR_NAME).iterdir())
+    extracted = list((tmp_path / "data" / "downloads" / manual_download.EXTRACT_DIR_NAME).iterdir())
     assert [p.name for p in extracted] == ["ptb-xl-dummy-1.0.3.zip.records100"]
 
 
@@ -191,11 +156,13 @@ def test_too_many_bad_records_write_nothing(tmp_path):
     dummy.write_ptbxl(root, per_fold=2, rates=(100,))
     _break_records(root)
     # Records 6 and 7 have missing files: caught before anything is generated.
-    with pytest.raises(physionet.ManualDataError, match=r"files of 2 of the 20 records .* are missing.*00006_lr\.hea"):
+    with pytest.raises(
+        manual_download.ManualDataError, match=r"files of 2 of the 20 records .* are missing.*00006_lr\.hea"
+    ):
         dummy.build("ptbxl", "100hz", tmp_path / "data", root.parent)
     assert _no_dataset_written(tmp_path / "data", "100hz")
     # Signal problems are found while generating: the build stops and writes nothing.
-    with pytest.raises(physionet.TooManySkipsError, match=r"skipped 7 of 20 records.*nothing was written"):
+    with pytest.raises(builder_base.TooManySkipsError, match=r"skipped 7 of 20 records.*nothing was written"):
         dummy.build("ptbxl", "100hz", tmp_path / "data", root.parent, max_skip_fraction=0.15)
     assert _no_dataset_written(tmp_path / "data", "100hz")
 
@@ -206,7 +173,7 @@ def test_missing_manual_download_names_archive_and_url(tmp_path, make_dir):
     if make_dir:
         manual.mkdir()
         (manual / "unrelated.txt").write_text("x")
-    with pytest.raises(physionet.ManualDataError) as err:
+    with pytest.raises(manual_download.ManualDataError) as err:
         dummy.build("ptbxl", "100hz", tmp_path / "data", manual)
     message = str(err.value)
     assert ptbxl.SOURCE.archive_name in message and "https://physionet.org/content/ptb-xl/1.0.3/" in message
@@ -216,14 +183,16 @@ def test_missing_statements_file_is_named(tmp_path):
     root = tmp_path / "manual" / "ptb-xl-dummy"
     dummy.write_ptbxl(root, per_fold=1, rates=(100,))
     (root / "scp_statements.csv").unlink()
-    with pytest.raises(physionet.ManualDataError, match=r"missing file .*scp_statements\.csv.*physionet\.org"):
+    with pytest.raises(manual_download.ManualDataError, match=r"missing file .*scp_statements\.csv.*physionet\.org"):
         dummy.build("ptbxl", "100hz", tmp_path / "data", root.parent)
 
 
 def test_500hz_without_records500_is_a_clear_error(tmp_path):
     root = tmp_path / "manual" / "ptb-xl-dummy"
     dummy.write_ptbxl(root, per_fold=1, rates=(100,))
-    with pytest.raises(physionet.ManualDataError, match=r"missing folder .*records500.*physionet\.org/content/ptb-xl"):
+    with pytest.raises(
+        manual_download.ManualDataError, match=r"missing folder .*records500.*physionet\.org/content/ptb-xl"
+    ):
         dummy.build("ptbxl", "500hz", tmp_path / "data", root.parent)
     assert not (tmp_path / "data" / "ptbxl" / "500hz" / "1.0.0").exists()
 
@@ -234,7 +203,7 @@ def test_truncated_archive_is_a_clear_error(tmp_path):
     manual.mkdir()
     archive = dummy.zip_folder(root, tmp_path / "ptb-xl-dummy.zip")
     (manual / archive.name).write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    with pytest.raises(physionet.ManualDataError, match=r"truncated or corrupt"):
+    with pytest.raises(manual_download.ManualDataError, match=r"truncated or corrupt"):
         dummy.build("ptbxl", "100hz", tmp_path / "data", manual)
 
 
@@ -242,21 +211,21 @@ def test_listed_archive_checksum(tmp_path, caplog):
     archive = tmp_path / "ptb-xl-test.zip"
     archive.write_bytes(b"0123456789")
     listing = tmp_path / "checksums.tsv"
-    digest = physionet.sha256sum(archive)
+    digest = manual_download.sha256sum(archive)
     listing.write_text(f"# comment\nptb-xl-test.zip\t10\t{digest}\tptb-xl-test.zip\n")
-    physionet.verify_archive(archive, ptbxl.SOURCE, listing)  # matches
+    manual_download.verify_archive(archive, ptbxl.SOURCE, listing)  # matches
     listing.write_text(f"ptb-xl-test.zip\t10\t{'0' * 64}\tptb-xl-test.zip\n")
-    with pytest.raises(physionet.ManualDataError, match="sha256"):
-        physionet.verify_archive(archive, ptbxl.SOURCE, listing)
+    with pytest.raises(manual_download.ManualDataError, match="sha256"):
+        manual_download.verify_archive(archive, ptbxl.SOURCE, listing)
     listing.write_text(f"ptb-xl-test.zip\t11\t{'0' * 64}\tptb-xl-test.zip\n")
     with caplog.at_level(logging.WARNING):
-        physionet.verify_archive(archive, ptbxl.SOURCE, listing)  # another archive under that name: warned
+        manual_download.verify_archive(archive, ptbxl.SOURCE, listing)  # another archive under that name: warned
     assert "not checksummed" in caplog.text
 
 
 def test_shipped_checksums_match_the_shared_archive():
     archive = dummy.shared_archive("ptb-xl-1.0.3-every5th.zip")
-    listed = physionet.load_checksums(ptbxl.Builder.code_path.parent / "checksums.tsv")
+    listed = manual_download.load_checksums(ptbxl.Builder.code_path.parent / "checksums.tsv")
     assert listed[archive.name][0] == archive.stat().st_size
 
 
@@ -278,15 +247,8 @@ def real_ptbxl(tmp_path_factory):
     """The 100hz build of the real subset, built once per session; summaries of every split."""
     archive = dummy.shared_archive("ptb-xl-1.0.3-every5th.zip")
     builder = dummy.build("ptbxl", "100hz", tmp_path_factory.mktemp("ptbxl_real"), archive.parent)
-    summary = {}
-    for split in ("train", "validation", "test"):
-        rows = collections.defaultdict(list)
-        for ex in builder.as_dataset(split=split).as_numpy_iterator():
-            for key in ("sample_id", "ecg_id", "label", "strat_fold", "has_diagnostic_label", *ptbxl.QUALITY_FLAGS):
-                rows[key].append(ex[key])
-            if int(ex["ecg_id"]) == PROBE_ECG_ID:
-                rows["probe"].append(ex["signal"])
-        summary[split] = {k: np.asarray(v) for k, v in rows.items()}
+    keys = ("sample_id", "ecg_id", "label", "strat_fold", "has_diagnostic_label", *ptbxl.QUALITY_FLAGS)
+    summary = helpers.split_columns(builder, keys, lambda ex: int(ex["ecg_id"]) == PROBE_ECG_ID)
     return builder, summary, archive
 
 
@@ -330,7 +292,7 @@ def test_real_record_matches_wfdb(real_ptbxl, tmp_path):
 
 def test_real_500hz_is_a_clear_error(tmp_path):
     archive = dummy.shared_archive("ptb-xl-1.0.3-every5th.zip")
-    with pytest.raises(physionet.ManualDataError, match=r"records500.*physionet\.org/content/ptb-xl/1\.0\.3"):
+    with pytest.raises(manual_download.ManualDataError, match=r"records500.*physionet\.org/content/ptb-xl/1\.0\.3"):
         dummy.build("ptbxl", "500hz", tmp_path / "data", archive.parent)
 
 

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import tensorflow_datasets as tfds
 
-from erts_tf.data import physionet
+from erts_tf.data.physionet import builder_base, features, manual_download, readers
 
 CLASSES = ("N", "A", "O", "~")
 SAMPLING_RATE = 300
 GAIN = 1000.0  # adu per mV, as in the Challenge's headers
 SPLIT_SEED = 42
 
-SOURCE = physionet.Source(
+SOURCE = manual_download.Source(
     dataset="cinc2017",
     title="PhysioNet/CinC Challenge 2017 training set 1.0.0",
     url="https://physionet.org/content/challenge-2017/1.0.0/",
@@ -40,9 +40,10 @@ class Cinc2017Config(tfds.core.BuilderConfig):
     length: int = 9000
 
 
-class Builder(physionet.PhysioNetBuilder):
+class Builder(builder_base.PhysioNetBuilder):
     """DatasetBuilder for cinc2017."""
 
+    SOURCE = SOURCE
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: N/A/O/~ labels, is_noisy, crop/pad configs, stratified split."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
@@ -59,26 +60,18 @@ class Builder(physionet.PhysioNetBuilder):
     ]
     DEFAULT_CONFIG_NAME = "30s"
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(
-                {
-                    "sample_id": np.int64,
-                    "record": tfds.features.Text(),
-                    "signal": physionet.signal_feature((self.builder_config.length, 1)),
-                    "label": tfds.features.ClassLabel(names=CLASSES),
-                    "is_noisy": np.bool_,
-                    "num_samples": np.int64,
-                }
-            ),
-            supervised_keys=("signal", "label"),
-            homepage=SOURCE.url,
-            metadata=tfds.core.MetadataDict(),
-        )
+    def _example_features(self) -> dict:
+        return {
+            "record": tfds.features.Text(),
+            "signal": features.signal_feature((self.builder_config.length, 1)),
+            "label": tfds.features.ClassLabel(names=CLASSES),
+            "is_noisy": np.bool_,
+            "num_samples": np.int64,
+        }
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        root = physionet.locate_root(dl_manager, SOURCE, checksums_path=self._checksums_file())
-        reference = self._reference_file(root, physionet.manual_dir(dl_manager, SOURCE))
+        root = self._locate_root(dl_manager)
+        reference = self._reference_file(root, manual_download.manual_dir(dl_manager, SOURCE))
         labels = read_reference(reference)
         mats = {p.stem: p for p in root.glob("A[0-9][0-9][0-9][0-9][0-9].mat")}
         self._total_records = len(set(labels) | set(mats))
@@ -91,8 +84,8 @@ class Builder(physionet.PhysioNetBuilder):
             else:
                 names.append(name)
         if not names:
-            raise physionet.ManualDataError(f"cinc2017: no record of {reference} has its .mat file in {root}")
-        splits = physionet.reference_split([CLASSES.index(labels[n]) for n in names], seed=SPLIT_SEED)
+            raise manual_download.ManualDataError(f"cinc2017: no record of {reference} has its .mat file in {root}")
+        splits = features.reference_split([CLASSES.index(labels[n]) for n in names], seed=SPLIT_SEED)
         return {
             split: self._generate_examples(split, [n for n, s in zip(names, splits) if s == split], mats, labels)
             for split in ("train", "validation", "test")
@@ -103,7 +96,7 @@ class Builder(physionet.PhysioNetBuilder):
         for candidate in (root / "REFERENCE-v3.csv", manual / "REFERENCE-v3.csv", root / "REFERENCE.csv"):
             if candidate.is_file():
                 return candidate
-        raise physionet.ManualDataError(
+        raise manual_download.ManualDataError(
             f"cinc2017: missing file {root / 'REFERENCE.csv'} (the labels), part of {SOURCE.archive_name} "
             f"from {SOURCE.url}."
         )
@@ -112,17 +105,17 @@ class Builder(physionet.PhysioNetBuilder):
         length = self.builder_config.length
 
         def make_example(name: str) -> dict:
-            matrix = physionet.read_mat(mats[name])
+            matrix = readers.read_mat(mats[name])
             if matrix.shape[0] != 1:
-                raise physionet.RecordError(
+                raise readers.RecordError(
                     f"wrong lead count: {mats[name].name} holds {matrix.shape[0]} leads x {matrix.shape[1]} samples, "
                     "expected 1 lead"
                 )
             signal = (matrix.T / GAIN).astype(np.float32)
-            physionet.check_signal(signal, name)
+            readers.check_signal(signal, name)
             return {
                 "record": name,
-                "signal": physionet.fix_length(signal, length),
+                "signal": features.fix_length(signal, length),
                 "label": labels[name],
                 "is_noisy": labels[name] == "~",
                 "num_samples": signal.shape[0],
@@ -138,10 +131,10 @@ def read_reference(path: pathlib.Path) -> dict:
     table["label"] = table["label"].str.strip()
     bad = table[~table["label"].isin(CLASSES)]
     if len(bad):
-        raise physionet.ManualDataError(
+        raise manual_download.ManualDataError(
             f"cinc2017: {path} has labels outside {CLASSES}: {bad.head(3).to_dict('records')}"
         )
     duplicated = table["record"][table["record"].duplicated()]
     if len(duplicated):
-        raise physionet.ManualDataError(f"cinc2017: {path} lists records twice: {sorted(set(duplicated))[:5]}")
+        raise manual_download.ManualDataError(f"cinc2017: {path} lists records twice: {sorted(set(duplicated))[:5]}")
     return dict(zip(table["record"], table["label"]))

@@ -12,40 +12,28 @@ length; ``num_samples`` keeps the original length.
 
 from __future__ import annotations
 
-from erts_tf.data import physionet
 import tensorflow_datasets as tfds
 
-SOURCE = physionet.Source(
-    dataset="cpsc2018",
-    title="PhysioNet/CinC Challenge 2020 training data, CPSC 2018 (cpsc_2018)",
-    url="https://physionet.org/content/challenge-2020/1.0.2/",
-    archive_name="classification-of-12-lead-ecgs-the-physionetcomputing-in-cardiology-challenge-2020-1.0.2.zip",
-    archive_patterns=(
-        "*cpsc*",
-        "classification-of-12-lead-ecgs*",
-        "*challenge-2020*",
-        "*challenge-2021*",
-    ),
-)
+from erts_tf.data.physionet import challenge2020
+
+SOURCE = challenge2020.source("cpsc2018", "CPSC 2018 (cpsc_2018)", ("*cpsc*",))
 
 
-class Builder(physionet.Challenge2020Builder):
+class Builder(challenge2020.Challenge2020Builder):
     """DatasetBuilder for cpsc2018."""
 
     SOURCE = SOURCE
     RECORD_REGEX = r"A\d{4}"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: 8 unified classes, multi_hot, 10 s and paper_crop (2 s) configs."}
-    MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
-    Download the PhysioNet/CinC Challenge 2020 training data from {SOURCE.url}
-    ({SOURCE.archive_name}, or only its training/cpsc_2018/ folder, or the
-    Challenge's CPSC tarball, e.g. PhysioNetChallenge2020_Training_CPSC.tar.gz)
-    and put the archive, unchanged, or the extracted folder in manual_dir.
-    Records A0001-A6877 (.hea + .mat) are found in any sub-folder (g1/, g2/ ...).
-    """
+    MANUAL_DOWNLOAD_INSTRUCTIONS = challenge2020.manual_download_instructions(
+        "cpsc_2018", "CPSC tarball, e.g. PhysioNetChallenge2020_Training_CPSC.tar.gz", "A0001-A6877"
+    )
     BUILDER_CONFIGS = [
-        physionet.Challenge2020Config(name="10s", description="First 10 s (5000 samples), zero-padded.", length=5000),
-        physionet.Challenge2020Config(
+        challenge2020.Challenge2020Config(
+            name="10s", description="First 10 s (5000 samples), zero-padded.", length=5000
+        ),
+        challenge2020.Challenge2020Config(
             name="paper_crop",
             description="The reference's cut: first 1000 samples (2 s), zero-padded.",
             length=1000,

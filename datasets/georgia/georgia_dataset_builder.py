@@ -13,44 +13,30 @@ length (the reference's Georgia loader keeps the first 5000 samples: config
 
 from __future__ import annotations
 
-from erts_tf.data import physionet
 import tensorflow_datasets as tfds
 
-SOURCE = physionet.Source(
-    dataset="georgia",
-    title="PhysioNet/CinC Challenge 2020 training data, Georgia 12-lead ECG Challenge Database (georgia)",
-    url="https://physionet.org/content/challenge-2020/1.0.2/",
-    archive_name="classification-of-12-lead-ecgs-the-physionetcomputing-in-cardiology-challenge-2020-1.0.2.zip",
-    archive_patterns=(
-        "*georgia*",
-        "wfdb_ga*",
-        "*training_e.*",
-        "classification-of-12-lead-ecgs*",
-        "*challenge-2020*",
-        "*challenge-2021*",
-    ),
+from erts_tf.data.physionet import challenge2020
+
+SOURCE = challenge2020.source(
+    "georgia", "Georgia 12-lead ECG Challenge Database (georgia)", ("*georgia*", "wfdb_ga*", "*training_e.*")
 )
 
 
-class Builder(physionet.Challenge2020Builder):
+class Builder(challenge2020.Challenge2020Builder):
     """DatasetBuilder for georgia."""
 
     SOURCE = SOURCE
     RECORD_REGEX = r"E\d{5}"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release: 8 unified classes, multi_hot, 10 s (reference) and 2 s configs."}
-    MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
-    Download the PhysioNet/CinC Challenge 2020 training data from {SOURCE.url}
-    ({SOURCE.archive_name}, or only its training/georgia/ folder, or the
-    Challenge's Georgia tarball, e.g. PhysioNetChallenge2020_Training_E.tar.gz)
-    and put the archive, unchanged, or the extracted folder in manual_dir.
-    Records E00001-E10344 (.hea + .mat) are found in any sub-folder (g1/, g2/ ...).
-    """
+    MANUAL_DOWNLOAD_INSTRUCTIONS = challenge2020.manual_download_instructions(
+        "georgia", "Georgia tarball, e.g. PhysioNetChallenge2020_Training_E.tar.gz", "E00001-E10344"
+    )
     BUILDER_CONFIGS = [
-        physionet.Challenge2020Config(
+        challenge2020.Challenge2020Config(
             name="10s", description="First 10 s (5000 samples), zero-padded: the reference's cut.", length=5000
         ),
-        physionet.Challenge2020Config(
+        challenge2020.Challenge2020Config(
             name="2s", description="First 2 s (1000 samples), like the reference's CPSC cut.", length=1000
         ),
     ]

@@ -21,7 +21,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from erts_tf.data import physionet
+from erts_tf.data.physionet import builder_base, features, manual_download, readers
 
 CLASSES = ("N", "S", "V", "F", "Q")
 AAMI = {
@@ -43,7 +43,7 @@ DS2 = (
 PACED = ("102", "104", "107", "217")
 VALIDATION = ("114", "124", "207", "223")
 
-SOURCE = physionet.Source(
+SOURCE = manual_download.Source(
     dataset="mitbih_arrhythmia",
     title="MIT-BIH Arrhythmia Database 1.0.0",
     url="https://physionet.org/content/mitdb/1.0.0/",
@@ -65,9 +65,10 @@ class MitbihConfig(tfds.core.BuilderConfig):
     test_records: tuple[str, ...] = DS2
 
 
-class Builder(physionet.PhysioNetBuilder):
+class Builder(builder_base.PhysioNetBuilder):
     """DatasetBuilder for mitbih_arrhythmia."""
 
+    SOURCE = SOURCE
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: AAMI N/S/V/F/Q beats, de Chazal DS1/DS2 split, validation 114/124/207/223.",
@@ -87,35 +88,24 @@ class Builder(physionet.PhysioNetBuilder):
     ]
     DEFAULT_CONFIG_NAME = "mlii"
 
-    def _info(self) -> tfds.core.DatasetInfo:
+    def _example_features(self) -> dict:
         config = self.builder_config
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(
-                {
-                    "sample_id": np.int64,
-                    "signal": physionet.signal_feature((config.before + config.after, 2 if config.two_leads else 1)),
-                    "label": tfds.features.ClassLabel(names=CLASSES),
-                    "record": tfds.features.Text(),
-                    "leads": tfds.features.Text(),
-                    "beat_index": np.int64,
-                    "sample": np.int64,
-                    "symbol": tfds.features.Text(),
-                    "rr_previous": np.float32,
-                    "rr_next": np.float32,
-                }
-            ),
-            supervised_keys=("signal", "label"),
-            homepage=SOURCE.url,
-            metadata=tfds.core.MetadataDict(),
-        )
+        return {
+            "signal": features.signal_feature((config.before + config.after, 2 if config.two_leads else 1)),
+            "label": tfds.features.ClassLabel(names=CLASSES),
+            "record": tfds.features.Text(),
+            "leads": tfds.features.Text(),
+            "beat_index": np.int64,
+            "sample": np.int64,
+            "symbol": tfds.features.Text(),
+            "rr_previous": np.float32,
+            "rr_next": np.float32,
+        }
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config = self.builder_config
-        root = physionet.locate_root(
-            dl_manager,
-            SOURCE,
-            members=lambda name: name.rsplit("/", 1)[-1].split(".")[-1] in ("hea", "dat", "atr"),
-            checksums_path=self._checksums_file(),
+        root = self._locate_root(
+            dl_manager, members=lambda name: name.rsplit("/", 1)[-1].split(".")[-1] in ("hea", "dat", "atr")
         )
         splits = {"train": config.train_records, "validation": config.validation_records, "test": config.test_records}
         records = [r for rs in splits.values() for r in rs]
@@ -124,7 +114,7 @@ class Builder(physionet.PhysioNetBuilder):
             raise ValueError(f"mitbih_arrhythmia/{config.name}: records {overlap} are in more than one split")
         missing = [root / f"{r}.{ext}" for r in records for ext in ("hea", "dat", "atr") if not (root / f"{r}.{ext}").is_file()]
         if missing:
-            raise physionet.ManualDataError(
+            raise manual_download.ManualDataError(
                 f"mitbih_arrhythmia: missing file(s) {', '.join(str(m) for m in missing[:5])}"
                 f"{f' and {len(missing) - 5} more' if len(missing) > 5 else ''}: the split needs every record "
                 f"of it. Download {SOURCE.archive_name} from {SOURCE.url}."
@@ -137,9 +127,9 @@ class Builder(physionet.PhysioNetBuilder):
         import wfdb
 
         try:
-            signal, record = physionet.read_wfdb(root / name)
-            physionet.check_signal(signal, name)
-        except physionet.RecordError as err:
+            signal, record = readers.read_wfdb(root / name)
+            readers.check_signal(signal, name)
+        except readers.RecordError as err:
             # A de Chazal split is defined by its records: a bad record is an error, not a skip.
             raise ValueError(f"mitbih_arrhythmia: record {name} cannot be used: {err}") from err
         names = [str(n) for n in record.sig_name]

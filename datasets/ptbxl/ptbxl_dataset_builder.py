@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 import tensorflow_datasets as tfds
 
-from erts_tf.data import physionet
+from erts_tf.data.physionet import builder_base, features, manual_download, readers
 
 SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 QUALITY_FLAGS = ("baseline_drift", "static_noise", "burst_noise", "electrodes_problems")
 FOLD_TO_SPLIT = {**{f: "train" for f in range(1, 9)}, 9: "validation", 10: "test"}
 
-SOURCE = physionet.Source(
+SOURCE = manual_download.Source(
     dataset="ptbxl",
     title="PTB-XL 1.0.3",
     url="https://physionet.org/content/ptb-xl/1.0.3/",
@@ -61,7 +61,7 @@ def read_diagnostic_classes(path: pathlib.Path) -> dict:
     table = pd.read_csv(path, index_col=0)
     missing = {"diagnostic", "diagnostic_class"} - set(table.columns)
     if missing:
-        raise physionet.ManualDataError(f"ptbxl: {path} lacks the column(s) {', '.join(sorted(missing))}")
+        raise manual_download.ManualDataError(f"ptbxl: {path} lacks the column(s) {', '.join(sorted(missing))}")
     table = table[table["diagnostic"] == 1]
     return {str(code): str(cls) for code, cls in table["diagnostic_class"].items()}
 
@@ -72,7 +72,7 @@ def read_database(path: pathlib.Path) -> pd.DataFrame:
     needed = {"ecg_id", "patient_id", "scp_codes", "strat_fold", "filename_lr", "filename_hr", *QUALITY_FLAGS}
     missing = needed - set(table.columns)
     if missing:
-        raise physionet.ManualDataError(f"ptbxl: {path} lacks the column(s) {', '.join(sorted(missing))}")
+        raise manual_download.ManualDataError(f"ptbxl: {path} lacks the column(s) {', '.join(sorted(missing))}")
     table["ecg_id"] = table["ecg_id"].astype(float).astype(np.int64)
     table["patient_id"] = pd.to_numeric(table["patient_id"]).fillna(-1).astype(np.int64)
     table["strat_fold"] = table["strat_fold"].astype(float).astype(np.int64)
@@ -90,9 +90,10 @@ class PtbxlConfig(tfds.core.BuilderConfig):
     length: int = 1000
 
 
-class Builder(physionet.PhysioNetBuilder):
+class Builder(builder_base.PhysioNetBuilder):
     """DatasetBuilder for ptbxl."""
 
+    SOURCE = SOURCE
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: reference single label, superclass multi-hot, quality flags, folds 1-8/9/10.",
@@ -117,46 +118,34 @@ class Builder(physionet.PhysioNetBuilder):
     ]
     DEFAULT_CONFIG_NAME = "100hz"
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict(
-                {
-                    "sample_id": np.int64,
-                    "ecg_id": np.int64,
-                    "patient_id": np.int64,
-                    "strat_fold": np.int64,
-                    "signal": physionet.signal_feature((self.builder_config.length, 12)),
-                    "label": tfds.features.ClassLabel(names=SUPERCLASSES),
-                    "superclasses": tfds.features.Tensor(shape=(len(SUPERCLASSES),), dtype=np.int8),
-                    "has_diagnostic_label": np.bool_,
-                    "scp_codes": tfds.features.Text(),
-                    **{flag: np.bool_ for flag in QUALITY_FLAGS},
-                }
-            ),
-            supervised_keys=("signal", "label"),
-            homepage=SOURCE.url,
-            metadata=tfds.core.MetadataDict(),
-        )
+    def _example_features(self) -> dict:
+        return {
+            "ecg_id": np.int64,
+            "patient_id": np.int64,
+            "strat_fold": np.int64,
+            "signal": features.signal_feature((self.builder_config.length, 12)),
+            "label": tfds.features.ClassLabel(names=SUPERCLASSES),
+            "superclasses": tfds.features.Tensor(shape=(len(SUPERCLASSES),), dtype=np.int8),
+            "has_diagnostic_label": np.bool_,
+            "scp_codes": tfds.features.Text(),
+            **{flag: np.bool_ for flag in QUALITY_FLAGS},
+        }
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config = self.builder_config
         skip_dir = "records500" if config.records_dir == "records100" else "records100"
-        root = physionet.locate_root(
-            dl_manager,
-            SOURCE,
-            members=lambda name: f"/{skip_dir}/" not in f"/{name}",
-            cache_key=config.records_dir,
-            checksums_path=self._checksums_file(),
+        root = self._locate_root(
+            dl_manager, members=lambda name: f"/{skip_dir}/" not in f"/{name}", cache_key=config.records_dir
         )
         for name in ("ptbxl_database.csv", "scp_statements.csv"):
             if not (root / name).is_file():
-                raise physionet.ManualDataError(
+                raise manual_download.ManualDataError(
                     f"ptbxl: missing file {root / name}, part of {SOURCE.title}; download "
                     f"{SOURCE.archive_name} from {SOURCE.url}."
                 )
         records_dir = root / config.records_dir
         if not records_dir.is_dir():
-            raise physionet.ManualDataError(
+            raise manual_download.ManualDataError(
                 f"ptbxl/{config.name}: missing folder {records_dir}: the {config.sampling_rate} Hz records "
                 f"({config.records_dir}/NNNNN/NNNNN_{'lr' if config.sampling_rate == 100 else 'hr'}.hea/.dat) are not "
                 f"in {root}. Download the complete {SOURCE.title}, {SOURCE.archive_name}, from {SOURCE.url} "
@@ -168,7 +157,7 @@ class Builder(physionet.PhysioNetBuilder):
         self._total_records = len(table)
         unknown_folds = sorted(set(table["strat_fold"]) - set(FOLD_TO_SPLIT))
         if unknown_folds:
-            raise physionet.ManualDataError(f"ptbxl: strat_fold values {unknown_folds} in ptbxl_database.csv")
+            raise manual_download.ManualDataError(f"ptbxl: strat_fold values {unknown_folds} in ptbxl_database.csv")
         split_of = table["strat_fold"].map(FOLD_TO_SPLIT)
         return {
             split: self._generate_examples(split, root, table[split_of == split], diagnostic_class)
@@ -186,7 +175,7 @@ class Builder(physionet.PhysioNetBuilder):
         ]
         records = {m.rsplit(".", 1)[0] for m in missing}
         if len(records) > self.max_skip_fraction * len(table):
-            raise physionet.ManualDataError(
+            raise manual_download.ManualDataError(
                 f"ptbxl/{self.builder_config.name}: the files of {len(records)} of the {len(table)} records listed in "
                 f"ptbxl_database.csv are missing (more than max_skip_fraction={self.max_skip_fraction:g}), e.g. "
                 f"{', '.join(missing[:3])}. Nothing was written. Download the complete {SOURCE.title}, "
@@ -198,15 +187,15 @@ class Builder(physionet.PhysioNetBuilder):
 
         def make_example(row) -> dict:
             record = row[config.filename_column]
-            signal, header = physionet.read_wfdb(root / record)
+            signal, header = readers.read_wfdb(root / record)
             if header.fs != config.sampling_rate:
-                raise physionet.RecordError(f"{record}.hea declares {header.fs} Hz, expected {config.sampling_rate}")
-            signal = physionet.order_leads(signal, header.sig_name, LEADS, record)
+                raise readers.RecordError(f"{record}.hea declares {header.fs} Hz, expected {config.sampling_rate}")
+            signal = readers.order_leads(signal, header.sig_name, LEADS, record)
             if signal.shape[0] != config.length:
-                raise physionet.RecordError(
+                raise readers.RecordError(
                     f"record {record}: {signal.shape[0]} samples, expected {config.length}"
                 )
-            physionet.check_signal(signal, record)
+            readers.check_signal(signal, record)
             scp_codes = row["scp_codes_dict"]
             hot = superclass_multi_hot(scp_codes, diagnostic_class)
             return {
