@@ -249,6 +249,14 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path) -> pathlib.Path:
+    """Lays ``fig`` out, writes it to ``path`` (110 dpi) and closes it; returns the path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return pathlib.Path(path)
+
+
 def publish(args, name: str, result: dict, text: str, plot=None) -> dict:
     """Prints a benchmark's ``text``, writes ``result`` as JSON (and ``plot(result, png_path)``
     beside it); returns ``result`` with the text under ``"table"``."""

@@ -357,12 +357,18 @@ def _label(name: str) -> str:
     return name if name == "1 - p_true" else "-" + name
 
 
-def tables(result) -> str:
-    lines = []
+def _datasets_run(result, lines: list[str]):
+    """``(dataset, entry)`` of each dataset that ran; a ``NOT RUN`` line in ``lines`` for the others."""
     for dataset, entry in result["datasets"].items():
         if "error" in entry:
             lines.append(f"\n{dataset}: NOT RUN: {entry['error']}\n")
-            continue
+        else:
+            yield dataset, entry
+
+
+def tables(result) -> str:
+    lines = []
+    for dataset, entry in _datasets_run(result, lines):
         cfg = entry["config"]
         for subset in ("all", "candidates"):
             rows = entry["validity"][subset]
@@ -425,10 +431,7 @@ def plot(result, path):
         ax.set_title(f"{dataset}/{entry['config']}: unreliable (positive) vs reliable, all training samples "
                      f"(model: validation macro-F1 {common.fmt(entry['model'].get('validation_macro_f1_last'), '.2f')})")
         ax.legend(fontsize=7, ncol=len(names))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return pathlib.Path(path)
+    return common.save_figure(fig, path)
 
 
 # -- over a run (--over_run) ------------------------------------------------------------------
@@ -505,10 +508,7 @@ def over_run(args) -> dict:
 
 def over_run_tables(result) -> str:
     lines = []
-    for dataset, entry in result["datasets"].items():
-        if "error" in entry:
-            lines.append(f"\n{dataset}: NOT RUN: {entry['error']}\n")
-            continue
+    for dataset, entry in _datasets_run(result, lines):
         epochs = entry["epochs"]
         if not epochs:
             continue
@@ -559,10 +559,7 @@ def over_run_plot(result, path):
         ax.set_title(f"{dataset}/{entry['config']}: unreliable ({entry['ground_truth']}) vs reliable, all training "
                      f"samples, after each epoch (band: 95 % CI of -{entry['focus_score']})", fontsize=9)
         ax.legend(fontsize=7, ncol=4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return pathlib.Path(path)
+    return common.save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

@@ -121,7 +121,8 @@ def build_model(args, arrays):
     import numpy as np
 
     from erts_tf import models
-    from erts_tf.training.model import ERTSModel, SelectionConfig
+    from erts_tf.training.model import ERTSModel
+    from erts_tf.training.selection_config import SelectionConfig
 
     keras.utils.set_random_seed(args.seed)
     n_classes = len(arrays.class_names)
@@ -138,7 +139,7 @@ def train_epoch(args, model, arrays, cam, epoch) -> dict:
     import numpy as np
 
     from erts_tf.data import pipeline
-    from erts_tf.training.model import StepPlan
+    from erts_tf.training.selection_config import StepPlan
 
     state = model.state
     model.set_plan(StepPlan(cam=cam))
@@ -201,10 +202,7 @@ def plot(result, path):
     ax2.set_ylabel("trained samples/s")
     ax2.legend()
     fig.suptitle(f"{result['settings']['dataset']}: {result['n']} records")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return pathlib.Path(path)
+    return common.save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

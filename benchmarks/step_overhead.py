@@ -92,7 +92,8 @@ def build_variants(name, args):
     import numpy as np
 
     from erts_tf import models
-    from erts_tf.training.model import ERTSModel, SelectionConfig, StepPlan
+    from erts_tf.training.model import ERTSModel
+    from erts_tf.training.selection_config import SelectionConfig, StepPlan
 
     shape = (args.time, args.leads)
     built = {}

@@ -32,7 +32,8 @@ from erts_tf.data.pipeline import epoch_permutation
 from erts_tf.selection.policies import PolicyConfig
 from erts_tf.selection.schedule import Schedule
 from erts_tf.training.callbacks import SelectionCallback
-from erts_tf.training.model import ERTSModel, SelectionConfig
+from erts_tf.training.model import ERTSModel
+from erts_tf.training.selection_config import SelectionConfig
 
 # ids -> unbatched dataset of (x (time, leads), y (), sample_id ()) for those ids
 Reader = Callable[[np.ndarray], tf.data.Dataset]

@@ -14,10 +14,10 @@ from erts_tf import cli, models
 from erts_tf.data import augment, registry
 from erts_tf.explain import focus
 from erts_tf.selection.policies import MODES
-from erts_tf.training.callbacks import LR_SCHEDULES
+from erts_tf.training.lr_schedule import LR_SCHEDULES
 from erts_tf.training.config import RunConfig
 from erts_tf.training.distribute import STRATEGIES
-from erts_tf.training.model import LEVELS
+from erts_tf.training.selection_config import LEVELS
 
 FLAGS = flags.FLAGS
 

@@ -108,3 +108,13 @@ def test_recommended_configs_of_each_real_dataset(dataset, tmp_path):
     assert selection.mode == "erts_infobatch" and selection.epochs == baseline.epochs
     assert baseline.lr_schedule == "cosine" and baseline.augment and baseline.cb_max_ratio == 10
     assert (baseline.exclude_classes == "Q") == (dataset == "mitbih_arrhythmia")  # the AAMI convention
+
+
+def test_flags_module_does_not_import_the_keras_training_model():
+    """Defining the flags names every choice (modes, levels, schedules) without the Keras model,
+    its callbacks or the training run."""
+    code = ("import sys, erts_tf.flags; "
+            "print(sorted(m for m in ('erts_tf.training.model', 'erts_tf.training.callbacks', "
+            "'erts_tf.training.run') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -243,7 +243,7 @@ def test_every_mode_returns_zero_weight_for_dropped_samples():
 
 
 def test_learning_rate_schedules():
-    from erts_tf.training.callbacks import learning_rate
+    from erts_tf.training.lr_schedule import learning_rate
 
     assert learning_rate("exponential", 1.0, 3, 10, decay=0.5) == pytest.approx(0.125)
     cosine = [learning_rate("cosine", 1.0, e, 10, warmup_epochs=2) for e in range(10)]

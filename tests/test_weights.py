@@ -8,7 +8,7 @@ from keras import layers
 
 import erts_tf
 from erts_tf.selection.policies import Reason
-from erts_tf.training.model import StepPlan
+from erts_tf.training.selection_config import StepPlan
 
 
 def _backbone():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import keras
 
-from erts_tf.models.lead_image import LeadImage, reference_head
+from erts_tf.models.lead_image import application_on_lead_image, reference_head
 from erts_tf.models.registry import register
 
 TARGET_LAYER = "block6o_add"
@@ -31,14 +31,7 @@ MIN_ROWS = 32  # keras.applications.EfficientNetV2 min_size
 @register("efficientnetv2s_2d", TARGET_LAYER, "EfficientNetV2-S on the 32 x L lead image (paper); Grad-CAM at the last stage (stride 32)")
 def build_efficientnetv2s_2d(input_shape: tuple[int, int], n_classes: int) -> keras.Model:
     """Builds EfficientNetV2-S on the lead image: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
-    inputs = keras.Input(shape=input_shape, name="signal")
-    image = LeadImage(min_rows=MIN_ROWS, name="lead_image")(inputs)
-    backbone = keras.applications.EfficientNetV2S(
-        input_shape=tuple(image.shape[1:]),
-        input_tensor=image,
-        include_top=False,
-        weights=None,
-        include_preprocessing=False,
-    )
+    inputs, backbone = application_on_lead_image(keras.applications.EfficientNetV2S, input_shape, MIN_ROWS,
+                                                 include_preprocessing=False)
     logits = reference_head(backbone.output, n_classes)
     return keras.Model(inputs, logits, name="efficientnetv2s_2d")

@@ -61,6 +61,17 @@ class LeadImage(layers.Layer):
         return {**super().get_config(), "pad_rows": self.pad_rows, "min_rows": self.min_rows}
 
 
+def application_on_lead_image(application, input_shape: tuple[int, int], min_rows: int, **kwargs):
+    """``(inputs, backbone)``: a ``keras.applications`` constructor built from scratch
+    (``weights=None``, ``include_top=False``) flat on the lead image of a ``(batch, time, leads)``
+    input named ``signal``, so that its layers are reachable by name for Grad-CAM."""
+    inputs = keras.Input(shape=input_shape, name="signal")
+    image = LeadImage(min_rows=min_rows, name="lead_image")(inputs)
+    backbone = application(input_shape=tuple(image.shape[1:]), input_tensor=image, include_top=False, weights=None,
+                           **kwargs)
+    return inputs, backbone
+
+
 def reference_head(features, n_classes: int, extra_dropout: bool = False):
     """The reference's 2-D head: logits ``(batch, n_classes)`` from ``(batch, rows, time', ch)``.
 

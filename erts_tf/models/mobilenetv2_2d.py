@@ -25,7 +25,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from erts_tf.models.lead_image import LeadImage, reference_head
+from erts_tf.models.lead_image import application_on_lead_image, reference_head
 from erts_tf.models.registry import register
 
 TARGET_LAYER = "block_16_project_BN"
@@ -35,11 +35,7 @@ MIN_ROWS = 32  # keras.applications.MobileNetV2 min_size
 @register("mobilenetv2_2d", TARGET_LAYER, "MobileNetV2 on the 32 x L lead image (paper); Grad-CAM at the last block (stride 32)")
 def build_mobilenetv2_2d(input_shape: tuple[int, int], n_classes: int) -> keras.Model:
     """Builds MobileNetV2 on the lead image: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
-    inputs = keras.Input(shape=input_shape, name="signal")
-    image = LeadImage(min_rows=MIN_ROWS, name="lead_image")(inputs)
-    backbone = keras.applications.MobileNetV2(
-        input_shape=tuple(image.shape[1:]), input_tensor=image, include_top=False, weights=None
-    )
+    inputs, backbone = application_on_lead_image(keras.applications.MobileNetV2, input_shape, MIN_ROWS)
     for layer in backbone.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum, layer.epsilon = 0.9, 1e-5

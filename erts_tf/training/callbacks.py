@@ -25,7 +25,8 @@ from erts_tf.selection import policies
 from erts_tf.selection.policies import FOCUS_MODES, Reason
 from erts_tf.selection.schedule import Phase, Schedule
 from erts_tf.selection.state import COUNTERS
-from erts_tf.training.model import ERTSModel, StepPlan
+from erts_tf.training.model import ERTSModel
+from erts_tf.training.selection_config import StepPlan
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,23 @@ def effective_phase(mode: str, schedule: Schedule, epoch: int) -> Phase:
     return Phase.FULL if mode == "full" else schedule.phase(epoch)
 
 
-class SelectionCallback(keras.callbacks.Callback):
+class EpochPreparingCallback(keras.callbacks.Callback):
+    """A callback that does its per-epoch work in ``on_epoch_prepare(epoch)``, which
+    ``ERTSModel.fit`` calls before it builds the epoch's dataset. Under any other fit (a plain
+    ``keras.Model.fit``, the drop-in API) ``on_epoch_begin`` calls it instead."""
+
+    _prepared = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._prepared != epoch:
+            self.on_epoch_prepare(epoch)
+
+    def on_epoch_prepare(self, epoch):
+        """Sets ``_prepared``; subclasses call it first, then do the epoch's work."""
+        self._prepared = epoch
+
+
+class SelectionCallback(EpochPreparingCallback):
     """Decides each epoch's keep-mask (epoch level) or step plan (batch level).
 
     Epoch level: at the start of epoch ``e`` the policy runs over the whole
@@ -89,13 +106,9 @@ class SelectionCallback(keras.callbacks.Callback):
             return False
         return any(self.phase(e) == Phase.SELECT_CAM for e in range(epoch + 1, self.epochs))
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if getattr(self, "_prepared", None) != epoch:  # a fit that does not call on_epoch_prepare
-            self.on_epoch_prepare(epoch)
-
     def on_epoch_prepare(self, epoch):
         """Decides epoch ``epoch``'s keep-mask (epoch level) or step plan (batch level)."""
-        self._prepared = epoch
+        super().on_epoch_prepare(epoch)
         state = self.erts.state
         state.epoch.assign(epoch)
         state.step.assign(0)
@@ -147,7 +160,7 @@ def scores_of(state, labels=None) -> policies.Scores:
                               scored=state.scored_epoch.value() >= 0)
 
 
-class CostLedger(keras.callbacks.Callback):
+class CostLedger(EpochPreparingCallback):
     """Counts what each epoch read, forwarded, explained and back-propagated.
 
     Adds to the epoch logs (hence to TensorBoard and history):
@@ -164,12 +177,8 @@ class CostLedger(keras.callbacks.Callback):
         self.phase_of = phase_of
         self.history: list[dict] = []
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if getattr(self, "_prepared", None) != epoch:  # a fit that does not call on_epoch_prepare
-            self.on_epoch_prepare(epoch)
-
     def on_epoch_prepare(self, epoch):
-        self._prepared = epoch
+        super().on_epoch_prepare(epoch)
         self._start = time.perf_counter()
         self._train_end = None
         self._counters = self.erts.state.counter_values()
@@ -300,28 +309,6 @@ class BestWeights(keras.callbacks.Callback):
         if value is not None and float(value) > self.best:
             self.best, self.best_epoch = float(value), int(epoch)
             self.erts.backbone.save_weights(self.path)
-
-
-LR_SCHEDULES = ("exponential", "cosine")
-
-
-def learning_rate(schedule: str, lr0: float, epoch: int, epochs: int, decay: float = 0.98,
-                  warmup_epochs: int = 0, final_frac: float = 0.0) -> float:
-    """The learning rate of ``epoch`` (a pure function of the epoch, so resume-safe).
-
-    ``exponential``: the reference, ``lr0 * decay**epoch``. ``cosine``: a linear warm-up from
-    ``lr0 / (warmup_epochs + 1)`` to ``lr0`` over ``warmup_epochs``, then a half cosine from ``lr0``
-    to ``final_frac * lr0`` at the last epoch (``epochs - 1``).
-    """
-    if schedule == "exponential":
-        return lr0 * decay**epoch
-    if schedule != "cosine":
-        raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
-    if epoch < warmup_epochs:
-        return lr0 * (epoch + 1) / (warmup_epochs + 1)
-    span = max(1, epochs - 1 - warmup_epochs)
-    progress = min(1.0, (epoch - warmup_epochs) / span)
-    return lr0 * (final_frac + (1.0 - final_frac) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

@@ -25,7 +25,7 @@ from erts_tf.data import augment, pipeline
 from erts_tf.selection.policies import PolicyConfig
 from erts_tf.selection.schedule import Schedule, revision_start
 from erts_tf.training import callbacks as cbs
-from erts_tf.training import distribute
+from erts_tf.training import distribute, lr_schedule
 from erts_tf.training.config import RunConfig
 from erts_tf.training.losses import class_balanced_weights
 from erts_tf.report import write_run_report
@@ -169,7 +169,7 @@ def schedule_of(config: RunConfig) -> Schedule:
 
 
 def learning_rate_callback(config: RunConfig) -> keras.callbacks.LearningRateScheduler:
-    return keras.callbacks.LearningRateScheduler(lambda epoch: cbs.learning_rate(
+    return keras.callbacks.LearningRateScheduler(lambda epoch: lr_schedule.learning_rate(
         config.lr_schedule, config.lr, epoch, config.epochs, config.lr_decay, config.lr_warmup_epochs))
 
 
