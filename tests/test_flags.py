@@ -118,3 +118,14 @@ def test_flags_module_does_not_import_the_keras_training_model():
             "'erts_tf.training.run') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_every_flag_default_is_the_run_config_default():
+    """A run from flags and a ``RunConfig`` built in code (benchmarks, tests) start from the same settings."""
+    import dataclasses
+
+    from erts_tf.training.config import RunConfig
+
+    differing = {f.name: (erts_flags.FLAGS[f.name].default, f.default) for f in dataclasses.fields(RunConfig)
+                 if f.default is not dataclasses.MISSING and erts_flags.FLAGS[f.name].default != f.default}
+    assert not differing, f"flag default != RunConfig default: {differing}"
