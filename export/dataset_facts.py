@@ -4,16 +4,16 @@ For each fact the first place that declares it wins:
 
 1. ``builder.info.metadata``: keys ``sampling_rate``, ``lead_names``, ``units``;
 2. the builder config's ``sampling_rate`` (ptbxl's ``100hz``/``500hz``);
-3. the builder class's constants ``SAMPLING_RATE``, ``LEADS`` (the Challenge 2020
-   builders' 500 Hz);
-4. the builder module's constants ``SAMPLING_RATE``, ``LEADS`` (cinc2017's 300 Hz,
-   mitbih_arrhythmia's 360 Hz, ptbxl's lead order).
+3. the builder class's constants ``SAMPLING_RATE``, ``LEADS``, ``UNITS`` (the
+   Challenge 2020 builders' 500 Hz and mV);
+4. the builder module's constants ``SAMPLING_RATE``, ``LEADS``, ``UNITS``
+   (cinc2017's 300 Hz, mitbih_arrhythmia's 360 Hz, ptbxl's lead order, and the
+   units of ptbxl, cinc2017, mitbih_arrhythmia and synthetic_ecg).
 
 A fact declared nowhere is ``None``, unknown: it is never inferred from a
 description, a shape or another dataset. An export flag (``--sampling_rate``,
-``--lead_names``) may fill in an unknown fact; one that contradicts a declared
-fact is an error. Units are read from ``info.metadata`` only (no builder
-declares them elsewhere).
+``--lead_names``, ``--units``) may fill in an unknown fact; one that
+contradicts a declared fact is an error.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from export.errors import ExportError
 
 FACTS = ("sampling_rate_hz", "lead_names", "units")
 _METADATA_KEYS = {"sampling_rate_hz": "sampling_rate", "lead_names": "lead_names", "units": "units"}
-_CONSTANTS = {"sampling_rate_hz": "SAMPLING_RATE", "lead_names": "LEADS"}
+_CONSTANTS = {"sampling_rate_hz": "SAMPLING_RATE", "lead_names": "LEADS", "units": "UNITS"}
 
 
 def _declared(builder, fact: str) -> tuple[object, str | None]:
@@ -35,12 +35,12 @@ def _declared(builder, fact: str) -> tuple[object, str | None]:
         return metadata[key], f"{builder.name} info.metadata[{key!r}]"
     if fact == "sampling_rate_hz" and getattr(builder.builder_config, "sampling_rate", None) is not None:
         return builder.builder_config.sampling_rate, f"{builder.name} builder config {builder.builder_config.name!r}"
-    constant = _CONSTANTS.get(fact)
+    constant = _CONSTANTS[fact]
     cls = type(builder)
-    if constant and getattr(cls, constant, None) is not None:
+    if getattr(cls, constant, None) is not None:
         return getattr(cls, constant), f"{builder.name} builder class {cls.__name__}.{constant}"
     module = sys.modules.get(cls.__module__)
-    if constant and getattr(module, constant, None) is not None:
+    if getattr(module, constant, None) is not None:
         return getattr(module, constant), f"{builder.name} builder module constant {constant}"
     return None, None
 

@@ -100,11 +100,14 @@ def test_bad_records_are_skipped_counted_and_reported(tmp_path, caplog):
     dummy.write_challenge_record(folder, "A0105", "426783006", rng=rng, fs=250)
     dummy.write_challenge_record(folder, "A0106", "426783006", rng=rng, val=np.full((12, 1200), 3, np.int16))
     dummy.write_challenge_record(folder, "A0107", "999999999,426783006", rng=rng)  # unknown code first: fine
+    dummy.write_challenge_record(folder, "A0108", "426783006", rng=rng)
+    header = folder / "A0108.hea"
+    header.write_text(header.read_text().replace("1000/mV", "1000/uV"))  # other units
     with caplog.at_level(logging.WARNING):
         builder = dummy.build("cpsc2018", "paper_crop", tmp_path / "data", tmp_path / "manual", max_skip_fraction=0.1)
     skips = builder.info.metadata["skips"]
     reasons = {s["record"]: s["reason"] for s in skips["skipped"]}
-    assert skips["num_considered"] == 107 and skips["num_skipped"] == 7, reasons
+    assert skips["num_considered"] == 108 and skips["num_skipped"] == 8, reasons
     assert "missing header A0100.hea" in reasons["A0100"]
     assert "missing signal file A0101.mat" in reasons["A0101"]
     assert "unreadable MATLAB file" in reasons["A0102"] and "A0102.mat" in reasons["A0102"]
@@ -112,10 +115,11 @@ def test_bad_records_are_skipped_counted_and_reported(tmp_path, caplog):
     assert "wrong lead count" in reasons["A0104"] and "11 leads" in reasons["A0104"]
     assert "250 Hz" in reasons["A0105"]
     assert "constant signal" in reasons["A0106"]
-    assert "cpsc2018/paper_crop: skipped 7 of 107 records" in caplog.text
+    assert "record A0108: leads in uV, expected mV" in reasons["A0108"]
+    assert "cpsc2018/paper_crop: skipped 8 of 108 records" in caplog.text
     found = {ex["record"].decode(): ex for s in DUMMY_SPLITS for ex in dummy.examples(builder, s)}
     assert len(found) == 100 and challenge2020.UNIFIED_CLASSES[found["A0107"]["label"]] == "NORM"
-    with pytest.raises(builder_base.TooManySkipsError, match=r"skipped \d of 107 records"):
+    with pytest.raises(builder_base.TooManySkipsError, match=r"skipped \d of 108 records"):
         dummy.build("cpsc2018", "10s", tmp_path / "data", tmp_path / "manual")
     assert not (tmp_path / "data" / "cpsc2018" / "10s" / "1.0.0").exists()
 

@@ -100,6 +100,11 @@ def test_missing_or_bad_record_is_an_error(tmp_path):
     dat.write_bytes(dat.read_bytes()[:1000])
     with pytest.raises(ValueError, match=r"record 114 cannot be used: truncated signal file .*114\.dat"):
         dummy.build("mitbih_arrhythmia", tiny_config(), tmp_path / "data", manual)
+    dummy.write_mitbih(folder, records=("114",))
+    hea = folder / "114.hea"
+    hea.write_text(hea.read_text().replace("/mV", "/uV"))
+    with pytest.raises(ValueError, match=r"record 114 cannot be used: record 114: leads in uV, expected mV"):
+        dummy.build("mitbih_arrhythmia", tiny_config(), tmp_path / "data", manual)
     assert not (tmp_path / "data" / "mitbih_arrhythmia" / "tiny" / "1.0.0").exists()
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -98,7 +98,7 @@ def test_zip_input_gives_the_same_dataset(built, tmp_path):
 
 
 def _break_records(root: pathlib.Path) -> dict:
-    """Damages records 1-7 (all in the train folds) in seven different ways; returns reason keywords."""
+    """Damages records 1-8 (all in the train folds) in eight different ways; returns reason keywords."""
     rng = np.random.default_rng(1)
     rec = lambda i: dummy.ptbxl_record(root, i)  # noqa: E731
     dat = pathlib.Path(f"{rec(1)}.dat")
@@ -113,6 +113,8 @@ def _break_records(root: pathlib.Path) -> dict:
     pathlib.Path(f"{rec(6)}.hea").unlink()
     pathlib.Path(f"{rec(7)}.hea").unlink()
     pathlib.Path(f"{rec(7)}.dat").unlink()
+    hea = pathlib.Path(f"{rec(8)}.hea")
+    hea.write_text(hea.read_text().replace("/mV", "/uV"))
     return {
         "1": "truncated signal file",
         "2": "header/signal length mismatch",
@@ -121,6 +123,7 @@ def _break_records(root: pathlib.Path) -> dict:
         "5": "wrong leads",
         "6": "missing header",
         "7": "missing header",
+        "8": "leads in uV, expected mV",
     }
 
 
@@ -130,20 +133,20 @@ def test_bad_records_are_skipped_counted_and_reported(tmp_path, caplog):
     reasons = _break_records(root)
     with caplog.at_level(logging.WARNING):
         builder = dummy.build("ptbxl", "100hz", tmp_path / "data", root.parent, max_skip_fraction=0.5)
-    assert {s: i.num_examples for s, i in builder.info.splits.items()} == {"train": 9, "validation": 2, "test": 2}
+    assert {s: i.num_examples for s, i in builder.info.splits.items()} == {"train": 8, "validation": 2, "test": 2}
     skips = builder.info.metadata["skips"]
-    assert skips["num_skipped"] == 7 and skips["num_considered"] == 20
+    assert skips["num_skipped"] == 8 and skips["num_considered"] == 20
     by_record = {s["record"]: s for s in skips["skipped"]}
     assert set(by_record) == set(reasons)
     for record, keyword in reasons.items():
         assert keyword in by_record[record]["reason"], by_record[record]
         assert by_record[record]["split"] == "train"
-    assert "ptbxl/100hz: skipped 7 of 20 records" in caplog.text
+    assert "ptbxl/100hz: skipped 8 of 20 records" in caplog.text
     assert "00001_lr.dat" in caplog.text  # the file is named
     # Reloading keeps the report; sample_id stays 0..N-1.
     reloaded = registry.builder("ptbxl", "100hz", data_dir=str(tmp_path / "data"))
-    assert reloaded.info.metadata["skips"]["num_skipped"] == 7
-    assert [int(ex["sample_id"]) for ex in dummy.examples(reloaded, "train")] == list(range(9))
+    assert reloaded.info.metadata["skips"]["num_skipped"] == 8
+    assert [int(ex["sample_id"]) for ex in dummy.examples(reloaded, "train")] == list(range(8))
 
 
 def _no_dataset_written(data_dir: pathlib.Path, config: str) -> bool:
@@ -162,7 +165,7 @@ def test_too_many_bad_records_write_nothing(tmp_path):
         dummy.build("ptbxl", "100hz", tmp_path / "data", root.parent)
     assert _no_dataset_written(tmp_path / "data", "100hz")
     # Signal problems are found while generating: the build stops and writes nothing.
-    with pytest.raises(builder_base.TooManySkipsError, match=r"skipped 7 of 20 records.*nothing was written"):
+    with pytest.raises(builder_base.TooManySkipsError, match=r"skipped 8 of 20 records.*nothing was written"):
         dummy.build("ptbxl", "100hz", tmp_path / "data", root.parent, max_skip_fraction=0.15)
     assert _no_dataset_written(tmp_path / "data", "100hz")
 

@@ -58,8 +58,9 @@ def test_metadata_equals_the_run(exported):
     assert model_input["sampling_rate_hz"] == 100 and model_input["duration_s"] == 10.0
     assert model_input["lead_names"] == FACTS["lead_names"]
     assert model_input["sources"] == {"sampling_rate_hz": "export flag --sampling_rate",
-                                      "lead_names": "export flag --lead_names", "units": None}
-    assert model_input["units"] is None  # synthetic_ecg declares none, and none was given: unknown, not guessed
+                                      "lead_names": "export flag --lead_names",
+                                      "units": "synthetic_ecg builder module constant UNITS"}
+    assert model_input["units"] == "arbitrary units"
     assert "z-score" in meta["preprocessing"]["in_model"][1]
 
     assert meta["training"]["config"] == config
@@ -109,13 +110,15 @@ def test_model_card_is_generated_from_the_metadata(exported):
     assert ", ".join(meta["output"]["classes"]) in card
     assert f"{meta['test_metrics']['macro_f1']['point']:.4f}" in card
     assert f"{meta['audit']['records_dropped_as_unreliable']} of 96 training records" in card
-    assert "| units | **unknown**: synthetic_ecg declares none |" in card
+    assert "| units | arbitrary units (synthetic_ecg builder module constant UNITS) |" in card
+    assert "units of the training signal are unknown" not in card
 
     unknown = json.loads(json.dumps(meta))
-    unknown["input"].update(sampling_rate_hz=None, duration_s=None, lead_names=None)
-    unknown["input"]["sources"].update(sampling_rate_hz=None, lead_names=None)
+    unknown["input"].update(sampling_rate_hz=None, duration_s=None, lead_names=None, units=None)
+    unknown["input"]["sources"].update(sampling_rate_hz=None, lead_names=None, units=None)
     text = model_card(unknown)
     assert "| sampling rate | **unknown**: synthetic_ecg declares none |" in text
+    assert "| units | **unknown**: synthetic_ecg declares none |" in text
     assert "does not declare the sampling rate and lead names and order of its signal" in text
     assert "The units of the training signal are unknown (`synthetic_ecg` declares none)" in text
 
@@ -134,15 +137,41 @@ def test_dataset_facts_come_from_the_builders(tmp_path):
     assert ptbxl["sources"]["sampling_rate_hz"] == "ptbxl builder config '500hz'"
     assert facts("georgia", None, 12)["sampling_rate_hz"] == 500  # the Challenge 2020 builder class
     cinc = facts("cinc2017", "9s", 1)
-    assert cinc["sampling_rate_hz"] == 300 and cinc["lead_names"] is None and cinc["units"] is None
+    assert cinc["sampling_rate_hz"] == 300 and cinc["lead_names"] is None
     synthetic = facts("synthetic_ecg", "tiny", 12)
     assert synthetic["sampling_rate_hz"] is None and synthetic["lead_names"] is None
-    assert synthetic["sources"] == {"sampling_rate_hz": None, "lead_names": None, "units": None}
-    assert facts("synthetic_ecg", "tiny", 12, {"units": "mV"})["units"] == "mV"
+    assert synthetic["sources"]["sampling_rate_hz"] is None and synthetic["sources"]["lead_names"] is None
+    filled = facts("synthetic_ecg", "tiny", 12, {"sampling_rate_hz": 100})
+    assert filled["sampling_rate_hz"] == 100 and filled["sources"]["sampling_rate_hz"] == "export flag --sampling_rate"
     with pytest.raises(ExportError, match=r"--sampling_rate=100 contradicts ptbxl builder config '500hz'"):
         facts("ptbxl", "500hz", 12, {"sampling_rate_hz": 100})
+    with pytest.raises(ExportError, match=r"--units=uV contradicts cinc2017 builder module constant UNITS"):
+        facts("cinc2017", "9s", 1, {"units": "uV"})
     with pytest.raises(ExportError, match=r"names 12 leads .* the model takes 1"):
         facts("ptbxl", "100hz", 1)
+
+
+# What each builder stores (checked against the headers of the real archives in ../shared/data where they exist).
+DECLARED_UNITS = {
+    "ptbxl": ("mV", "ptbxl builder module constant UNITS"),
+    "cinc2017": ("mV", "cinc2017 builder module constant UNITS"),
+    "mitbih_arrhythmia": ("mV", "mitbih_arrhythmia builder module constant UNITS"),
+    "cpsc2018": ("mV", "cpsc2018 builder class Builder.UNITS"),
+    "georgia": ("mV", "georgia builder class Builder.UNITS"),
+    "synthetic_ecg": ("arbitrary units", "synthetic_ecg builder module constant UNITS"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECLARED_UNITS))
+def test_every_builder_declares_its_units(name, tmp_path):
+    """The units each builder declares (UNITS beside SAMPLING_RATE / LEADS) reach the export's facts."""
+    from erts_tf.data import registry
+    from export.dataset_facts import dataset_facts
+
+    assert set(registry.names()) == set(DECLARED_UNITS)  # a new builder must declare its units too
+    builder = registry.builder(name, data_dir=str(tmp_path))
+    facts = dataset_facts(builder, builder.info.features["signal"].shape[-1])
+    assert (facts["units"], facts["sources"]["units"]) == DECLARED_UNITS[name]
 
 
 def test_export_cli_rejects_lead_names_that_do_not_fit(exported):

@@ -2,7 +2,8 @@
 
 Labels from ``REFERENCE.csv`` (``REFERENCE-v3.csv`` when present): N normal,
 A atrial fibrillation, O other rhythm, ~ noisy. ``~`` stays a class and is
-also exposed as ``is_noisy``. Records (9-61 s) are cropped (from the start) or
+also exposed as ``is_noisy``. Signals are in millivolts (the ``.mat`` files'
+adu divided by their gain, 1000 adu/mV). Records (9-61 s) are cropped (from the start) or
 zero-padded (at the end) to the config's length; ``num_samples`` keeps the
 original length. Stratified 80/10/10 split, seed 42 (records sorted by name).
 """
@@ -21,6 +22,7 @@ from erts_tf.data.physionet import builder_base, features, manual_download, read
 CLASSES = ("N", "A", "O", "~")
 SAMPLING_RATE = 300
 GAIN = 1000.0  # adu per mV, as in the Challenge's headers
+UNITS = "mV"  # of the stored signal: the .mat's adu divided by GAIN
 SPLIT_SEED = 42
 
 SOURCE = manual_download.Source(

@@ -32,6 +32,7 @@ AAMI = {
     **dict.fromkeys("/fQ", "Q"),
 }
 SAMPLING_RATE = 360
+UNITS = "mV"  # physical units of the signal as wfdb reads it; records in other units are an error
 DS1 = (
     "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122",
     "124", "201", "203", "205", "207", "208", "209", "215", "220", "223", "230",
@@ -128,6 +129,7 @@ class Builder(builder_base.PhysioNetBuilder):
 
         try:
             signal, record = readers.read_wfdb(root / name)
+            readers.check_units(record.units, UNITS, name)
             readers.check_signal(signal, name)
         except readers.RecordError as err:
             # A de Chazal split is defined by its records: a bad record is an error, not a skip.

@@ -6,7 +6,8 @@ record's statements with ``diagnostic == 1`` in ``scp_statements.csv``
 (likelihood 0 still counts, ties go to the first code in the record's
 ``scp_codes`` order, records with no diagnostic statement become NORM). Also
 the multi-hot of all diagnostic superclasses, the signal-quality flags and
-the official folds (1-8 train, 9 validation, 10 test).
+the official folds (1-8 train, 9 validation, 10 test). Signals are in
+millivolts, as ``wfdb`` reads them (every PTB-XL header declares mV).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from erts_tf.data.physionet import builder_base, features, manual_download, read
 
 SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+UNITS = "mV"  # physical units of the signal as wfdb reads it; records in other units are skipped
 QUALITY_FLAGS = ("baseline_drift", "static_noise", "burst_noise", "electrodes_problems")
 FOLD_TO_SPLIT = {**{f: "train" for f in range(1, 9)}, 9: "validation", 10: "test"}
 
@@ -190,6 +192,7 @@ class Builder(builder_base.PhysioNetBuilder):
             signal, header = readers.read_wfdb(root / record)
             if header.fs != config.sampling_rate:
                 raise readers.RecordError(f"{record}.hea declares {header.fs} Hz, expected {config.sampling_rate}")
+            readers.check_units(header.units, UNITS, record)
             signal = readers.order_leads(signal, header.sig_name, LEADS, record)
             if signal.shape[0] != config.length:
                 raise readers.RecordError(

@@ -122,11 +122,14 @@ class Challenge2020Builder(PhysioNetBuilder, skip_registration=True):
     """PhysioNet/CinC Challenge 2020 release of a 12-lead database (WFDB header + MATLAB v4 ``val``).
 
     Subclasses set ``SOURCE``, ``RECORD_REGEX``, ``VERSION``, ``RELEASE_NOTES``,
-    ``MANUAL_DOWNLOAD_INSTRUCTIONS``, ``BUILDER_CONFIGS``.
+    ``MANUAL_DOWNLOAD_INSTRUCTIONS``, ``BUILDER_CONFIGS``. The signal is in
+    ``UNITS``: the ``val`` samples converted with each lead's gain and
+    baseline, from headers that declare these units (others are skipped).
     """
 
     RECORD_REGEX: str
     SAMPLING_RATE = 500
+    UNITS = "mV"
     SPLIT_SEED = 42
 
     def _example_features(self) -> dict:
@@ -140,12 +143,13 @@ class Challenge2020Builder(PhysioNetBuilder, skip_registration=True):
         }
 
     def _read_header(self, hea: pathlib.Path):
-        """The header of ``<record>.hea``, checked: 12 leads at ``SAMPLING_RATE``."""
+        """The header of ``<record>.hea``, checked: 12 leads at ``SAMPLING_RATE`` in ``UNITS``."""
         header = readers.read_header(hea.with_suffix(""))
         if header.n_sig != 12:
             raise readers.RecordError(f"wrong lead count: {hea} declares {header.n_sig} leads, expected 12")
         if header.fs != self.SAMPLING_RATE:
             raise readers.RecordError(f"{hea} declares {header.fs} Hz, expected {self.SAMPLING_RATE} Hz")
+        readers.check_units(header.units, self.UNITS, hea.stem)
         return header
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):

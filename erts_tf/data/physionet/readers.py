@@ -132,6 +132,12 @@ def read_mat_signal(mat_path: pathlib.Path, header, record: str) -> np.ndarray:
     return ((matrix.astype(np.float64) - baseline[:, None]) / gain[:, None]).T.astype(np.float32)
 
 
+def check_units(units: Sequence[str], expected: str, record: str) -> None:
+    """Leads whose header declares physical units other than ``expected`` -> :class:`RecordError`."""
+    other = sorted({str(u) for u in units} - {expected})
+    if other:
+        raise RecordError(f"record {record}: leads in {', '.join(other)}, expected {expected}")
+
 def check_signal(signal: np.ndarray, record: str) -> None:
     """NaN/inf samples or a completely flat record (every lead constant) -> :class:`RecordError`."""
     bad = int(np.size(signal) - np.count_nonzero(np.isfinite(signal)))
