@@ -79,16 +79,7 @@ def _read_mat(stem: pathlib.Path, header) -> np.ndarray:
     files = sorted(set(header.file_name))
     if len(files) != 1:
         raise readers.RecordError(f"{stem}.hea names {len(files)} MATLAB files ({', '.join(files)}), expected one")
-    file_name = files[0]
-    matrix = readers.read_mat(stem.parent / file_name)
-    if matrix.shape != (header.n_sig, header.sig_len):
-        raise readers.RecordError(f"{stem.parent / file_name} holds {matrix.shape[0]} x {matrix.shape[1]} values, "
-                                    f"{stem.name}.hea declares {header.n_sig} leads x {header.sig_len} samples")
-    gain = np.asarray(header.adc_gain, np.float64)
-    if np.any(gain <= 0):
-        raise readers.RecordError(f"{stem}.hea has a non-positive ADC gain: {header.adc_gain}")
-    baseline = np.asarray(header.baseline, np.float64)
-    return ((matrix.astype(np.float64) - baseline[:, None]) / gain[:, None]).T.astype(np.float32)
+    return readers.read_mat_signal(stem.parent / files[0], header, str(stem))
 
 
 def read_record(stem: pathlib.Path) -> Record:
