@@ -189,20 +189,18 @@ def _variant_overrides(args, name, seed, records) -> dict:
     return overrides
 
 
-def _test_probs(args, run_dir, data):
-    """Test-split class probabilities of the restored best weights (as the run scored them)."""
-    from erts_tf import inference, models
+def _test_probs(run_dir, data):
+    """Test-split class probabilities of the run's saved model (its best weights, as the run scored them)."""
+    from erts_tf import inference, run_folder
 
-    backbone = models.build(args.model, data.train.input_shape, len(data.train.class_names))
-    backbone.load_weights(os.path.join(run_dir, "best.weights.h5"))
-    return inference.predict_probs(backbone, data.test.signal, 256)
+    return inference.predict_probs(run_folder.load_model(run_dir), data.test.signal, 256)
 
 
 def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:
     import keras
     import numpy as np
 
-    from erts_tf import bootstrap, metrics
+    from erts_tf import bootstrap, metrics, run_folder
     from erts_tf.training import run
 
     name = name or mode
@@ -212,7 +210,7 @@ def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:
     gc.collect()
     with common.Meter() as meter:
         summary = run.run(config, data)
-    probs = _test_probs(args, run_dir, data)
+    probs = _test_probs(run_dir, data)
     check = metrics.classification_metrics(data.test.label, probs, data.test.class_names)["macro_f1"]
     if abs(check - summary["test"]["macro_f1"]) > 1e-6:
         print(f"warning: recomputed test macro-F1 {check:.4f} != run's {summary['test']['macro_f1']:.4f}", flush=True)
@@ -236,7 +234,7 @@ def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:
         "test_pred": np.argmax(probs, axis=-1).astype(int).tolist(),
     }
     if not args.keep_runs:
-        keep = ("summary.json", "audit.csv", "config.json")
+        keep = (run_folder.SUMMARY, run_folder.AUDIT, run_folder.CONFIG)
         for entry in os.listdir(run_dir):
             path = os.path.join(run_dir, entry)
             if entry not in keep:

@@ -23,15 +23,12 @@ returns (and writes) the dict.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 
 import numpy as np
 
-from erts_tf import cli
+from erts_tf import cli, run_data, run_folder
 
-SPLITS = ("train", "validation", "test")
 # Multi-hot features of the datasets, aligned with the label's class names.
 MULTI_LABEL_FEATURES = ("superclasses", "multi_hot")
 SINGLE_LABEL_NOTE = (
@@ -45,42 +42,8 @@ class EvaluateError(Exception):
     """The run or the data cannot be evaluated (message is for the user)."""
 
 
-def load_run_config(run_dir: str, data_dir: str | None = None):
-    """The ``RunConfig`` saved in ``<run_dir>/config.json`` (``data_dir`` replaces the saved one)."""
-    from erts_tf.training.config import RunConfig
-
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isdir(run_dir):
-        raise EvaluateError(f"--run_dir={run_dir}: no such folder")
-    if not os.path.isfile(path):
-        raise EvaluateError(f"{path} does not exist: {run_dir} is not a run folder")
-    with open(path) as f:
-        saved = json.load(f)
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    config = RunConfig(**{k: v for k, v in saved.items() if k in known})
-    return dataclasses.replace(config, data_dir=data_dir) if data_dir else config
-
-
-def load_model(run_dir: str):
-    """The backbone saved as ``<run_dir>/model.keras``: z-scored ``(batch, time, leads)`` -> logits."""
-    path = os.path.join(run_dir, "model.keras")
-    if not os.path.isfile(path):
-        raise EvaluateError(f"{path} does not exist: the run did not finish (no model.keras)")
-    import keras
-
-    from erts_tf import models  # noqa: F401  (registers the custom layers of every backbone)
-
-    return keras.models.load_model(path, compile=False)
-
-
-def prepare_builder(config):
-    """The prepared TFDS builder of the run's dataset (``EvaluateError`` naming the dataset)."""
-    from erts_tf.data import pipeline
-
-    try:
-        return pipeline.prepare(config.dataset, config.dataset_config, config.data_dir, config.manual_dir)
-    except (FileNotFoundError, ValueError, KeyError, AssertionError) as error:
-        raise EvaluateError(f"dataset {config.dataset!r}: {error}".splitlines()[0]) from error
+# What ``evaluate`` raises with a message for the user: a command that evaluates catches these.
+ERRORS = (run_folder.RunFolderError, run_data.DataError, EvaluateError)
 
 
 def read_feature(builder, split: str, name: str) -> np.ndarray:
@@ -106,7 +69,7 @@ def multi_hot_feature(builder, n_classes: int) -> str | None:
 
 
 def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 0, data_dir: str | None = None,
-             batch_size: int = 64, write: bool = True, arrays=None) -> dict:
+             batch_size: int = 64, write: bool = True) -> dict:
     """Scores ``<run_dir>/model.keras`` on ``split``; writes ``<run_dir>/eval_<split>.json``; returns the dict.
 
     Args:
@@ -117,23 +80,24 @@ def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 
       data_dir: TFDS data dir, if not the one saved in the run's config.
       batch_size: prediction batch size.
       write: write the JSON file.
-      arrays: the split's ``SplitArrays`` if the caller has them (e.g. right after
-        training); otherwise the split is decoded from the run's dataset.
+
+    The split is decoded as the run's training decoded it (``run_data.load_split``:
+    without the classes of its ``--exclude_classes``).
+
+    Raises:
+      RunFolderError: no run folder, or no ``model.keras`` in it.
+      DataError: the run's dataset cannot be prepared or decoded.
+      EvaluateError: an unknown or empty split, or signals the model does not take.
     """
-    if split not in SPLITS:
-        raise EvaluateError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    config = load_run_config(run_dir, data_dir)
-    backbone = load_model(run_dir)
+    if split not in run_data.SPLITS:
+        raise EvaluateError(f"unknown split {split!r}; choose one of {', '.join(run_data.SPLITS)}")
+    config = run_folder.read_config(run_dir, data_dir)
+    backbone = run_folder.load_model(run_dir)
     from erts_tf import bootstrap as bootstrap_lib  # imported late: a bad --run_dir fails fast
     from erts_tf import inference, metrics
-    from erts_tf.data import pipeline
 
-    builder = prepare_builder(config)
-    if arrays is None:
-        try:
-            arrays = pipeline.load_split(builder, split)
-        except ValueError as error:
-            raise EvaluateError(str(error)) from error
+    builder = run_data.prepare_builder(config)
+    arrays = run_data.load_split(builder, config, split)
     if arrays.n == 0:
         raise EvaluateError(f"{config.dataset}/{split} is empty")
     expected = tuple(backbone.inputs[0].shape[1:])
@@ -167,15 +131,11 @@ def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 
         if rounds > 0:
             result["multilabel"]["bootstrap"] = bootstrap_lib.multilabel_bootstrap(
                 targets, probs, names, rounds, seed, threshold=None)
-    summary_path = os.path.join(run_dir, "summary.json")
-    if os.path.isfile(summary_path):
-        with open(summary_path) as f:
-            trained = json.load(f).get(split)
-        if trained and "macro_f1" in trained:
-            result["training_summary_macro_f1"] = trained["macro_f1"]
+    trained = (run_folder.read_summary(run_dir) or {}).get(split)
+    if trained and "macro_f1" in trained:
+        result["training_summary_macro_f1"] = trained["macro_f1"]
     if write:
-        with open(os.path.join(run_dir, f"eval_{split}.json"), "w") as f:
-            json.dump(result, f, indent=1)
+        run_folder.write_json(run_dir, run_folder.eval_name(split), result)
     return result
 
 
@@ -226,7 +186,7 @@ def _define_flags():
     from absl import flags
 
     flags.DEFINE_string("run_dir", None, "Folder of a finished run (config.json, model.keras).")
-    flags.DEFINE_enum("split", "test", list(SPLITS), "Split to score.")
+    flags.DEFINE_enum("split", "test", list(run_data.SPLITS), "Split to score.")
     flags.DEFINE_integer("bootstrap", 1000, "Bootstrap rounds for the 95% intervals (0: none).")
     flags.DEFINE_integer("seed", 0, "Seed of the bootstrap resampling.")
     flags.DEFINE_integer("batch_size", 64, "Prediction batch size.")
@@ -247,10 +207,10 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)  # TFDS logs every dataset it opens at INFO
     try:
         result = evaluate(f.run_dir, f.split, f.bootstrap, f.seed, f.data_dir, f.batch_size)
-    except EvaluateError as error:
+    except ERRORS as error:
         cli.exit_with_error(str(error))
     print(table(result))
-    print(f"wrote {os.path.join(f.run_dir, 'eval_' + f.split + '.json')}")
+    print(f"wrote {run_folder.path(f.run_dir, run_folder.eval_name(f.split))}")
 
 
 if __name__ == "__main__":

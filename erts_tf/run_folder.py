@@ -1,13 +1,17 @@
-"""The layout of a run folder (``--output_dir``): what a run writes there, and only that.
+"""The layout of a run folder (``--output_dir``): what a run writes there, and only that, and how to read it back.
 
 A folder is an erts-tf run folder when it holds ``config.json``, ``progress.json``
 or ``summary.json``. ``--overwrite`` removes only the entries listed here, never
-anything else a user keeps in the folder.
+anything else a user keeps in the folder. Every command that reads a run
+(evaluate, report, export, benchmarks) reads it through the loaders here:
+``read_config``, ``read_summary``, ``read_eval``, ``load_model``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import json
 import os
 import shutil
 
@@ -22,16 +26,31 @@ LOGS = "logs"
 CHECKPOINTS = "checkpoints"
 EXPORT = "export"
 REPORT = "report.md"
-REPORT_PLOTS = ("kept_fraction.png", "cost_vs_f1.png", "gradcam_validation.png")
-EVAL_GLOB = "eval_*.json"
+KEPT_FRACTION_PLOT = "kept_fraction.png"
+COST_PLOT = "cost_vs_f1.png"
+GRADCAM_PLOT = "gradcam_validation.png"
+REPORT_PLOTS = (KEPT_FRACTION_PLOT, COST_PLOT, GRADCAM_PLOT)
+
+
+def eval_name(split: str) -> str:
+    """The file ``erts_tf.evaluate`` writes for ``split``: ``eval_<split>.json``."""
+    return f"eval_{split}.json"
+
+
+EVAL_GLOB = eval_name("*")
 
 MARKERS = (CONFIG, PROGRESS, SUMMARY)
 _FILES = (CONFIG, PROGRESS, PROGRESS + ".tmp", SUMMARY, RESUMES, AUDIT, BEST_WEIGHTS, MODEL, REPORT, *REPORT_PLOTS)
 _FOLDERS = (LOGS, CHECKPOINTS, EXPORT)
 
 
-def path(run_dir: str, name: str) -> str:
-    return os.path.join(run_dir, name)
+class RunFolderError(Exception):
+    """A folder does not hold the part of a run that a command needs (message is for the user)."""
+
+
+def path(run_dir: str, *names: str) -> str:
+    """``run_dir/names...``: ``path(out, SUMMARY)``, ``path(out, LOGS, "validation")``."""
+    return os.path.join(run_dir, *names)
 
 
 def is_run_folder(run_dir: str) -> bool:
@@ -59,3 +78,63 @@ def remove_run_outputs(run_dir: str) -> list[str]:
         else:
             os.remove(p)
     return removed
+
+
+def write_json(run_dir: str, name: str, value) -> str:
+    """Writes ``value`` as ``run_dir/name`` (JSON, indent 1); returns the path."""
+    target = path(run_dir, name)
+    with open(target, "w") as f:
+        json.dump(value, f, indent=1)
+    return target
+
+
+def read_json(run_dir: str, name: str):
+    """The JSON value of ``run_dir/name``; None if the file does not exist."""
+    source = path(run_dir, name)
+    if not os.path.isfile(source):
+        return None
+    with open(source) as f:
+        return json.load(f)
+
+
+def read_config_json(run_dir: str) -> dict:
+    """The run's settings as saved in ``config.json`` (``RunFolderError`` without the folder or the file)."""
+    if not os.path.isdir(run_dir):
+        raise RunFolderError(f"--run_dir={run_dir}: no such folder")
+    saved = read_json(run_dir, CONFIG)
+    if saved is None:
+        raise RunFolderError(f"{path(run_dir, CONFIG)} does not exist: {run_dir} is not a run folder")
+    return saved
+
+
+def read_config(run_dir: str, data_dir: str | None = None):
+    """The ``RunConfig`` of ``config.json``: keys it does not know are ignored; ``data_dir`` replaces the saved one."""
+    from erts_tf.training.config import RunConfig
+
+    saved = read_config_json(run_dir)
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    config = RunConfig(**{k: v for k, v in saved.items() if k in known})
+    return dataclasses.replace(config, data_dir=data_dir) if data_dir else config
+
+
+def read_summary(run_dir: str) -> dict | None:
+    """``summary.json`` of a finished run; None while the run has not finished."""
+    return read_json(run_dir, SUMMARY)
+
+
+def read_eval(run_dir: str, split: str) -> dict | None:
+    """``eval_<split>.json`` (``erts_tf.evaluate``'s result); None if the split was not evaluated."""
+    return read_json(run_dir, eval_name(split))
+
+
+def load_model(run_dir: str):
+    """The backbone saved as ``model.keras`` (best validation weights): z-scored ``(batch, time, leads)`` -> logits
+    ``(batch, n_classes)``. ``RunFolderError`` if the run did not finish."""
+    source = path(run_dir, MODEL)
+    if not os.path.isfile(source):
+        raise RunFolderError(f"{source} does not exist: the run did not finish (no {MODEL})")
+    import keras
+
+    from erts_tf import models  # noqa: F401  (registers the custom layers of every backbone)
+
+    return keras.models.load_model(source, compile=False)

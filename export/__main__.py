@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags, logging
 
-from erts_tf import cli, run_folder
+from erts_tf import cli, run_data, run_folder
 from export import layout  # neither imports TensorFlow: flag errors stay fast
 
 
@@ -26,7 +26,7 @@ def _define_flags():
     flags.DEFINE_string("run_dir", None, "Folder of a finished run (config.json, model.keras).")
     flags.DEFINE_string("out", None, "Output folder (default <run_dir>/export).")
     flags.DEFINE_integer("opset", 17, "ONNX opset for tf2onnx.")
-    flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split whose raw records the parity checks use.")
+    flags.DEFINE_enum("split", "test", list(run_data.SPLITS), "Split whose raw records the parity checks use.")
     flags.DEFINE_integer("n_samples", 64, "Number of raw records in the parity check against Keras.")
     flags.DEFINE_float("tolerance", 1e-4, "Largest accepted |probability difference| to the Keras model.")
     flags.DEFINE_string("data_dir", None, "TFDS data dir, if not the one saved in the run's config.json.")
@@ -80,7 +80,7 @@ def variants_table(variants: dict) -> str:
 
 
 def main(argv):
-    from erts_tf.evaluate import EvaluateError
+    from erts_tf import evaluate
     from export.errors import ExportError
     from export.run import export_run
 
@@ -92,7 +92,7 @@ def main(argv):
     try:
         result = export_run(f.run_dir, f.out, f.opset, f.split, f.n_samples, f.data_dir, f.tolerance, f.variants,
                             f.calibration_samples, facts, latency_rounds=f.latency_rounds, threads=f.threads)
-    except (EvaluateError, ExportError) as error:
+    except (*evaluate.ERRORS, ExportError) as error:
         cli.exit_with_error(str(error))
     print(table(result))
     print(variants_table(result["metadata"]["variants"]))

@@ -32,6 +32,7 @@ import importlib.metadata
 import json
 import os
 
+from erts_tf import run_folder
 from export import layout
 
 FORMAT = "erts-tf model metadata 1"
@@ -61,13 +62,6 @@ def erts_tf_version() -> str:
         return importlib.metadata.version("erts-tf")
     except importlib.metadata.PackageNotFoundError:
         return "unknown (erts-tf not installed)"
-
-
-def _read_json(path: str) -> dict | None:
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
 
 
 def input_section(input_shape, facts: dict) -> dict:
@@ -103,7 +97,7 @@ def selection_section(config: dict, summary: dict | None) -> dict:
     """Mode, level and the cost ledger's totals (``None`` without ``summary.json``)."""
     return {"mode": config["mode"], "level": config["level"],
             "cost": summary["cost"] if summary else None,
-            "note": None if summary else "no summary.json in the run folder: the training cost is unknown"}
+            "note": None if summary else f"no {run_folder.SUMMARY} in the run folder: the training cost is unknown"}
 
 
 def metrics_section(evaluation: dict) -> dict:
@@ -136,12 +130,11 @@ def metrics_section(evaluation: dict) -> dict:
 
 def audit_section(run_dir: str, n_epochs: int, n_train: int | None, top: int = AUDIT_TOP) -> dict:
     """The training records dropped as unreliable (``low_focus``), from ``audit.csv``."""
-    from erts_tf import run_folder
     from erts_tf.report import audit_summary
 
     path = run_folder.path(run_dir, run_folder.AUDIT)
     if not os.path.isfile(path):
-        return {"available": False, "note": "no audit.csv in the run folder"}
+        return {"available": False, "note": f"no {run_folder.AUDIT} in the run folder"}
     audit = audit_summary.read_audit(path)
     records = audit_summary.low_focus_records(audit, n_epochs, top=None)
     breakdown = audit_summary.extras_breakdown(audit)
@@ -174,9 +167,7 @@ def build_metadata(run_dir: str, config: dict, class_names: list[str], input_sha
       parity: ``check_parity``'s result (with ``split``, ``dataset``, ``onnx_opset``).
       variants: ``{variant: {...}}`` of every ONNX file (``export.variants``).
     """
-    from erts_tf import run_folder
-
-    summary = _read_json(run_folder.path(run_dir, run_folder.SUMMARY))
+    summary = run_folder.read_summary(run_dir)
     n_epochs = len(summary["epochs"]) if summary else int(config.get("epochs", 0))
     return {
         "format": FORMAT,
@@ -241,4 +232,5 @@ def read_saved_model_metadata(saved_model_dir: str) -> dict:
     if not os.path.isfile(path):
         raise ValueError(f"{saved_model_dir} carries no erts-tf metadata ({path} does not exist); "
                          "export the run with `python -m export`")
-    return _read_json(path)
+    with open(path) as f:
+        return json.load(f)

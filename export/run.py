@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from erts_tf import run_folder
-from erts_tf.evaluate import evaluate, load_model, load_run_config, prepare_builder
+from erts_tf import run_data, run_folder
+from erts_tf.evaluate import evaluate
 from export import layout
 from export.card import write_card
 from export.dataset_facts import dataset_facts
@@ -19,19 +19,11 @@ from export.parity import DEFAULT_TOLERANCE, check_parity, raw_records
 from export.variants import make_variants
 
 DEFAULT_CALIBRATION_SAMPLES = 128
-SPLITS = ("train", "validation", "test")
-
-
-def _read_json(path: str) -> dict | None:
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
 
 
 def saved_or_new_evaluation(run_dir: str, data_dir: str | None, seed: int) -> dict:
     """The run's ``eval_test.json``; computed (and written) by ``erts_tf.evaluate`` if the run has none."""
-    saved = _read_json(run_folder.path(run_dir, "eval_test.json"))
+    saved = run_folder.read_eval(run_dir, "test")
     return saved if saved is not None else evaluate(run_dir, "test", rounds=1000, seed=seed, data_dir=data_dir)
 
 
@@ -97,14 +89,16 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
       The parity dict (also in ``parity.json``), with the written metadata under ``"metadata"``.
 
     Raises:
-      EvaluateError: an unusable run folder or dataset.
+      RunFolderError: no run folder, or no ``model.keras`` in it.
+      DataError: the run's dataset cannot be prepared or decoded.
+      EvaluateError: the test split cannot be evaluated (a run without ``eval_test.json``).
       ExportError: signal facts that contradict the dataset, or class names that do not fit the model.
     """
     out_dir = out_dir or run_folder.path(run_dir, run_folder.EXPORT)
-    config = load_run_config(run_dir, data_dir)
-    backbone = load_model(run_dir)
-    summary = _read_json(run_folder.path(run_dir, run_folder.SUMMARY))
-    builder = prepare_builder(config)
+    config = run_folder.read_config(run_dir, data_dir)
+    backbone = run_folder.load_model(run_dir)
+    summary = run_folder.read_summary(run_dir)
+    builder = run_data.prepare_builder(config)
     input_shape = tuple(int(d) for d in backbone.inputs[0].shape[1:])
     signal_facts = dataset_facts(builder, input_shape[-1], facts)
     names = class_names(summary, builder, int(backbone.outputs[0].shape[-1]))
@@ -131,17 +125,15 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
     with open(layout.path(out_dir, layout.PARITY), "w") as f:
         json.dump(parity, f, indent=1)
 
-    split_sizes = summary["dataset"] if summary else {s: builder.info.splits[s].num_examples for s in SPLITS}
-    split_sizes = {s: int(split_sizes[s]) for s in SPLITS}
+    split_sizes = summary["dataset"] if summary else {s: builder.info.splits[s].num_examples for s in run_data.SPLITS}
+    split_sizes = {s: int(split_sizes[s]) for s in run_data.SPLITS}
     calibration = raw_records(builder, "train", calibration_samples,
                               every=max(1, split_sizes["train"] // calibration_samples))
     measured = make_variants(out_dir, variants, calibration["signal"], test.signal, test.label, names,
                              candidates_dir, latency_rounds, threads)
     measured["parity_records"] = {"dataset": config.dataset, "split": split, "n": test.n}
-    with open(run_folder.path(run_dir, run_folder.CONFIG)) as f:
-        config_json = json.load(f)
-    metadata = build_metadata(run_dir, config_json, names, input_shape, signal_facts, split_sizes, evaluation, parity,
-                              measured)
+    metadata = build_metadata(run_dir, run_folder.read_config_json(run_dir), names, input_shape, signal_facts,
+                              split_sizes, evaluation, parity, measured)
     write_metadata(metadata, out_dir, measured["files"])
     write_card(metadata, layout.path(out_dir, layout.CARD))
     return {**parity, "metadata": metadata}

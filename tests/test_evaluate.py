@@ -157,3 +157,20 @@ def test_evaluate_reports_multilabel_auroc_on_ptbxl_dummy(tmp_path):
     assert multilabel["n"] == result["metrics"]["n"] == n_train
     assert set(multilabel["per_class_auroc"]) == set(result["classes"])
     assert multilabel["bootstrap"]["macro_auroc"]["point"] == pytest.approx(multilabel["macro_auroc"], abs=1e-12)
+
+
+def test_evaluate_scores_a_run_without_its_excluded_classes(tmp_path, tfds_dir, tiny_data):
+    """A run trained with --exclude_classes=af is scored on the other classes, numbered as its model numbers them."""
+    import keras
+
+    from erts_tf import evaluate, models
+
+    names = [n for n in tiny_data.test.class_names if n != "af"]
+    (tmp_path / "config.json").write_text(json.dumps({
+        "output_dir": str(tmp_path), "dataset_config": "tiny", "data_dir": tfds_dir, "model": "tiny_cnn",
+        "exclude_classes": "af"}))
+    keras.utils.set_random_seed(0)
+    models.build("tiny_cnn", (1000, 12), len(names)).save(tmp_path / "model.keras")
+    result = evaluate.evaluate(str(tmp_path), "test", rounds=0, write=False)
+    assert result["classes"] == names and list(result["metrics"]["per_class"]) == names
+    assert result["metrics"]["n"] == int((tiny_data.test.label != tiny_data.test.class_names.index("af")).sum())

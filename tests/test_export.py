@@ -24,7 +24,7 @@ def _check_parity(parity, n):
 
 def test_export_cli_on_trained_resnet1d(trained_run, tmp_path):
     """``python -m export`` on the trained run; then every artefact against Keras on edge-case inputs."""
-    from erts_tf.evaluate import load_model
+    from erts_tf.run_folder import load_model
     from export.onnx_export import onnx_predict
     from export.parity import keras_reference
     from export.serving import saved_model_predict
@@ -89,7 +89,7 @@ def test_export_2d_backbone_matches_keras(name, trained_run, tiny_data, tmp_path
     """A 2-D backbone (lead image inside the model), untrained but with calibrated batch-norm statistics."""
     import keras
 
-    from erts_tf.evaluate import load_model
+    from erts_tf.run_folder import load_model
     from export.parity import keras_reference
     from export.run import export_run
 

@@ -115,12 +115,12 @@ def test_extras_breakdown_shares():
 def test_tensorboard_extras_writes_histograms_and_images(trained_run, tiny_data, tmp_path):
     import tensorflow as tf
 
-    from erts_tf.evaluate import load_run_config
+    from erts_tf import run_folder
     from erts_tf.training import run
     from erts_tf.training.tensorboard_extras import TensorBoardExtras
 
-    model = run.build_model(load_run_config(trained_run), tiny_data)
-    model.backbone.load_weights(os.path.join(trained_run, "best.weights.h5"))
+    model = run.build_model(run_folder.read_config(trained_run), tiny_data)
+    model.backbone.load_weights(run_folder.path(trained_run, run_folder.BEST_WEIGHTS))
     state = model.state
     n = state.n
     rng = np.random.default_rng(0)

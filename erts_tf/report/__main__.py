@@ -40,7 +40,7 @@ def main(argv):
         cli.exit_with_error("give at least one run folder: python -m erts_tf.report RUN_DIR [RUN_DIR ...] [--out=DIR]")
     if len(run_dirs) > 1 and not f.out:
         cli.exit_with_error("several runs: pass --out=DIR for the comparison")
-    from erts_tf.evaluate import EvaluateError
+    from erts_tf import evaluate
     from erts_tf.report import report
 
     try:
@@ -56,7 +56,7 @@ def main(argv):
         if f.per_run:
             for run_dir in run_dirs:
                 print(f"wrote {report.write_run_report(run_dir, None, f.top, f.gradcam_examples)}")
-    except (report.ReportError, EvaluateError) as error:
+    except (report.ReportError, *evaluate.ERRORS) as error:
         cli.exit_with_error(str(error))
 
 

@@ -22,9 +22,9 @@ ledger carried it, from the TensorBoard events in ``logs/validation``.
 from __future__ import annotations
 
 import glob
-import json
 import os
 
+from erts_tf import run_folder
 from erts_tf.report import audit_summary, plots
 
 
@@ -32,21 +32,14 @@ class ReportError(Exception):
     """A run folder cannot be reported (message is for the user)."""
 
 
-def _read_json(path: str) -> dict | None:
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def load_run(run_dir: str) -> dict:
     """``{"summary", "eval_test"}`` of a finished run (``ReportError`` if it has no ``summary.json``)."""
     if not os.path.isdir(run_dir):
         raise ReportError(f"{run_dir}: no such folder")
-    summary = _read_json(os.path.join(run_dir, "summary.json"))
+    summary = run_folder.read_summary(run_dir)
     if summary is None:
-        raise ReportError(f"{os.path.join(run_dir, 'summary.json')} does not exist: the run did not finish")
-    return {"summary": summary, "eval_test": _read_json(os.path.join(run_dir, "eval_test.json"))}
+        raise ReportError(f"{run_folder.path(run_dir, run_folder.SUMMARY)} does not exist: the run did not finish")
+    return {"summary": summary, "eval_test": run_folder.read_eval(run_dir, "test")}
 
 
 def tensorboard_scalars(log_dir: str, tag: str) -> dict[int, float]:
@@ -67,7 +60,7 @@ def validation_f1(run_dir: str, epochs: list[dict]) -> list[float | None]:
     """Validation macro-F1 after each ledger epoch: the ledger's ``val_macro_f1``, else TensorBoard's."""
     if epochs and all("val_macro_f1" in e for e in epochs):
         return [e["val_macro_f1"] for e in epochs]
-    from_events = tensorboard_scalars(os.path.join(run_dir, "logs", "validation"), "epoch_macro_f1")
+    from_events = tensorboard_scalars(run_folder.path(run_dir, run_folder.LOGS, "validation"), "epoch_macro_f1")
     return [e.get("val_macro_f1", from_events.get(int(e["epoch"]))) for e in epochs]
 
 
@@ -97,14 +90,13 @@ def gradcam_overlay_png(run_dir: str, path: str, n_examples: int | None = None) 
 
     ``n_examples``: ECGs drawn (default: one per class present, at most 8).
     """
-    from erts_tf import evaluate, models
-    from erts_tf.data import pipeline
+    from erts_tf import models, run_data
     from erts_tf.explain.gradcam import cam_view
     from erts_tf.training.tensorboard_extras import example_ids, gradcam_maps
 
-    config = evaluate.load_run_config(run_dir)
-    backbone = evaluate.load_model(run_dir)
-    arrays = pipeline.load_split(evaluate.prepare_builder(config), "validation")
+    config = run_folder.read_config(run_dir)
+    backbone = run_folder.load_model(run_dir)
+    arrays = run_data.load_split(run_data.prepare_builder(config), config, "validation")
     cam_model = cam_view(backbone, models.get(config.model).target_layer)
     n_examples = n_examples or min(8, len(set(arrays.label.tolist())))
     ids = example_ids(arrays.label, n_examples)
@@ -139,10 +131,10 @@ def write_run_report(run_dir: str, out_dir: str | None = None, top: int = 20, gr
     val_f1 = validation_f1(run_dir, epochs)
 
     plots.save_png(plots.kept_fraction_figure(epochs, f"{name}: kept fraction per epoch"),
-                   os.path.join(out_dir, "kept_fraction.png"))
+                   run_folder.path(out_dir, run_folder.KEPT_FRACTION_PLOT))
     plots.save_png(plots.cost_vs_f1_figure(epochs, val_f1, summary["dataset"]["train"],
                                            f"{name}: validation macro-F1 vs cumulative cost (labels: epoch)"),
-                   os.path.join(out_dir, "cost_vs_f1.png"))
+                   run_folder.path(out_dir, run_folder.COST_PLOT))
 
     test_f1, low, high = test_f1_with_ci(run)
     ci = f"[{low:.4f}, {high:.4f}]" if low is not None else "(run `python -m erts_tf.evaluate` for a CI)"
@@ -183,9 +175,9 @@ def write_run_report(run_dir: str, out_dir: str | None = None, top: int = 20, gr
         "",
         "## Selection and cost",
         "",
-        "![kept fraction per epoch](kept_fraction.png)",
+        f"![kept fraction per epoch]({run_folder.KEPT_FRACTION_PLOT})",
         "",
-        "![validation macro-F1 vs cumulative cost](cost_vs_f1.png)",
+        f"![validation macro-F1 vs cumulative cost]({run_folder.COST_PLOT})",
         "",
         "| epoch | phase | kept fraction | backward | forward (score) | Grad-CAM | cumulative work | val macro-F1 | train s |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -198,11 +190,11 @@ def write_run_report(run_dir: str, out_dir: str | None = None, top: int = 20, gr
     if gradcam_examples is None or gradcam_examples > 0:
         lines += ["", "## Grad-CAM on validation ECGs", ""]
         try:
-            gradcam_overlay_png(run_dir, os.path.join(out_dir, "gradcam_validation.png"), gradcam_examples)
-            lines.append("![Grad-CAM overlays](gradcam_validation.png)")
+            gradcam_overlay_png(run_dir, run_folder.path(out_dir, run_folder.GRADCAM_PLOT), gradcam_examples)
+            lines.append(f"![Grad-CAM overlays]({run_folder.GRADCAM_PLOT})")
         except Exception as error:  # the figure is optional: a report without data still gets written
             lines.append(f"Skipped: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
-    path = os.path.join(out_dir, "report.md")
+    path = run_folder.path(out_dir, run_folder.REPORT)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
@@ -211,9 +203,9 @@ def write_run_report(run_dir: str, out_dir: str | None = None, top: int = 20, gr
 def audit_section(run_dir: str, n_epochs: int, top: int = 20) -> list[str]:
     """Markdown lines of the data-quality audit of ``<run_dir>/audit.csv``."""
     lines = ["## Data-quality audit: records dropped as unreliable", ""]
-    path = os.path.join(run_dir, "audit.csv")
+    path = run_folder.path(run_dir, run_folder.AUDIT)
     if not os.path.isfile(path):
-        return lines + ["No audit.csv in this run."]
+        return lines + [f"No {run_folder.AUDIT} in this run."]
     audit = audit_summary.read_audit(path)
     records = audit_summary.low_focus_records(audit, n_epochs, top)
     n_low = audit[(audit["decision"] == "dropped") & (audit["reason"] == audit_summary.UNRELIABLE)]["sample_id"].nunique()
@@ -286,8 +278,9 @@ def compare_runs(run_dirs: list[str], out_dir: str, evaluate_missing: bool = Tru
     os.makedirs(out_dir, exist_ok=True)
     plots.save_png(plots.comparison_figure([{**r, "label": f"{r['label']} ({r['mode']}/{r['level']})"} for r in rows]),
                    os.path.join(out_dir, "comparison.png"))
-    note = ("Test macro-F1 from `eval_test.json` (`python -m erts_tf.evaluate`), 95% percentile bootstrap interval "
-            "over the test split; runs without an interval had no `eval_test.json` and were not evaluated.")
+    evaluation = run_folder.eval_name("test")
+    note = (f"Test macro-F1 from `{evaluation}` (`python -m erts_tf.evaluate`), 95% percentile bootstrap interval "
+            f"over the test split; runs without an interval had no `{evaluation}` and were not evaluated.")
     text = "\n".join(["# Run comparison", "", comparison_markdown(rows), "", note, "",
                       "![test macro-F1 vs total work](comparison.png)", ""])
     path = os.path.join(out_dir, "comparison.md")

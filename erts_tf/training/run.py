@@ -9,7 +9,6 @@ benchmarks call it directly. Everything is written into ``config.output_dir``:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -20,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from erts_tf import evaluate, inference, metrics, models, run_folder
+from erts_tf import evaluate, inference, metrics, models, run_data, run_folder
 from erts_tf.data import augment, pipeline
 from erts_tf.selection.policies import PolicyConfig
 from erts_tf.selection.schedule import Schedule, revision_start
@@ -47,22 +46,12 @@ class Data:
 
 
 def load_data(config: RunConfig) -> Data:
-    """Prepares the dataset (building it if needed) and decodes the three splits."""
+    """Prepares the dataset (building it if needed) and decodes the three splits (``run_data``)."""
     try:
-        builder = pipeline.prepare(config.dataset, config.dataset_config, config.data_dir, config.manual_dir)
-    except (FileNotFoundError, ValueError, KeyError, AssertionError) as error:
-        raise RunError(f"dataset {config.dataset!r}: {error}") from error
-    splits = {s: pipeline.load_split(builder, s) for s in ("train", "validation", "test")}
-    names = tuple(n.strip() for n in config.exclude_classes.split(",") if n.strip())
-    if names:
-        try:
-            for split, arrays in splits.items():
-                splits[split] = pipeline.exclude_classes(arrays, names)
-                log.info("%s: left out %d samples of class(es) %s (--exclude_classes)", split,
-                         arrays.n - splits[split].n, ", ".join(names))
-        except ValueError as error:
-            raise RunError(str(error)) from error
-    return Data(splits["train"], splits["validation"], splits["test"])
+        builder = run_data.prepare_builder(config)
+        return Data(*(run_data.load_split(builder, config, split) for split in run_data.SPLITS))
+    except run_data.DataError as error:
+        raise RunError(str(error)) from error
 
 
 def _check_output_dir(config: RunConfig) -> None:
@@ -75,9 +64,9 @@ def _check_output_dir(config: RunConfig) -> None:
                            "refusing to delete anything in it")
         run_folder.remove_run_outputs(out)
     elif config.resume and not started:
-        raise RunError(f"--resume: {out} holds no unfinished run (no progress.json)")
+        raise RunError(f"--resume: {out} holds no unfinished run (no {run_folder.PROGRESS})")
     elif config.resume and finished:
-        raise RunError(f"--resume: the run in {out} already finished (summary.json exists)")
+        raise RunError(f"--resume: the run in {out} already finished ({run_folder.SUMMARY} exists)")
     elif config.resume:
         _check_resume_matches(config)
     elif not config.resume and (finished or started):
@@ -93,8 +82,7 @@ _RESUME_FREE = ("output_dir", "data_dir", "manual_dir", "resume", "overwrite", "
 
 
 def _check_resume_matches(config: RunConfig) -> None:
-    with open(run_folder.path(config.output_dir, run_folder.CONFIG)) as f:
-        saved = json.load(f)
+    saved = run_folder.read_config_json(config.output_dir)
     current = config.to_json()
     changed = [f"--{k}={current[k]} (run has {saved.get(k, '<unset>')})" for k in current
                if k not in _RESUME_FREE and saved.get(k) != current[k]]
@@ -106,18 +94,12 @@ def _record_config(config: RunConfig, initial_epoch: int) -> None:
     """Writes ``config.json`` for a new run; a resume keeps the original and appends to ``resumes.json``."""
     out = config.output_dir
     if not config.resume:
-        with open(run_folder.path(out, run_folder.CONFIG), "w") as f:
-            json.dump(config.to_json(), f, indent=1)
+        run_folder.write_json(out, run_folder.CONFIG, config.to_json())
         return
-    resumes_path = run_folder.path(out, run_folder.RESUMES)
-    resumes = []
-    if os.path.exists(resumes_path):
-        with open(resumes_path) as f:
-            resumes = json.load(f)
+    resumes = run_folder.read_json(out, run_folder.RESUMES) or []
     resumes.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_epoch": initial_epoch,
                     "changed": {k: v for k, v in config.to_json().items() if k in _RESUME_FREE}})
-    with open(resumes_path, "w") as f:
-        json.dump(resumes, f, indent=1)
+    run_folder.write_json(out, run_folder.RESUMES, resumes)
 
 
 def check_data_fits_model(data: Data, input_shape, n_classes: int) -> None:
@@ -225,17 +207,16 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
     schedule = schedule_of(config)
 
     checkpoint = tf.train.Checkpoint(backbone=model.backbone, optimizer=model.optimizer, state=state)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(out, "checkpoints"), max_to_keep=2)
-    progress_path = os.path.join(out, "progress.json")
+    manager = tf.train.CheckpointManager(checkpoint, run_folder.path(out, run_folder.CHECKPOINTS), max_to_keep=2)
     ledger = cbs.CostLedger(model, lambda e: cbs.effective_phase(config.mode, schedule, e))
-    best = cbs.BestWeights(model, os.path.join(out, "best.weights.h5"))
+    best = cbs.BestWeights(model, run_folder.path(out, run_folder.BEST_WEIGHTS))
     initial_epoch = 0
     if config.resume:
-        with open(progress_path) as f:
-            progress = json.load(f)
+        progress = run_folder.read_json(out, run_folder.PROGRESS)
         # progress.json is written after the checkpoint: restore the checkpoint it names.
         finished = progress["finished_epoch"]
-        checkpoint.restore(os.path.join(out, "checkpoints", f"ckpt-{finished}")).assert_existing_objects_matched()
+        restored = checkpoint.restore(run_folder.path(out, run_folder.CHECKPOINTS, f"ckpt-{finished}"))
+        restored.assert_existing_objects_matched()
         initial_epoch = finished + 1
         ledger.history = progress["ledger"][:initial_epoch]
         best.best, best.best_epoch = progress["best"]["value"], progress["best"]["epoch"]
@@ -245,7 +226,7 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
     def rescore(ids, cam):
         model.score_dataset(pipeline.eval_dataset(data.train, config.batch_size, ids), cam=cam)
 
-    audit = cbs.AuditLog(os.path.join(out, "audit.csv"), model, data.train.class_names,
+    audit = cbs.AuditLog(run_folder.path(out, run_folder.AUDIT), model, data.train.class_names,
                          data.train.extras, data.train.extra_names, labels=data.train.label)
     audit.initial_epoch = initial_epoch
     callbacks = [
@@ -255,9 +236,10 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
         learning_rate_callback(config),
         audit,
         best,
-        keras.callbacks.TensorBoard(os.path.join(out, "logs"), write_graph=False),
-        TensorBoardExtras(model, os.path.join(out, "logs"), data.validation, every=config.tensorboard_images_every),
-        cbs.EpochCheckpoint(manager, progress_path, ledger, best),
+        keras.callbacks.TensorBoard(run_folder.path(out, run_folder.LOGS), write_graph=False),
+        TensorBoardExtras(model, run_folder.path(out, run_folder.LOGS), data.validation,
+                          every=config.tensorboard_images_every),
+        cbs.EpochCheckpoint(manager, run_folder.path(out, run_folder.PROGRESS), ledger, best),
     ]
     callbacks[-1:-1] = list(extra_callbacks or [])  # before the checkpoint, after the run's own
     if config.early_stop_patience > 0:
@@ -277,7 +259,8 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
     if os.path.exists(best.path):
         model.backbone.load_weights(best.path)
     distribute.synchronize_batch_norm(model.backbone, False)  # the saved model is a plain one-device model
-    model.backbone.save(os.path.join(out, "model.keras"))
+    model.backbone.save(run_folder.path(out, run_folder.MODEL))
+
     def scores(split: pipeline.SplitArrays) -> dict:
         probs = inference.predict_probs(model.backbone, split.signal, config.batch_size)
         return metrics.classification_metrics(split.label, probs, split.class_names)
@@ -294,10 +277,9 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
         "epochs": ledger.history,
         "wall_clock_s": time.perf_counter() - start,
     }
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    run_folder.write_json(out, run_folder.SUMMARY, summary)
     if config.report:
-        evaluate.evaluate(out, "test", 1000, config.seed, arrays=data.test)
+        evaluate.evaluate(out, "test", 1000, config.seed)
         write_run_report(out)
     return summary
 

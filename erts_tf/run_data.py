@@ -1,0 +1,50 @@
+"""The data a run's settings name: its dataset's prepared builder and its splits, ``--exclude_classes`` applied.
+
+Training (``training.run.load_data``), evaluation and the report's Grad-CAM figure
+decode a run's splits here, so that a run trained without some classes is scored
+and drawn on the same classes, numbered as its model numbers them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+
+class DataError(Exception):
+    """The dataset a run names cannot be prepared or decoded as the run's settings say (message is for the user)."""
+
+
+def prepare_builder(config):
+    """The prepared TFDS builder of ``config.dataset`` (built on first use), ``DataError`` naming the dataset."""
+    from erts_tf.data import pipeline
+
+    try:
+        return pipeline.prepare(config.dataset, config.dataset_config, config.data_dir, config.manual_dir)
+    except (FileNotFoundError, ValueError, KeyError, AssertionError) as error:
+        raise DataError(f"dataset {config.dataset!r}: {error}") from error
+
+
+def excluded_classes(config) -> tuple[str, ...]:
+    """The class names of ``--exclude_classes`` (comma-separated; empty: none)."""
+    return tuple(n.strip() for n in config.exclude_classes.split(",") if n.strip())
+
+
+def load_split(builder, config, split: str):
+    """``split`` as ``SplitArrays`` (z-scored ``signal`` ``(n, time, leads)``, sample-id order) without the
+    records of ``config``'s excluded classes, the others renumbered (``pipeline.exclude_classes``)."""
+    from erts_tf.data import pipeline
+
+    names = excluded_classes(config)
+    try:
+        arrays = pipeline.load_split(builder, split)
+        kept = pipeline.exclude_classes(arrays, names) if names else arrays
+    except ValueError as error:
+        raise DataError(str(error)) from error
+    if names:
+        log.info("%s: left out %d samples of class(es) %s (--exclude_classes)", split, arrays.n - kept.n,
+                 ", ".join(names))
+    return kept

@@ -1,0 +1,59 @@
+"""``run_folder``: the names a run writes and the loaders every command reads a run with."""
+
+import json
+
+import numpy as np
+import pytest
+
+from erts_tf import run_folder
+from erts_tf.run_folder import RunFolderError
+
+
+def test_eval_files_are_named_by_split_and_removed_with_the_run(tmp_path):
+    assert run_folder.eval_name("test") == "eval_test.json"
+    run_folder.write_json(str(tmp_path), run_folder.CONFIG, {"output_dir": str(tmp_path)})
+    run_folder.write_json(str(tmp_path), run_folder.eval_name("validation"), {"split": "validation"})
+    (tmp_path / "notes.txt").write_text("mine")
+    removed = run_folder.remove_run_outputs(str(tmp_path))
+    assert sorted(p.split("/")[-1] for p in removed) == ["config.json", "eval_validation.json"]
+    assert (tmp_path / "notes.txt").exists()
+
+
+def test_json_files_round_trip_and_absent_ones_read_as_none(tmp_path):
+    out = str(tmp_path)
+    assert run_folder.read_summary(out) is None and run_folder.read_eval(out, "test") is None
+    path = run_folder.write_json(out, run_folder.SUMMARY, {"best_epoch": 3})
+    assert path == str(tmp_path / "summary.json") and json.loads((tmp_path / "summary.json").read_text()) == {
+        "best_epoch": 3}
+    run_folder.write_json(out, run_folder.eval_name("test"), {"split": "test"})
+    assert run_folder.read_summary(out) == {"best_epoch": 3}
+    assert run_folder.read_eval(out, "test") == {"split": "test"} and run_folder.read_eval(out, "train") is None
+
+
+def test_read_config_builds_the_run_config(tmp_path):
+    with pytest.raises(RunFolderError, match="no such folder"):
+        run_folder.read_config(str(tmp_path / "missing"))
+    with pytest.raises(RunFolderError, match="config.json does not exist: .* is not a run folder"):
+        run_folder.read_config(str(tmp_path))
+    saved = {"output_dir": str(tmp_path), "model": "tiny_cnn", "data_dir": "/saved", "exclude_classes": "af",
+             "a_setting_of_a_newer_version": 1}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert run_folder.read_config_json(str(tmp_path)) == saved
+    config = run_folder.read_config(str(tmp_path))
+    assert (config.model, config.data_dir, config.exclude_classes) == ("tiny_cnn", "/saved", "af")
+    assert run_folder.read_config(str(tmp_path), data_dir="/elsewhere").data_dir == "/elsewhere"
+
+
+def test_load_model_gives_the_saved_backbone(tmp_path):
+    import keras
+
+    from erts_tf import models
+
+    with pytest.raises(RunFolderError, match="the run did not finish .*model.keras"):
+        run_folder.load_model(str(tmp_path))
+    keras.utils.set_random_seed(0)
+    backbone = models.build("tiny_cnn", (1000, 12), 5)
+    backbone.save(tmp_path / "model.keras")
+    signal = np.random.default_rng(0).standard_normal((2, 1000, 12)).astype(np.float32)
+    loaded = run_folder.load_model(str(tmp_path))
+    np.testing.assert_allclose(loaded(signal, training=False), backbone(signal, training=False), atol=1e-6)
