@@ -1,7 +1,10 @@
 """``python -m erts_tf.train --flagfile=configs/quickstart.cfg --output_dir=runs/quick``.
 
-Trains a backbone with a selection mode and prints the result table. Exit
-code 2 with a one-line message for bad flags or an unusable setup.
+Trains a backbone with a selection mode (``training.run.run``: the run folder),
+then, with ``--report`` (the default), scores the test split with bootstrap
+intervals (``eval_test.json``) and writes ``report.md`` with its plots; prints
+the result table. Exit code 2 with a one-line message for bad flags or an
+unusable setup.
 
 A quiet console by default: the epoch lines and the result table. TensorFlow's
 C++ log lines, TFDS's progress bars and INFO lines appear with ``--verbosity=1``
@@ -46,7 +49,20 @@ from absl import app, logging  # noqa: E402
 
 from erts_tf import cli  # noqa: E402
 from erts_tf import flags as erts_flags  # noqa: E402
+from erts_tf.training import distribute  # noqa: E402
 from erts_tf.training import run as run_lib  # noqa: E402
+from erts_tf.training.config import RunConfig  # noqa: E402
+
+REPORT_BOOTSTRAP_ROUNDS = 1000
+
+
+def evaluate_and_report(config: RunConfig) -> None:
+    """``--report``: the bootstrap evaluation of the test split and ``report.md`` of a finished run."""
+    from erts_tf import evaluate
+    from erts_tf.report import write_run_report
+
+    evaluate.evaluate(config.output_dir, "test", REPORT_BOOTSTRAP_ROUNDS, config.seed)
+    write_run_report(config.output_dir)
 
 
 def main(argv: list[str]) -> None:
@@ -58,9 +74,12 @@ def main(argv: list[str]) -> None:
         tfds.disable_progress_bar()
     config = erts_flags.run_config()
     try:
-        summary = run_lib.run(config)
+        strategy = run_lib.make_strategy(config)
+        summary = run_lib.run(config, strategy=strategy)
     except run_lib.RunError as error:
         cli.exit_with_error(str(error))
+    if config.report and distribute.is_chief(strategy):  # the other workers wrote a scratch folder
+        evaluate_and_report(config)
     print(run_lib.result_table(summary))
 
 

@@ -166,6 +166,57 @@ def test_overwrite_of_a_run_folder_removes_only_what_a_run_writes(tiny_config, t
     assert (out / "summary.json").exists()
 
 
+def test_a_run_writes_the_run_folder_and_no_evaluation_or_report(tiny_config, tiny_data, tmp_path):
+    """``run.run`` as a library call trains and writes the run folder only, whatever ``report`` says."""
+    run.run(tiny_config(mode="full", epochs=1, report=True), tiny_data)
+    written = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "summary.json", "model.keras", "audit.csv"} <= written
+    assert not {"eval_test.json", "report.md"} & written
+
+
+def test_the_train_command_evaluates_and_reports_after_the_run_with_report(tmp_path, tfds_dir, capsys):
+    from erts_tf import flags as erts_flags
+    from erts_tf import train
+
+    out = tmp_path / "run"
+    flags = ["train", "--dataset_config=tiny", f"--data_dir={tfds_dir}", f"--output_dir={out}", "--model=tiny_cnn",
+             "--epochs=1", "--batch_size=16", "--seed=4", "--verbose=0", "--verbosity=1",
+             "--tensorboard_images_every=0"]
+    try:
+        for extra in ([], ["--noreport", "--overwrite"]):
+            erts_flags.FLAGS.unparse_flags()
+            erts_flags.parse(flags + extra)
+            train.main(["train"])
+            assert "macro-F1 test" in capsys.readouterr().out
+            if not extra:
+                evaluation = json.loads((out / "eval_test.json").read_text())
+                assert (evaluation["bootstrap"]["rounds"], evaluation["bootstrap"]["seed"]) == (1000, 4)
+                assert "| test macro-F1 |" in (out / "report.md").read_text()
+        assert (out / "summary.json").exists()
+        assert not (out / "eval_test.json").exists() and not (out / "report.md").exists()  # --noreport
+    finally:
+        erts_flags.FLAGS.unparse_flags()
+
+
+def test_a_worker_that_is_not_the_chief_neither_evaluates_nor_reports(tmp_path, tfds_dir, capsys, monkeypatch):
+    """Under a multi-worker strategy only the chief writes the run folder, so only the chief evaluates it."""
+    from erts_tf import flags as erts_flags
+    from erts_tf import train
+    from erts_tf.training import distribute
+
+    monkeypatch.setattr(distribute, "is_chief", lambda strategy: False)  # this process trains into a scratch folder
+    out = tmp_path / "run"
+    try:
+        erts_flags.FLAGS.unparse_flags()
+        erts_flags.parse(["train", "--dataset_config=tiny", f"--data_dir={tfds_dir}", f"--output_dir={out}",
+                          "--model=tiny_cnn", "--epochs=1", "--batch_size=16", "--verbose=0", "--verbosity=1",
+                          "--tensorboard_images_every=0", "--report"])
+        train.main(["train"])
+    finally:
+        erts_flags.FLAGS.unparse_flags()
+    assert "macro-F1 test" in capsys.readouterr().out and not out.exists()
+
+
 @pytest.mark.parametrize("setting", [{"tau": 0.4}, {"lr": 1e-3}, {"prune_ratio": 0.3}, {"lr_schedule": "cosine"},
                                      {"min_keep_frac": 0.5}, {"augment": "noise"}])
 def test_resume_refuses_any_setting_that_changes_a_decision(setting, tiny_config, tiny_data, tmp_path):

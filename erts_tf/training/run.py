@@ -3,7 +3,9 @@
 ``run(config)`` is what ``python -m erts_tf.train`` calls; tests and
 benchmarks call it directly. Everything is written into ``config.output_dir``:
 ``config.json``, ``logs/`` (TensorBoard), ``checkpoints/``, ``progress.json``,
-``best.weights.h5``, ``audit.csv``, ``summary.json``.
+``best.weights.h5``, ``audit.csv``, ``model.keras``, ``summary.json``. The
+bootstrap evaluation and the report that ``--report`` asks for are the
+``train`` command's (``erts_tf.train``), after ``run`` returns.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from erts_tf import evaluate, inference, metrics, models, run_data, run_folder
+from erts_tf import inference, metrics, models, run_data, run_folder
 from erts_tf.data import augment, pipeline
 from erts_tf.selection.policies import PolicyConfig
 from erts_tf.selection.schedule import Schedule, revision_start
@@ -27,7 +29,6 @@ from erts_tf.training import callbacks as cbs
 from erts_tf.training import distribute, lr_schedule
 from erts_tf.training.config import RunConfig
 from erts_tf.training.losses import class_balanced_weights
-from erts_tf.report import write_run_report
 from erts_tf.training.model import ERTSModel, SelectionConfig
 from erts_tf.training.tensorboard_extras import TensorBoardExtras
 
@@ -155,7 +156,8 @@ def learning_rate_callback(config: RunConfig) -> keras.callbacks.LearningRateSch
         config.lr_schedule, config.lr, epoch, config.epochs, config.lr_decay, config.lr_warmup_epochs))
 
 
-def _strategy(config: RunConfig) -> tf.distribute.Strategy:
+def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
+    """The ``--strategy`` of a run (``RunError`` for a strategy it cannot use)."""
     try:
         strategy = distribute.make(config.strategy)
     except ValueError as error:
@@ -165,17 +167,21 @@ def _strategy(config: RunConfig) -> tf.distribute.Strategy:
     return strategy
 
 
-def run(config: RunConfig, data: Data | None = None, extra_callbacks=None) -> dict:
-    """Trains, restores the best validation weights, scores the test split; returns the summary.
+def run(config: RunConfig, data: Data | None = None, extra_callbacks=None,
+        strategy: tf.distribute.Strategy | None = None) -> dict:
+    """Trains, restores the best validation weights, scores the validation and test splits, writes the
+    run folder; returns the summary.
 
     ``extra_callbacks``: Keras callbacks run after the run's own ones in every epoch (benchmarks'
     per-epoch measurements); they see the ``ERTSModel`` as ``callback.model``.
+    ``strategy``: the run's ``make_strategy(config)`` if the caller needs it afterwards
+    (made here otherwise).
 
     Under ``--strategy=multiworker`` only the chief writes ``config.output_dir``; every other
     worker writes into a scratch folder (a copy of the run when resuming) that it removes at
     the end. A resumed multi-worker run therefore needs ``output_dir`` on a shared filesystem.
     """
-    strategy = _strategy(config)
+    strategy = make_strategy(config) if strategy is None else strategy
     if not distribute.is_chief(strategy):
         return _run_as_worker(config, data, strategy)
     return _run(config, data, strategy, extra_callbacks)
@@ -186,7 +192,7 @@ def _run_as_worker(config: RunConfig, data: Data | None, strategy) -> dict:
     try:
         if config.resume:
             shutil.copytree(config.output_dir, scratch, dirs_exist_ok=True)
-        worker_config = dataclasses.replace(config, output_dir=scratch, overwrite=False, report=False)
+        worker_config = dataclasses.replace(config, output_dir=scratch, overwrite=False)
         return _run(worker_config, data, strategy)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -278,9 +284,6 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
         "wall_clock_s": time.perf_counter() - start,
     }
     run_folder.write_json(out, run_folder.SUMMARY, summary)
-    if config.report:
-        evaluate.evaluate(out, "test", 1000, config.seed)
-        write_run_report(out)
     return summary
 
 
