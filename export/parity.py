@@ -1,7 +1,8 @@
 """Parity of the exported models with the Keras model on raw records of the run's dataset.
 
 The reference is what training and ``erts_tf.evaluate`` compute: the NumPy
-z-score (``pipeline.zscore``) of the raw signal, the Keras backbone, softmax.
+z-score (``pipeline.zscore``) of the raw signal, then ``inference.predict_probs``
+(the Keras backbone in inference mode, softmax).
 The SavedModel and the ONNX model get the RAW signal and must reproduce it:
 ``max_abs_diff`` is the largest absolute difference of any class probability,
 ``argmax_identical`` whether every predicted class is the same.
