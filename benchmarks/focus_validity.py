@@ -71,6 +71,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import common  # noqa: E402
 import modes  # noqa: E402
 
+from erts_tf import run_folder  # noqa: E402  (no TensorFlow)
+
 NAME = "focus_validity"
 OVER_RUN = "focus_validity_over_run"
 RECIPE = modes.RECIPES["recommended"]  # the recommended training recipe (configs/recipe.cfg), used by --over_run
@@ -215,7 +217,8 @@ def train_to_filter_start(args, dataset, data):
     with common.Meter() as meter:
         summary = run.run(_config(args, dataset, out, "erts", epochs), data)
     backbone = models.build(args.model, data.train.input_shape, len(data.train.class_names))
-    status = tf.train.Checkpoint(backbone=backbone).restore(os.path.join(out, "checkpoints", f"ckpt-{epochs - 1}"))
+    checkpoint = run_folder.path(out, run_folder.CHECKPOINTS, f"ckpt-{epochs - 1}")
+    status = tf.train.Checkpoint(backbone=backbone).restore(checkpoint)
     status.expect_partial()
     return backbone, {"epochs_trained": epochs, "validation_macro_f1_last": summary["epochs"][-1].get("val_macro_f1"),
                       "wall_s": meter.result["wall_s"], "cpu_s": meter.result["cpu_s"]}
@@ -308,10 +311,10 @@ def validity(args, scores, positives, negatives) -> dict:
 def _audit_paths(args, dataset, mode):
     if dataset == "synthetic_ecg" and not args.no_reuse_modes_runs:
         found = sorted(glob.glob(os.path.join(args.work_dir, "modes", f"{dataset}_{args.configs[dataset]}",
-                                              f"epoch_{mode}_s*", "audit.csv")))
+                                              f"epoch_{mode}_s*", run_folder.AUDIT)))
         # exactly epoch_<mode>_s<seed> (epoch_erts_s* would also match epoch_erts_smrd_s0), finished runs only
         found = [f for f in found if re.fullmatch(rf"epoch_{mode}_s\d+", os.path.basename(os.path.dirname(f)))
-                 and os.path.exists(os.path.join(os.path.dirname(f), "summary.json"))]
+                 and os.path.exists(run_folder.path(os.path.dirname(f), run_folder.SUMMARY))]
         if found:
             return found, "reused from benchmarks/modes.py"
     return None, None
@@ -334,7 +337,7 @@ def drop_shares(args, dataset, data) -> dict:
             out = os.path.join(args.work_dir, NAME, f"{dataset}_{args.configs[dataset]}", f"audit_{mode}_s{args.seed}")
             keras.backend.clear_session()
             run.run(_config(args, dataset, out, mode, args.audit_epochs), data)
-            paths, source = [os.path.join(out, "audit.csv")], f"own run, {args.audit_epochs} epochs, seed {args.seed}"
+            paths, source = [run_folder.path(out, run_folder.AUDIT)], f"own run, {args.audit_epochs} epochs, seed {args.seed}"
         by_reason = {}
         for path in paths:
             with open(path, newline="") as f:

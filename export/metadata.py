@@ -49,7 +49,7 @@ PREPROCESSING = {
     "before_model": [
         "resample to input.sampling_rate_hz (scipy.signal.resample_poly)",
         "crop to the first input.length_samples samples, or zero-pad at the end "
-        "(erts_tf.data.physionet.fix_length, as the PhysioNet builders did for training)",
+        "(erts_tf.data.physionet.features.fix_length, as the PhysioNet builders did for training)",
         "order the leads as input.lead_names",
     ],
     "unit_invariance": "the z-score removes each lead's offset and scale: any linear unit of a lead "
