@@ -177,17 +177,9 @@ def table(result: dict) -> str:
 def main(argv=None) -> dict:
     args = parse(argv)
     common.quiet_tensorflow()
-    from erts_tf import models
-
-    names = args.backbones or models.names()
-    started = time.perf_counter()
-    machine = common.machine()
-    rows = []
-    for name in names:
-        row = measure(name, args)
-        print(f"{name}: {row['params']:,} params, train step {row['train_step']['median']:.3f} s, "
-              f"ERTS step {row['erts_step']['median']:.3f} s", flush=True)
-        rows.append(row)
+    rows, machine, started = common.measure_backbones(
+        args, measure, lambda name, row: f"{name}: {row['params']:,} params, train step "
+                                         f"{row['train_step']['median']:.3f} s, ERTS step {row['erts_step']['median']:.3f} s")
     result = {
         "benchmark": NAME,
         "settings": {**vars(args), "dtype": "float32", "optimizer": "Adam",

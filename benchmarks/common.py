@@ -249,6 +249,21 @@ def pyplot():
     return plt
 
 
+def measure_backbones(args, measure, line) -> tuple[list[dict], dict, float]:
+    """``(rows, machine, started)``: ``measure(name, args)`` of each backbone of ``--backbones``
+    (default every registered one), printing ``line(name, row)`` as each finishes; ``machine``
+    and ``started`` (a ``perf_counter``) are taken before the first."""
+    from erts_tf import models
+
+    started = time.perf_counter()
+    machine_before = machine()
+    rows = []
+    for name in args.backbones or models.names():
+        rows.append(measure(name, args))
+        print(line(name, rows[-1]), flush=True)
+    return rows, machine_before, started
+
+
 def save_figure(fig, path) -> pathlib.Path:
     """Lays ``fig`` out, writes it to ``path`` (110 dpi) and closes it; returns the path."""
     fig.tight_layout()

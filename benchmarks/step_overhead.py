@@ -38,6 +38,7 @@ Usage:
 from __future__ import annotations
 
 import gc
+import os
 import pathlib
 import sys
 import time
@@ -311,25 +312,20 @@ def main(argv=None) -> dict:
 
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    from erts_tf import models
 
-    names = args.backbones or models.names()
-    started = time.perf_counter()
-    machine = common.machine()
-    rows = []
-    for name in names:
-        row = measure(name, args)
+    def line(name, row):
         v = row["variants"]
-        print(f"{name}: plain {1000 * v['plain']['median']:.0f} ms, erts cam=0 {1000 * v['erts_nocam']['median']:.0f} ms, "
-              f"cam=1 {1000 * v['erts_cam']['median']:.0f} ms -> {row['ratio_cam']:.2f}x", flush=True)
-        rows.append(row)
+        return (f"{name}: plain {1000 * v['plain']['median']:.0f} ms, erts cam=0 {1000 * v['erts_nocam']['median']:.0f} "
+                f"ms, cam=1 {1000 * v['erts_cam']['median']:.0f} ms -> {row['ratio_cam']:.2f}x")
+
+    rows, machine, started = common.measure_backbones(args, measure, line)
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("float32")
     result = {
         "benchmark": NAME,
         "settings": {k: v for k, v in vars(args).items()},
         "machine": machine,
-        "machine_end": {"loadavg": list(__import__("os").getloadavg())},
+        "machine_end": {"loadavg": list(os.getloadavg())},
         "total_wall_s": time.perf_counter() - started,
         "target": f"erts cam=1 step <= {TARGET} x plain Keras step",
         "results": rows,
