@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from erts_tf.data.pipeline import epoch_permutation
-from erts_tf.selection.policies import PolicyConfig
+from erts_tf.selection.policy_config import PolicyConfig
 from erts_tf.selection.schedule import Schedule
 from erts_tf.training.callbacks import SelectionCallback
 from erts_tf.training.model import ERTSModel

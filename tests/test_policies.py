@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from erts_tf.selection import policies
-from erts_tf.selection.policies import PolicyConfig, Reason, Scores
+from erts_tf.selection.policies import Reason, Scores
+from erts_tf.selection.policy_config import PolicyConfig
 from erts_tf.selection.schedule import Phase, Schedule
 
 CONFIG = PolicyConfig(tau=0.3, decay=0.9, cam_keep_frac=0.5, n_classes=3)

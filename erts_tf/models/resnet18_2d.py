@@ -30,15 +30,10 @@ _BLOCKS_PER_STAGE = 2
 
 
 def _conv(filters: int, kernel_size: int, stride: int, name: str) -> layers.Conv2D:
-    return layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=stride,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"),
-        name=name,
-    )
+    """torchvision's ResNet convolution: no bias, He normal initialisation with fan_out."""
+    he_normal_fan_out = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+    return layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=False,
+                         kernel_initializer=he_normal_fan_out, name=name)
 
 
 def _bn(name: str) -> layers.BatchNormalization:

@@ -52,6 +52,8 @@ import enum
 import numpy as np
 import tensorflow as tf
 
+from erts_tf.selection.policy_config import PolicyConfig
+
 MODES = ("full", "dbpd", "srd", "smrd", "erts", "erts_srd", "erts_smrd", "infobatch", "erts_infobatch")
 FOCUS_MODES = ("erts", "erts_srd", "erts_smrd", "erts_infobatch")
 REFERENCE_MODES = ("full", "dbpd", "srd", "smrd", "erts", "erts_srd", "erts_smrd")
@@ -135,20 +137,6 @@ class Decision:
         if self.weight is None:
             return tf.cast(self.keep, tf.float32)
         return tf.where(self.keep, tf.cast(self.weight, tf.float32), 0.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class PolicyConfig:
-    """Hyper-parameters of every policy (flags of the same names)."""
-
-    tau: float = 0.3
-    decay: float = 0.99
-    cam_keep_frac: float = 0.7
-    n_classes: int = 5
-    prune_ratio: float = 0.5
-    unreliable_frac: float = 0.2
-    unreliable_weight: float = 0.0
-    min_keep_frac: float = 0.0
 
 
 def _reason(keep_reason: Reason, drop_reason: Reason, keep: tf.Tensor) -> tf.Tensor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from erts_tf.selection.policy_config import PolicyConfig
+
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -29,14 +31,14 @@ class RunConfig:
     reference_loss_split: bool = False
     mode: str = "erts"
     level: str = "epoch"
-    tau: float = 0.3
-    decay: float = 0.99
-    cam_keep_frac: float = 0.7
+    tau: float = PolicyConfig.tau
+    decay: float = PolicyConfig.decay
+    cam_keep_frac: float = PolicyConfig.cam_keep_frac
     focus_score: str = "entropy"
-    prune_ratio: float = 0.5
+    prune_ratio: float = PolicyConfig.prune_ratio
     anneal_frac: float = 0.0
-    unreliable_frac: float = 0.2
-    unreliable_weight: float = 0.0
+    unreliable_frac: float = PolicyConfig.unreliable_frac
+    unreliable_weight: float = PolicyConfig.unreliable_weight
     min_keep_frac: float = 0.2
     warm_up_epochs: int = 5
     cam_start_epoch: int = 3

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from erts_tf import inference, metrics, models, run_data, run_folder
 from erts_tf.data import augment, pipeline
-from erts_tf.selection.policies import PolicyConfig
+from erts_tf.selection.policy_config import PolicyConfig
 from erts_tf.selection.schedule import Schedule, revision_start
 from erts_tf.training import callbacks as cbs
 from erts_tf.training import distribute, lr_schedule
@@ -140,9 +140,8 @@ def build_model(config: RunConfig, data: Data) -> ERTSModel:
 
 def policy_config(config: RunConfig, n_classes: int) -> PolicyConfig:
     """The policies' hyper-parameters from a run's settings."""
-    return PolicyConfig(tau=config.tau, decay=config.decay, cam_keep_frac=config.cam_keep_frac, n_classes=n_classes,
-                        prune_ratio=config.prune_ratio, unreliable_frac=config.unreliable_frac,
-                        unreliable_weight=config.unreliable_weight, min_keep_frac=config.min_keep_frac)
+    shared = [f.name for f in dataclasses.fields(PolicyConfig) if f.name != "n_classes"]
+    return PolicyConfig(n_classes=n_classes, **{name: getattr(config, name) for name in shared})
 
 
 def schedule_of(config: RunConfig) -> Schedule:
