@@ -153,13 +153,17 @@ def test_within_bounds_and_the_int8_choice():
     assert not within_bounds({**edge, "macro_f1_diff": 0.0101}, bounds)
     assert not within_bounds({**edge, "max_abs_diff": 0.02}, bounds)
 
-    def entry(ok, agreement, ms):
-        return {"within_bounds": ok, "parity": {"argmax_agreement": agreement}, "ms_per_record": {"1": ms}}
+    def entry(ok, agreement, ms, float32_ms=2.0):
+        return {"within_bounds": ok, "parity": {"argmax_agreement": agreement}, "ms_per_record": {"1": ms},
+                "latency_ratio": {"1": ms / float32_ms}}
 
     assert _choose_int8({"int8_static": entry(True, 1.0, 2.0), "int8_dynamic": entry(True, 1.0, 1.0)})[0] == "int8_dynamic"
     assert _choose_int8({"int8_static": entry(True, 0.99, 2.0), "int8_dynamic": entry(False, 1.0, 1.0)})[0] == "int8_static"
-    chosen, why = _choose_int8({"int8_static": entry(False, 0.9, 1.0), "int8_dynamic": entry(False, 0.95, 5.0)})
-    assert chosen == "int8_dynamic" and why.startswith("no method within bounds")
+    # none within bounds: the slower-than-float32 one is not kept for its slightly better agreement
+    chosen, why = _choose_int8({"int8_static": entry(False, 0.985, 1.0), "int8_dynamic": entry(False, 0.989, 5.0)})
+    assert chosen == "int8_static" and why.startswith("no method within bounds")
+    # none within bounds and none faster: the one that agrees most
+    assert _choose_int8({"int8_static": entry(False, 0.95, 3.0), "int8_dynamic": entry(False, 0.97, 5.0)})[0] == "int8_dynamic"
 
 
 def test_latency_is_measured_for_every_model_and_batch_size(exported):
