@@ -25,7 +25,8 @@ import glob
 import os
 
 from erts_tf import run_folder
-from erts_tf.report import audit_summary, plots
+from erts_tf import figures
+from erts_tf.report import audit_summary
 
 
 class ReportError(Exception):
@@ -106,9 +107,9 @@ def gradcam_overlay_png(run_dir: str, path: str, n_examples: int | None = None) 
               + ("  (empty map: no positive evidence for the true class)" if m.max() == 0 else "")
               for i, y, p, q, m in zip(ids, arrays.label[ids], probs.argmax(-1), probs, maps)]
     lead = 1 if arrays.signal.shape[-1] > 1 else 0
-    fig = plots.gradcam_overlay_figure(arrays.signal[ids][..., lead], maps, titles, lead_name=f"lead {lead}",
+    fig = figures.gradcam_overlay_figure(arrays.signal[ids][..., lead], maps, titles, lead_name=f"lead {lead}",
                                        title=f"{config.model}: Grad-CAM of the true class (best weights)")
-    return plots.save_png(fig, path)
+    return figures.save_png(fig, path)
 
 
 def write_run_report(run_dir: str, out_dir: str | None = None, top: int = 20, gradcam_examples: int | None = None) -> str:
@@ -130,9 +131,9 @@ def write_run_report(run_dir: str, out_dir: str | None = None, top: int = 20, gr
     name = os.path.basename(os.path.normpath(run_dir))
     val_f1 = validation_f1(run_dir, epochs)
 
-    plots.save_png(plots.kept_fraction_figure(epochs, f"{name}: kept fraction per epoch"),
+    figures.save_png(figures.kept_fraction_figure(epochs, f"{name}: kept fraction per epoch"),
                    run_folder.path(out_dir, run_folder.KEPT_FRACTION_PLOT))
-    plots.save_png(plots.cost_vs_f1_figure(epochs, val_f1, summary["dataset"]["train"],
+    figures.save_png(figures.cost_vs_f1_figure(epochs, val_f1, summary["dataset"]["train"],
                                            f"{name}: validation macro-F1 vs cumulative cost (labels: epoch)"),
                    run_folder.path(out_dir, run_folder.COST_PLOT))
 
@@ -182,7 +183,7 @@ def write_run_report(run_dir: str, out_dir: str | None = None, top: int = 20, gr
         "| epoch | phase | kept fraction | backward | forward (score) | Grad-CAM | cumulative work | val macro-F1 | train s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    work = plots.cumulative_work(epochs)
+    work = figures.cumulative_work(epochs)
     for e, w, f1 in zip(epochs, work, val_f1):
         lines.append(f"| {e['epoch']} | {e['phase']} | {e['kept_fraction']:.3f} | {e['backward']} | "
                      f"{e['forward_score']} | {e['gradcam']} | {w} | {_fmt(f1)} | {e['train_s']:.1f} |")
@@ -276,7 +277,7 @@ def compare_runs(run_dirs: list[str], out_dir: str, evaluate_missing: bool = Tru
     """Writes ``comparison.md`` and ``comparison.png`` into ``out_dir``; returns (Markdown path, rows)."""
     rows = comparison_rows(run_dirs, evaluate_missing, rounds, seed)
     os.makedirs(out_dir, exist_ok=True)
-    plots.save_png(plots.comparison_figure([{**r, "label": f"{r['label']} ({r['mode']}/{r['level']})"} for r in rows]),
+    figures.save_png(figures.comparison_figure([{**r, "label": f"{r['label']} ({r['mode']}/{r['level']})"} for r in rows]),
                    os.path.join(out_dir, "comparison.png"))
     evaluation = run_folder.eval_name("test")
     note = (f"Test macro-F1 from `{evaluation}` (`python -m erts_tf.evaluate`), 95% percentile bootstrap interval "

@@ -128,7 +128,7 @@ class TensorBoardExtras(keras.callbacks.Callback):
 
     def overlay_png(self) -> bytes:
         """The Grad-CAM overlay figure of the fixed validation ECGs, as PNG bytes."""
-        from erts_tf.report import plots
+        from erts_tf import figures
 
         maps, probs = gradcam_maps(self.erts.cam_model, self.signal, self.labels)
         pred = probs.argmax(axis=-1)
@@ -138,9 +138,9 @@ class TensorBoardExtras(keras.callbacks.Callback):
             for i, y, p, q, m in zip(self.ids, self.labels, pred, probs, maps)
         ]
         epoch = "" if self._last_epoch is None else f" after epoch {self._last_epoch}"
-        fig = plots.gradcam_overlay_figure(self.signal[..., self.lead], maps, titles, lead_name=f"lead {self.lead}",
+        fig = figures.gradcam_overlay_figure(self.signal[..., self.lead], maps, titles, lead_name=f"lead {self.lead}",
                                            title=f"Grad-CAM of the true class{epoch}")
-        return plots.png_bytes(fig)
+        return figures.png_bytes(fig)
 
     def write_gradcam_image(self) -> None:
         """Writes ``gradcam/validation`` (default writer/step)."""

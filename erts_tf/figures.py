@@ -1,4 +1,5 @@
-"""Figures of a run and of a comparison of runs, drawn with matplotlib's object API (no pyplot state).
+"""Figures of a run and of a comparison of runs, for the report and for TensorBoard, drawn with
+matplotlib's object API (no pyplot state).
 
 Every function returns a ``matplotlib.figure.Figure``; ``save_png`` writes
 it to a file and ``png_bytes`` encodes it (for ``tf.summary.image``).
