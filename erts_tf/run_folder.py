@@ -40,7 +40,9 @@ def eval_name(split: str) -> str:
 EVAL_GLOB = eval_name("*")
 
 MARKERS = (CONFIG, PROGRESS, SUMMARY)
-_FILES = (CONFIG, PROGRESS, PROGRESS + ".tmp", SUMMARY, RESUMES, AUDIT, BEST_WEIGHTS, MODEL, REPORT, *REPORT_PLOTS)
+_TMP = ".tmp"  # suffix of a JSON file while write_json writes it
+_FILES = (CONFIG, PROGRESS, SUMMARY, RESUMES, *(name + _TMP for name in (CONFIG, PROGRESS, SUMMARY, RESUMES)),
+          AUDIT, BEST_WEIGHTS, MODEL, REPORT, *REPORT_PLOTS)
 _FOLDERS = (LOGS, CHECKPOINTS, EXPORT)
 
 
@@ -81,10 +83,12 @@ def remove_run_outputs(run_dir: str) -> list[str]:
 
 
 def write_json(run_dir: str, name: str, value) -> str:
-    """Writes ``value`` as ``run_dir/name`` (JSON, indent 1); returns the path."""
+    """Writes ``value`` as ``run_dir/name`` (JSON, indent 1) through a temporary file, so that a run
+    stopped mid-write leaves the previous version intact; returns the path."""
     target = path(run_dir, name)
-    with open(target, "w") as f:
+    with open(target + _TMP, "w") as f:
         json.dump(value, f, indent=1)
+    os.replace(target + _TMP, target)
     return target
 
 

@@ -10,7 +10,6 @@ best-weight callbacks close the epoch before the checkpoint is written.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -21,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from erts_tf import run_folder
 from erts_tf.selection import policies
 from erts_tf.selection.policies import FOCUS_MODES, Reason
 from erts_tf.selection.schedule import Phase, Schedule
@@ -315,10 +315,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """After every epoch: a ``tf.train`` checkpoint (weights, optimizer, selection state)
     and ``progress.json`` (finished epoch, cost ledger, best metric), written last."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, progress_path: str, ledger: CostLedger,
-                 best: BestWeights):
+    def __init__(self, manager: tf.train.CheckpointManager, run_dir: str, ledger: CostLedger, best: BestWeights):
         super().__init__()
-        self.manager, self.progress_path, self.ledger, self.best = manager, progress_path, ledger, best
+        self.manager, self.run_dir, self.ledger, self.best = manager, run_dir, ledger, best
 
     def on_epoch_end(self, epoch, logs=None):
         self.manager.save(checkpoint_number=epoch)
@@ -327,7 +326,4 @@ class EpochCheckpoint(keras.callbacks.Callback):
             "ledger": self.ledger.history,
             "best": {"value": self.best.best, "epoch": self.best.best_epoch},
         }
-        tmp = self.progress_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(progress, f, indent=1)
-        os.replace(tmp, self.progress_path)
+        run_folder.write_json(self.run_dir, run_folder.PROGRESS, progress)

@@ -244,7 +244,7 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
         keras.callbacks.TensorBoard(run_folder.path(out, run_folder.LOGS), write_graph=False),
         TensorBoardExtras(model, run_folder.path(out, run_folder.LOGS), data.validation,
                           every=config.tensorboard_images_every),
-        cbs.EpochCheckpoint(manager, run_folder.path(out, run_folder.PROGRESS), ledger, best),
+        cbs.EpochCheckpoint(manager, out, ledger, best),
     ]
     callbacks[-1:-1] = list(extra_callbacks or [])  # before the checkpoint, after the run's own
     if config.early_stop_patience > 0:
