@@ -197,15 +197,24 @@ def _test_probs(run_dir, data):
 
 
 def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:
+    name = name or mode
+    run_dir = os.path.join(args.work_dir, NAME, f"{args.dataset}_{args.dataset_config}", f"{level}_{name}_s{seed}")
+    config = _config(args, mode, level, seed, run_dir, overrides)
+    return measured_run(config, data, name, args.rounds, args.keep_runs)
+
+
+def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False) -> dict:
+    """Trains ``config`` on ``data`` under a ``common.Meter`` and returns its benchmark record:
+    test macro-F1 with its bootstrap CI (``rounds``), cost, time, memory, the epoch history and
+    the test predictions (and ``(n_test, n_classes)`` probabilities, rounded to 5 decimals, with
+    ``store_probs``). Without ``keep_runs`` only the run's summary, audit and config stay."""
     import keras
     import numpy as np
 
     from erts_tf import bootstrap, metrics, run_folder
     from erts_tf.training import run
 
-    name = name or mode
-    run_dir = os.path.join(args.work_dir, NAME, f"{args.dataset}_{args.dataset_config}", f"{level}_{name}_s{seed}")
-    config = _config(args, mode, level, seed, run_dir, overrides)
+    run_dir = config.output_dir
     keras.backend.clear_session()
     gc.collect()
     with common.Meter() as meter:
@@ -214,10 +223,10 @@ def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:
     check = metrics.classification_metrics(data.test.label, probs, data.test.class_names)["macro_f1"]
     if abs(check - summary["test"]["macro_f1"]) > 1e-6:
         print(f"warning: recomputed test macro-F1 {check:.4f} != run's {summary['test']['macro_f1']:.4f}", flush=True)
-    ci = bootstrap.single_label_bootstrap(data.test.label, probs, data.test.class_names, rounds=args.rounds, seed=0)
+    ci = bootstrap.single_label_bootstrap(data.test.label, probs, data.test.class_names, rounds=rounds, seed=0)
     cost = summary["cost"]
     record = {
-        "mode": name, "policy_mode": mode, "level": level, "seed": seed, "run_dir": run_dir,
+        "mode": name, "policy_mode": config.mode, "level": config.level, "seed": config.seed, "run_dir": run_dir,
         "settings": config.to_json(),
         "test_macro_f1": summary["test"]["macro_f1"], "test_macro_f1_ci": ci["macro_f1"],
         "test_accuracy": summary["test"]["accuracy"],
@@ -229,11 +238,13 @@ def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:
         "rss_start_bytes": meter.result["rss_start_bytes"], "meter": meter.result,
         "epochs": [{k: e.get(k) for k in ("epoch", "phase", "kept", "kept_fraction", "samples_read", "forward_train",
                                             "forward_score", "gradcam", "backward", "optimizer_steps", "train_s",
-                                            "wall_s", "macro_f1", "val_macro_f1")}
+                                            "wall_s", "loss", "macro_f1", "val_loss", "val_macro_f1")}
                    for e in summary["epochs"]],
         "test_pred": np.argmax(probs, axis=-1).astype(int).tolist(),
     }
-    if not args.keep_runs:
+    if store_probs:
+        record["test_probs"] = np.round(probs, 5).tolist()
+    if not keep_runs:
         keep = (run_folder.SUMMARY, run_folder.AUDIT, run_folder.CONFIG)
         for entry in os.listdir(run_dir):
             path = os.path.join(run_dir, entry)

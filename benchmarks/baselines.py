@@ -1,0 +1,351 @@
+"""Training recipes side by side: the reference's against the recommended one, mode full, per dataset.
+
+Each dataset's recommended baseline is its shipped flagfile
+``configs/<dataset>/recommended_full.cfg`` (the recommended recipe of
+``configs/recipe.cfg``). The reference recipe is the same dataset, backbone,
+batch size and epochs with the reference's training settings
+(``configs/base.cfg``: AdamW at lr 3e-4 decayed 0.98 per epoch, no
+augmentation, class-balanced weights without a cap) and its label set (on
+MIT-BIH all five AAMI classes, Q included). Both run the same seeds for the
+same epochs (``--epochs`` shortens both alike; the cosine schedule then spans
+the shorter run).
+
+Reported per recipe (mean over seeds; 95 % CIs are percentile bootstraps over
+the test records of the seed-mean metric):
+  - test macro-F1, over the classes present in the test split's labels;
+  - the field's own metric: MIT-BIH DS2 sensitivity (Se, recall) and positive
+    predictive value (PPV, precision) of S and V beats, and their F1; CinC
+    2017's challenge F1 (the mean of the N, A and O F1, the noisy class ~ a
+    class of its own that is not averaged); PTB-XL's one-vs-rest macro AUROC of
+    the softmax outputs against the single label;
+  - the train-validation gap: training macro-F1 (on the augmented kept
+    records, in training mode) minus validation macro-F1, at the best epoch;
+  - the majority-class level of each split (the macro-F1 of a model that says
+    the most frequent class for every record), and the epochs after the first
+    whose validation macro-F1 is not above it.
+Literature anchors (``ANCHORS``) are printed beside, each with what differs.
+
+Each run's record is written to ``baselines_<dataset>_runs/<recipe>_s<seed>.json``
+as soon as it finishes; a rerun skips the records already there.
+
+Usage:
+  python benchmarks/baselines.py --dataset mitbih_arrhythmia
+  python benchmarks/baselines.py --dataset cinc2017 --seeds 0,1,2
+  python benchmarks/baselines.py --smoke                         # synthetic_ecg/tiny, 2 epochs, 1 seed
+  python benchmarks/baselines.py --reaggregate benchmarks/results/baselines_cinc2017.json
+
+Writes benchmarks/results/baselines_<dataset>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+NAME = "baselines"
+RECIPES = ("reference", "recommended")
+SMOKE_FLAGFILE = "configs/quickstart.cfg"  # with --mode=full: the recommended recipe on synthetic data
+# The field's metric of each dataset: "aami" (Se/PPV of S and V), "challenge2017" (mean F1 of N, A, O), "auroc".
+FIELD_METRIC = {"mitbih_arrhythmia": "aami", "cinc2017": "challenge2017", "ptbxl": "auroc"}
+ANCHORS = {
+    "mitbih_arrhythmia": [
+        {"source": "de Chazal et al. 2004 (linear discriminants)", "S_se": 0.76, "S_ppv": 0.38, "V_se": 0.77,
+         "V_ppv": 0.82, "differs": "same inter-patient DS1/DS2 split and AAMI classes; hand-crafted features"},
+        {"source": "Llamedo & Martinez 2011", "S_se": 0.77, "S_ppv": 0.39, "V_se": 0.81, "V_ppv": 0.87,
+         "differs": "same DS1/DS2 split; two leads; Q left out"},
+        {"source": "Niu et al. 2020 (CNN on symbolic sequences)", "S_f1": 0.77, "V_f1": 0.90,
+         "differs": "same DS1/DS2 split; beat context beyond one window"},
+    ],
+    "cinc2017": [
+        {"source": "PhysioNet/CinC 2017 winners (hidden test set)", "challenge_f1": 0.83,
+         "differs": "all 8,528 training records (ours: every third, 2,842) and the hidden test set"},
+        {"source": "Andreotti et al. 2017, CNN, 5-fold CV on the training set", "challenge_f1": 0.72,
+         "differs": "all 8,528 records, cross-validation instead of one split"},
+    ],
+    "ptbxl": [
+        {"source": "PTB-XL benchmark leaderboard, resnet1d_wang, superdiagnostic", "macro_auroc": 0.930,
+         "differs": "all 21,799 records (ours: 1/5), multi-label sigmoid outputs against the multi-hot targets "
+                    "(ours: one softmax label), 2.5 s crops with window aggregation"},
+    ],
+}
+
+
+def parse(argv=None):
+    parser = common.base_parser(__doc__, NAME)
+    parser.add_argument("--dataset", default=None, help="mitbih_arrhythmia, cinc2017 or ptbxl (synthetic_ecg with --smoke)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; 0 with --smoke)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recommended flagfile's (2 with --smoke)")
+    parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--rounds", type=int, default=None, help="bootstrap rounds (default 1000; 200 with --smoke)")
+    parser.add_argument("--keep_runs", action="store_true", help="keep the run directories under --work_dir")
+    parser.add_argument("--runs_dir", default=None, help="folder of the per-run records (default <output stem>_runs)")
+    parser.add_argument("--reaggregate", default=None, help="recompute the tables of an existing baselines JSON")
+    args = parser.parse_args(argv)
+    if args.reaggregate:
+        return args
+    args.dataset = args.dataset or ("synthetic_ecg" if args.smoke else None)
+    if args.dataset is None:
+        parser.error("--dataset is required (or --smoke)")
+    args.flagfile = SMOKE_FLAGFILE if args.dataset == "synthetic_ecg" else f"configs/{args.dataset}/recommended_full.cfg"
+    if not (common.REPO_ROOT / args.flagfile).exists():
+        parser.error(f"no recommended baseline for --dataset={args.dataset} ({args.flagfile} does not exist)")
+    args.seeds = [int(s) for s in (args.seeds or ("0" if args.smoke else "0,1,2")).split(",")]
+    args.epochs = args.epochs or (2 if args.smoke else None)
+    args.rounds = args.rounds or (200 if args.smoke else 1000)
+    args.recipes = [r for r in args.recipes.split(",") if r]
+    unknown = [r for r in args.recipes if r not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipes {unknown}; choose from {', '.join(RECIPES)}")
+    if args.output is None:
+        args.output = str(common.RESULTS_DIR / f"{NAME}_{args.dataset}{'_smoke' if args.smoke else ''}.json")
+    return args
+
+
+def recipe_config(args, recipe: str, seed: int, output_dir: str):
+    """The ``RunConfig`` of ``recipe`` on ``args.dataset``, parsed from the shipped flagfiles with
+    erts-tf's own flag definitions (so the benchmark trains exactly what a user's command would)."""
+    from erts_tf import flags as erts_flags
+
+    fl = erts_flags.FLAGS
+    common_args = [f"--output_dir={output_dir}", f"--seed={seed}", "--overwrite", "--verbose=0", "--noreport"]
+    argv = [f"--flagfile={args.flagfile}"]
+    if args.smoke:
+        argv += ["--dataset_config=tiny", "--mode=full"]
+    if args.manual_dir and args.dataset != "synthetic_ecg":
+        argv.append(f"--manual_dir={args.manual_dir}")
+    if args.data_dir:
+        argv.append(f"--data_dir={args.data_dir}")
+    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    cwd = os.getcwd()
+    os.chdir(common.REPO_ROOT)  # the flagfiles name each other relative to the repository root
+    try:
+        fl.unparse_flags()
+        fl(["baselines", *argv, *common_args])
+        recommended = erts_flags.run_config()
+        epochs = args.epochs or recommended.epochs
+        if recipe == "recommended":
+            fl.unparse_flags()
+            fl(["baselines", *argv, f"--epochs={epochs}", *common_args])
+        else:  # the reference's training settings (and label set) on the same data, backbone, batch and epochs
+            fl.unparse_flags()
+            fl(["baselines", *argv, "--flagfile=configs/base.cfg", f"--model={recommended.model}",
+                f"--batch_size={recommended.batch_size}", f"--epochs={epochs}", "--mode=full",
+                "--exclude_classes=", *common_args])
+        return erts_flags.run_config()
+    finally:
+        os.chdir(cwd)
+
+
+# -- metrics of one run's test predictions --------------------------------------------------------
+def majority_macro_f1(labels) -> float:
+    """Macro-F1 (over the classes present in ``labels``) of predicting the most frequent class for all."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(labels, int))
+    present = counts[counts > 0]
+    share = counts.max() / counts.sum()
+    return float(2 * share / (1 + share) / len(present))
+
+
+def field_rounds(kind, labels, preds_by_seed, class_names, rounds, probs_by_seed=None) -> dict:
+    """The field metrics of ``kind`` as ``{name: {"point", "low", "high"}}``, each the seed mean,
+    with percentile CIs over ``rounds`` bootstrap resamples of the test records.
+
+    Args:
+      labels: ``(n,)`` test class indices.
+      preds_by_seed: per seed, ``(n,)`` predicted class indices.
+      probs_by_seed: per seed, ``(n, n_classes)`` probabilities (``kind="auroc"`` only).
+    """
+    import numpy as np
+
+    from erts_tf import bootstrap
+
+    labels = np.asarray(labels, np.int64)
+    n_classes = len(class_names)
+    index_of = {name: i for i, name in enumerate(class_names)}
+    present = np.bincount(labels, minlength=n_classes) > 0
+
+    def per_round(index):
+        values = {}
+        for s, pred in enumerate(preds_by_seed):
+            pred = np.asarray(pred, np.int64)
+            cm = bootstrap.confusion_counts(labels[index], pred[index], n_classes)
+            tp = np.diagonal(cm, axis1=1, axis2=2)
+            prf = bootstrap.prf_from_counts(tp, cm.sum(axis=1) - tp, cm.sum(axis=2) - tp)  # cm[r, true, pred]
+            seed_values = {"macro_f1": prf["f1"][:, present].mean(axis=1)}
+            if kind == "aami":
+                for name in ("S", "V"):
+                    c = index_of[name]
+                    seed_values.update({f"{name}_se": prf["recall"][:, c], f"{name}_ppv": prf["precision"][:, c],
+                                        f"{name}_f1": prf["f1"][:, c]})
+            elif kind == "challenge2017":
+                seed_values["challenge_f1"] = prf["f1"][:, [index_of[n] for n in ("N", "A", "O")]].mean(axis=1)
+            elif kind == "auroc":
+                probs = np.asarray(probs_by_seed[s], np.float64)
+                auroc = np.stack([bootstrap.auroc_by_rank(labels[index] == c, probs[index, c])
+                                  for c in range(n_classes)], axis=1)
+                seed_values["macro_auroc"] = np.nanmean(auroc, axis=1)
+            for key, v in seed_values.items():
+                values.setdefault(key, []).append(v)
+        return {k: np.mean(v, axis=0) for k, v in values.items()}
+
+    point = per_round(np.arange(len(labels))[None])
+    chunks = [per_round(index) for index in bootstrap.resample_chunks(len(labels), rounds, 0)]
+    out = {}
+    for key in point:
+        low, high = bootstrap.percentile_interval(np.concatenate([c[key] for c in chunks]))
+        out[key] = {"point": float(point[key][0]), "low": low, "high": high}
+    return out
+
+
+def _gap_at_best(record) -> float | None:
+    epochs = {e["epoch"]: e for e in record["epochs"]}
+    best = epochs.get(record["best_epoch"])
+    if not best or best.get("macro_f1") is None or best.get("val_macro_f1") is None:
+        return None
+    return best["macro_f1"] - best["val_macro_f1"]
+
+
+def aggregate(result) -> dict:
+    import numpy as np
+
+    rows = {}
+    kind = FIELD_METRIC.get(result["settings"]["dataset"])
+    for recipe, split in result["splits"].items():
+        group = sorted((r for r in result["runs"] if r["recipe"] == recipe), key=lambda r: r["seed"])
+        if not group:
+            continue
+        probs = [r["test_probs"] for r in group] if kind == "auroc" else None
+        field = field_rounds(kind, split["test_labels"], [r["test_pred"] for r in group], split["class_names"],
+                             result["settings"]["rounds"], probs)
+        level = split["majority_macro_f1"]["validation"]
+        not_above = sorted({e["epoch"] for r in group for e in r["epochs"]
+                            if e["epoch"] >= 1 and e.get("val_macro_f1") is not None and e["val_macro_f1"] <= level})
+        gaps = [g for g in map(_gap_at_best, group) if g is not None]
+        rows[recipe] = {
+            "seeds": [r["seed"] for r in group], "metrics": field,
+            "test_macro_f1_by_seed": [r["test_macro_f1"] for r in group],
+            "validation_macro_f1_by_epoch": {r["seed"]: [e.get("val_macro_f1") for e in r["epochs"]] for r in group},
+            "best_epochs": [r["best_epoch"] for r in group],
+            "train_validation_gap": float(np.mean(gaps)) if gaps else None,
+            "epochs_not_above_majority": not_above,
+            "cpu_s": float(np.mean([r["cpu_s"] for r in group])),
+        }
+    return {"rows": rows, "field_metric": kind}
+
+
+# -- output ---------------------------------------------------------------------------------------
+_COLUMNS = {
+    "aami": [("S_se", "S Se"), ("S_ppv", "S PPV"), ("S_f1", "S F1"), ("V_se", "V Se"), ("V_ppv", "V PPV"),
+             ("V_f1", "V F1")],
+    "challenge2017": [("challenge_f1", "challenge F1 (N, A, O)")],
+    "auroc": [("macro_auroc", "macro AUROC")],
+}
+
+
+def tables(result) -> str:
+    agg = result["aggregate"]
+    columns = _COLUMNS.get(agg["field_metric"], [])
+    s = result["settings"]
+    lines = [f"\n{s['dataset']} ({result['flagfile']}), mode full, {len(s['seeds'])} seed(s), "
+             f"{result['epochs']} epochs; seed means, 95 % bootstrap CIs over the test records\n"]
+    body = []
+    for recipe, row in agg["rows"].items():
+        split = result["splits"][recipe]
+        m = row["metrics"]
+        body.append([recipe, ",".join(split["class_names"]), common.fmt_ci(m["macro_f1"]),
+                     *(common.fmt_ci(m[k]) for k, _ in columns),
+                     common.fmt(row["train_validation_gap"], "+.3f"),
+                     f"{split['majority_macro_f1']['validation']:.3f} / {split['majority_macro_f1']['test']:.3f}",
+                     ",".join(map(str, row["epochs_not_above_majority"])) or "none",
+                     ",".join(map(str, row["best_epochs"]))])
+    lines.append(common.markdown_table(
+        ["recipe", "classes", "test macro-F1", *(title for _, title in columns), "train-val gap",
+         "majority level val / test", "epochs >=1 val <= majority", "best epoch"], body))
+    anchors = ANCHORS.get(s["dataset"], [])
+    if anchors:
+        lines.append("\nliterature anchors (not the same data or protocol; see 'differs')\n")
+        keys = [k for k, _ in columns] + ["macro_auroc", "challenge_f1"]
+        keys = list(dict.fromkeys(k for k in keys if any(k in a for a in anchors)))
+        lines.append(common.markdown_table(
+            ["source", *keys, "differs"],
+            [[a["source"], *(common.fmt(a.get(k), ".2f") for k in keys), a["differs"]] for a in anchors],
+            "l" + "r" * len(keys) + "l"))
+    return "\n".join(lines)
+
+
+def _split_facts(data) -> dict:
+    return {"class_names": list(data.test.class_names), "test_labels": data.test.label.astype(int).tolist(),
+            "sizes": {"train": data.train.n, "validation": data.validation.n, "test": data.test.n},
+            "train_counts": {n: int((data.train.label == i).sum()) for i, n in enumerate(data.train.class_names)},
+            "majority_macro_f1": {"validation": majority_macro_f1(data.validation.label),
+                                  "test": majority_macro_f1(data.test.label)}}
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    if args.reaggregate:
+        path = pathlib.Path(args.reaggregate)
+        result = json.loads(path.read_text())
+        result["aggregate"] = aggregate(result)
+        text = tables(result)
+        print(text)
+        common.write_json(path, result)
+        return result
+    common.quiet_tensorflow()
+    import modes
+
+    from erts_tf.training import run
+
+    started = time.perf_counter()
+    machine_before = common.machine()
+    stem = common.output_path(args, NAME).with_suffix("")
+    runs_dir = pathlib.Path(args.runs_dir) if args.runs_dir else stem.parent / f"{stem.name}_runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    store_probs = FIELD_METRIC.get(args.dataset) == "auroc"
+    records, splits, configs, data_of = [], {}, {}, {}
+    for seed in args.seeds:  # seed-major, so that a stopped benchmark has both recipes of the first seeds
+        for recipe in args.recipes:
+            run_dir = os.path.join(args.work_dir, NAME, args.dataset, f"{recipe}_s{seed}")
+            config = recipe_config(args, recipe, seed, run_dir)
+            configs[recipe] = config.to_json()
+            if recipe not in data_of:  # the label set may differ between recipes (MIT-BIH's Q)
+                data_of[recipe] = run.load_data(config)
+                splits[recipe] = _split_facts(data_of[recipe])
+            path = runs_dir / f"{recipe}_s{seed}.json"
+            if path.exists():
+                records.append(json.loads(path.read_text()))
+                print(f"{recipe:<12} seed {seed}: reused {path}", flush=True)
+                continue
+            record = {"recipe": recipe, **modes.measured_run(config, data_of[recipe], "full", args.rounds,
+                                                              args.keep_runs, store_probs)}
+            common.write_json(path, record)
+            records.append(record)
+            print(f"{recipe:<12} seed {seed}: test macro-F1 {record['test_macro_f1']:.3f} (best epoch "
+                  f"{record['best_epoch']}), validation {record['validation_macro_f1']:.3f}, "
+                  f"cpu {record['cpu_s']:.0f}s", flush=True)
+    result = {
+        "benchmark": NAME,
+        "settings": {k: v for k, v in vars(args).items()},
+        "flagfile": args.flagfile,
+        "epochs": next(iter(configs.values()))["epochs"],
+        "configs": configs,
+        "splits": splits,
+        "anchors": ANCHORS.get(args.dataset, []),
+        "machine": machine_before,
+        "total_wall_s": time.perf_counter() - started,
+        "runs": records,
+    }
+    result["aggregate"] = aggregate(result)
+    return common.publish(args, NAME, result, tables(result))
+
+
+if __name__ == "__main__":
+    main()
