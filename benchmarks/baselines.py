@@ -25,6 +25,14 @@ the test records of the seed-mean metric):
     whose validation macro-F1 is not above it.
 Literature anchors (``ANCHORS``) are printed beside, each with what differs.
 
+A learning curve (``--train_fractions``, e.g. ``0.25,0.5``): the recommended
+recipe also trains on a class-stratified random part of the training split
+(drawn per seed; validation and test unchanged), and the field metric is fitted
+as ``a + b * ln(training records)`` over the fractions and the whole split, and
+extrapolated to ``--size_factor`` times the split (PTB-XL: the subset holds
+1/5 of the database). The extrapolation says how much of a gap to a
+full-data figure the data size can explain; it is an estimate, not a result.
+
 Each run's record is written to ``baselines_<dataset>_runs/<recipe>_s<seed>.json``
 as soon as it finishes; a rerun skips the records already there.
 
@@ -40,6 +48,7 @@ Writes benchmarks/results/baselines_<dataset>.json.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import sys
@@ -53,6 +62,8 @@ NAME = "baselines"
 RECIPES = ("reference", "recommended")
 SMOKE_FLAGFILE = "configs/quickstart.cfg"  # with --mode=full: the recommended recipe on synthetic data
 # The field's metric of each dataset: "aami" (Se/PPV of S and V), "challenge2017" (mean F1 of N, A, O), "auroc".
+# How many times more records the whole database holds than the subset in ../shared/data.
+SUBSET_FACTOR = {"ptbxl": 21799 / 4359, "cinc2017": 8528 / 2842}
 FIELD_METRIC = {"mitbih_arrhythmia": "aami", "cinc2017": "challenge2017", "ptbxl": "auroc"}
 ANCHORS = {
     "mitbih_arrhythmia": [
@@ -82,6 +93,12 @@ def parse(argv=None):
     parser.add_argument("--dataset", default=None, help="mitbih_arrhythmia, cinc2017 or ptbxl (synthetic_ecg with --smoke)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; 0 with --smoke)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recommended flagfile's (2 with --smoke)")
+    parser.add_argument("--model", default=None, help="backbone (default: the recommended flagfile's)")
+    parser.add_argument("--train_fractions", default="",
+                        help="learning curve: also train the recommended recipe on these fractions of the training split")
+    parser.add_argument("--size_factor", type=float, default=None,
+                        help="extrapolate the learning curve to this many times the training split (default: "
+                             "the dataset's full/subset ratio, 5 for PTB-XL, 3 for CinC 2017)")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--rounds", type=int, default=None, help="bootstrap rounds (default 1000; 200 with --smoke)")
     parser.add_argument("--keep_runs", action="store_true", help="keep the run directories under --work_dir")
@@ -103,6 +120,10 @@ def parse(argv=None):
     unknown = [r for r in args.recipes if r not in RECIPES]
     if unknown:
         parser.error(f"unknown recipes {unknown}; choose from {', '.join(RECIPES)}")
+    args.train_fractions = [float(f) for f in args.train_fractions.split(",") if f]
+    if any(not 0 < f < 1 for f in args.train_fractions):
+        parser.error(f"--train_fractions must lie in (0, 1), got {args.train_fractions}")
+    args.size_factor = args.size_factor or SUBSET_FACTOR.get(args.dataset, 1.0)
     if args.output is None:
         args.output = str(common.RESULTS_DIR / f"{NAME}_{args.dataset}{'_smoke' if args.smoke else ''}.json")
     return args
@@ -118,6 +139,8 @@ def recipe_config(args, recipe: str, seed: int, output_dir: str):
     argv = [f"--flagfile={args.flagfile}"]
     if args.smoke:
         argv += ["--dataset_config=tiny", "--mode=full"]
+    if args.model:
+        argv.append(f"--model={args.model}")
     if args.manual_dir and args.dataset != "synthetic_ecg":
         argv.append(f"--manual_dir={args.manual_dir}")
     if args.data_dir:
@@ -165,12 +188,12 @@ def field_rounds(kind, labels, preds_by_seed, class_names, rounds, probs_by_seed
     """
     import numpy as np
 
-    from erts_tf import bootstrap
+    from erts_tf import bootstrap, metrics
 
     labels = np.asarray(labels, np.int64)
     n_classes = len(class_names)
     index_of = {name: i for i, name in enumerate(class_names)}
-    present = np.bincount(labels, minlength=n_classes) > 0
+    present = metrics.present_classes(labels, n_classes)  # macro-F1 over the classes present
 
     def per_round(index):
         values = {}
@@ -205,6 +228,35 @@ def field_rounds(kind, labels, preds_by_seed, class_names, rounds, probs_by_seed
     return out
 
 
+def stratified_part(labels, fraction: float, seed: int):
+    """``(k,)`` sorted positions: ``round(fraction * count)`` records (at least 1) of each class, drawn
+    at random with ``np.random.default_rng(seed)``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    parts = [rng.choice(np.flatnonzero(labels == c), max(1, round(fraction * (labels == c).sum())), replace=False)
+             for c in np.unique(labels)]
+    return np.sort(np.concatenate(parts))
+
+
+def learning_curve(rows, metric: str, size_factor: float) -> dict | None:
+    """Least-squares fit of ``metric`` (seed mean) against ln(training records) over the recommended
+    rows, and its value at ``size_factor`` times the whole split."""
+    import numpy as np
+
+    points = sorted((r["n_train"], r["metrics"][metric]["point"]) for k, r in rows.items()
+                    if k.startswith("recommended") and r.get("n_train"))
+    if len(points) < 2:
+        return None
+    n, y = np.array(points, float).T
+    slope, intercept = np.polyfit(np.log(n), y, 1)
+    target = n.max() * size_factor
+    return {"metric": metric, "points": [{"n_train": int(a), "value": float(b)} for a, b in points],
+            "slope_per_ln_records": float(slope), "size_factor": size_factor, "extrapolated_n_train": int(target),
+            "extrapolated_value": float(intercept + slope * np.log(target))}
+
+
 def _gap_at_best(record) -> float | None:
     epochs = {e["epoch"]: e for e in record["epochs"]}
     best = epochs.get(record["best_epoch"])
@@ -218,10 +270,9 @@ def aggregate(result) -> dict:
 
     rows = {}
     kind = FIELD_METRIC.get(result["settings"]["dataset"])
-    for recipe, split in result["splits"].items():
+    for recipe in dict.fromkeys(r["recipe"] for r in result["runs"]):
+        split = result["splits"][recipe.split("_f")[0]]
         group = sorted((r for r in result["runs"] if r["recipe"] == recipe), key=lambda r: r["seed"])
-        if not group:
-            continue
         probs = [r["test_probs"] for r in group] if kind == "auroc" else None
         field = field_rounds(kind, split["test_labels"], [r["test_pred"] for r in group], split["class_names"],
                              result["settings"]["rounds"], probs)
@@ -237,8 +288,11 @@ def aggregate(result) -> dict:
             "train_validation_gap": float(np.mean(gaps)) if gaps else None,
             "epochs_not_above_majority": not_above,
             "cpu_s": float(np.mean([r["cpu_s"] for r in group])),
+            "n_train": group[0].get("n_train") or split["sizes"]["train"],
         }
-    return {"rows": rows, "field_metric": kind}
+    metric = {"aami": "macro_f1", "challenge2017": "challenge_f1", "auroc": "macro_auroc"}.get(kind, "macro_f1")
+    curve = learning_curve(rows, metric, result["settings"].get("size_factor") or 1.0)
+    return {"rows": rows, "field_metric": kind, "learning_curve": curve}
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -258,7 +312,7 @@ def tables(result) -> str:
              f"{result['epochs']} epochs; seed means, 95 % bootstrap CIs over the test records\n"]
     body = []
     for recipe, row in agg["rows"].items():
-        split = result["splits"][recipe]
+        split = result["splits"][recipe.split("_f")[0]]
         m = row["metrics"]
         body.append([recipe, ",".join(split["class_names"]), common.fmt_ci(m["macro_f1"]),
                      *(common.fmt_ci(m[k]) for k, _ in columns),
@@ -269,6 +323,13 @@ def tables(result) -> str:
     lines.append(common.markdown_table(
         ["recipe", "classes", "test macro-F1", *(title for _, title in columns), "train-val gap",
          "majority level val / test", "epochs >=1 val <= majority", "best epoch"], body))
+    curve = agg.get("learning_curve")
+    if curve:
+        points = ", ".join(f"{p['value']:.3f} at {p['n_train']}" for p in curve["points"])
+        lines.append(f"\nlearning curve ({curve['metric']}, recommended recipe): {points} training records; "
+                     f"{curve['slope_per_ln_records'] * math.log(2):+.3f} per doubling of the records; extrapolated to "
+                     f"{curve['extrapolated_n_train']} records ({curve['size_factor']:.1f}x): "
+                     f"{curve['extrapolated_value']:.3f} (an estimate from a log-linear fit)")
     anchors = ANCHORS.get(s["dataset"], [])
     if anchors:
         lines.append("\nliterature anchors (not the same data or protocol; see 'differs')\n")
@@ -300,8 +361,11 @@ def main(argv=None) -> dict:
         common.write_json(path, result)
         return result
     common.quiet_tensorflow()
+    import dataclasses
+
     import modes
 
+    from erts_tf.data import pipeline
     from erts_tf.training import run
 
     started = time.perf_counter()
@@ -311,24 +375,30 @@ def main(argv=None) -> dict:
     runs_dir.mkdir(parents=True, exist_ok=True)
     store_probs = FIELD_METRIC.get(args.dataset) == "auroc"
     records, splits, configs, data_of = [], {}, {}, {}
+    jobs = [(recipe, None) for recipe in args.recipes] + [("recommended", f) for f in args.train_fractions]
     for seed in args.seeds:  # seed-major, so that a stopped benchmark has both recipes of the first seeds
-        for recipe in args.recipes:
-            run_dir = os.path.join(args.work_dir, NAME, args.dataset, f"{recipe}_s{seed}")
+        for recipe, fraction in jobs:
+            name = recipe if fraction is None else f"{recipe}_f{fraction:g}"
+            run_dir = os.path.join(args.work_dir, NAME, args.dataset, f"{name}_s{seed}")
             config = recipe_config(args, recipe, seed, run_dir)
             configs[recipe] = config.to_json()
             if recipe not in data_of:  # the label set may differ between recipes (MIT-BIH's Q)
                 data_of[recipe] = run.load_data(config)
                 splits[recipe] = _split_facts(data_of[recipe])
-            path = runs_dir / f"{recipe}_s{seed}.json"
+            data = data_of[recipe]
+            if fraction is not None:  # validation and test stay whole
+                part = stratified_part(data.train.label, fraction, seed)
+                data = dataclasses.replace(data, train=pipeline.take_samples(data.train, part))
+            path = runs_dir / f"{name}_s{seed}.json"
             if path.exists():
                 records.append(json.loads(path.read_text()))
-                print(f"{recipe:<12} seed {seed}: reused {path}", flush=True)
+                print(f"{name:<18} seed {seed}: reused {path}", flush=True)
                 continue
-            record = {"recipe": recipe, **modes.measured_run(config, data_of[recipe], "full", args.rounds,
-                                                              args.keep_runs, store_probs)}
+            record = {"recipe": name, "train_fraction": fraction, "n_train": data.train.n,
+                      **modes.measured_run(config, data, "full", args.rounds, args.keep_runs, store_probs)}
             common.write_json(path, record)
             records.append(record)
-            print(f"{recipe:<12} seed {seed}: test macro-F1 {record['test_macro_f1']:.3f} (best epoch "
+            print(f"{name:<18} seed {seed}: test macro-F1 {record['test_macro_f1']:.3f} (best epoch "
                   f"{record['best_epoch']}), validation {record['validation_macro_f1']:.3f}, "
                   f"cpu {record['cpu_s']:.0f}s", flush=True)
     result = {

@@ -258,17 +258,19 @@ def _macro_f1_rounds(labels, preds_by_seed, n_classes, rounds, seed):
     """``(rounds,)`` seed-mean macro-F1 on each bootstrap resample of the test records, and the point."""
     import numpy as np
 
-    from erts_tf import bootstrap
+    from erts_tf import bootstrap, metrics
 
     labels = np.asarray(labels)
     preds = [np.asarray(p) for p in preds_by_seed]
+    present = metrics.present_classes(labels, n_classes)  # macro-F1 over the classes present
 
     def macro_f1(index):
         values = []
         for p in preds:
             cm = bootstrap.confusion_counts(labels[index], p[index], n_classes)
             tp = np.diagonal(cm, axis1=1, axis2=2)
-            values.append(bootstrap.prf_from_counts(tp, cm.sum(axis=1) - tp, cm.sum(axis=2) - tp)["f1"].mean(axis=1))
+            f1 = bootstrap.prf_from_counts(tp, cm.sum(axis=1) - tp, cm.sum(axis=2) - tp)["f1"]
+            values.append(f1[:, present].mean(axis=1))
         return np.mean(values, axis=0)
 
     out = np.concatenate([macro_f1(index) for index in bootstrap.resample_chunks(len(labels), rounds, seed)])

@@ -8,7 +8,9 @@ the PTB-XL benchmark (helme/ecg_ptbxl_benchmarking).
 
 The metrics follow ``erts_tf.metrics`` exactly (scikit-learn's definitions,
 ``zero_division=0``): per-class precision/recall/F1 from the confusion counts,
-macro-F1 over ALL classes, one-vs-rest AUROC per class (undefined, NaN, in a
+macro-F1 over the classes present in the whole split's labels (the same classes
+in every round; a round that happens to draw no record of one counts its F1 as
+0), one-vs-rest AUROC per class (undefined, NaN, in a
 round where the class has no positive or no negative sample) averaged over the
 classes where it is defined. They are computed for all rounds at once from
 ``np.bincount`` and ranks instead of calling scikit-learn per round, so 1000
@@ -25,6 +27,8 @@ import warnings
 
 import numpy as np
 from scipy import stats
+
+from erts_tf import metrics
 
 # Resample in chunks of rounds so that a (chunk, n) index array stays near this many entries.
 _CHUNK_ENTRIES = 2_000_000
@@ -141,6 +145,7 @@ def single_label_bootstrap(labels, probs, class_names, rounds: int = 1000, seed:
     probs = np.asarray(probs, np.float64)
     n_classes = len(class_names)
     pred = np.argmax(probs, axis=-1)
+    present = metrics.present_classes(labels, n_classes)
     collected = {k: [] for k in ("precision", "recall", "f1", "auroc", "accuracy")}
     for index in resample_chunks(len(labels), rounds, seed):
         y, p = labels[index], pred[index]
@@ -163,7 +168,7 @@ def single_label_bootstrap(labels, probs, class_names, rounds: int = 1000, seed:
         "seed": int(seed),
         "level": level,
         "method": "percentile",
-        "macro_f1": _interval(point["f1"].mean(), rounds_of["f1"].mean(axis=1), level),
+        "macro_f1": _interval(point["f1"][present].mean(), rounds_of["f1"][:, present].mean(axis=1), level),
         "accuracy": _interval(point["accuracy"], rounds_of["accuracy"], level),
         "macro_auroc": _interval(_nanmean(point["auroc"][None], 1)[0], _nanmean(rounds_of["auroc"], 1), level),
         "per_class": per_class,

@@ -1,4 +1,11 @@
-"""Classification metrics with scikit-learn's definitions (zero_division=0)."""
+"""Classification metrics with scikit-learn's definitions (zero_division=0).
+
+Macro means are over the classes present in the split's labels: a class with no
+record in the split (MIT-BIH's validation records hold no Q beat, for example)
+has no defined recall, and counting its F1 as 0 would cap the macro-F1 below 1
+for a perfect model. Its predictions still count, as errors on the records they
+mislabel. Per-class entries cover every class.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,14 @@ import numpy as np
 from sklearn import metrics as skm
 
 
+def present_classes(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """``(n_classes,)`` bool: the classes with at least one record in ``labels`` (``(n,)`` indices)."""
+    return np.bincount(np.asarray(labels, np.int64), minlength=n_classes)[:n_classes] > 0
+
+
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names) -> dict:
-    """Macro-F1, accuracy, per-class precision/recall/F1/support and the confusion matrix.
+    """Macro-F1 (over the classes present in ``labels``), accuracy, per-class precision/recall/F1/support
+    and the confusion matrix.
 
     Args:
       labels: ``(n,)`` true class indices.
@@ -17,9 +30,11 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names) -
     pred = np.argmax(probs, axis=-1)
     classes = np.arange(n_classes)
     p, r, f, support = skm.precision_recall_fscore_support(labels, pred, labels=classes, zero_division=0)
+    present = present_classes(labels, n_classes)
     return {
         "n": int(len(labels)),
-        "macro_f1": float(skm.f1_score(labels, pred, labels=classes, average="macro", zero_division=0)),
+        "macro_f1": float(f[present].mean()) if present.any() else 0.0,
+        "macro_f1_classes": [name for name, kept in zip(class_names, present) if kept],
         "accuracy": float(skm.accuracy_score(labels, pred)),
         "per_class": {
             name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}

@@ -134,3 +134,60 @@ def test_scale_smoke(tmp_path, common_args):
     assert {r["mode"] for r in saved["training"]} == {"full", "erts"}
     erts = [r for r in saved["training"] if r["mode"] == "erts"]
     assert all(r["gradcam"] == r["trained"] for r in erts)
+
+
+def test_baselines_smoke(tmp_path, common_args):
+    out = tmp_path / "baselines.json"
+    module = _load("baselines")
+    result = module.main([*common_args, "--output", str(out), "--train_fractions", "0.5"])
+    saved = json.loads(out.read_text())
+    _check_machine(saved)
+    reference, recommended = saved["configs"]["reference"], saved["configs"]["recommended"]
+    assert reference["mode"] == recommended["mode"] == "full" and reference["epochs"] == recommended["epochs"] == 2
+    assert (reference["lr_schedule"], reference["augment"], reference["cb_max_ratio"]) == ("exponential", "", 0.0)
+    assert (recommended["lr_schedule"], recommended["cb_max_ratio"]) == ("cosine", 10.0) and recommended["augment"]
+    rows = saved["aggregate"]["rows"]
+    assert set(rows) == {"reference", "recommended", "recommended_f0.5"}
+    assert rows["recommended_f0.5"]["n_train"] == pytest.approx(rows["recommended"]["n_train"] / 2, abs=3)
+    curve = saved["aggregate"]["learning_curve"]
+    assert [p["n_train"] for p in curve["points"]] == sorted([rows["recommended_f0.5"]["n_train"], rows["recommended"]["n_train"]])
+    for row in rows.values():
+        ci = row["metrics"]["macro_f1"]
+        assert 0 <= ci["low"] <= ci["point"] <= ci["high"] <= 1
+        assert row["train_validation_gap"] is not None
+    assert sorted(p.name for p in (tmp_path / "baselines_runs").iterdir()) == [
+        "recommended_f0.5_s0.json", "recommended_s0.json", "reference_s0.json"]
+    assert "majority level" in result["table"]
+    again = module.main([*common_args, "--output", str(out), "--train_fractions", "0.5"])  # all reused, none retrained
+    assert [r["cpu_s"] for r in again["runs"]] == [r["cpu_s"] for r in saved["runs"]]
+
+
+def test_baselines_field_metrics_match_scikit_learn():
+    import numpy as np
+    from sklearn import metrics as skm
+
+    module = _load("baselines")
+    rng = np.random.default_rng(0)
+    labels = rng.choice(4, size=400, p=[0.7, 0.1, 0.15, 0.05])
+    preds = [np.where(rng.random(400) < 0.8, labels, rng.integers(0, 4, 400)) for _ in range(2)]
+    got = module.field_rounds("aami", labels, preds, ["N", "S", "V", "F"], rounds=100)
+    for name, c in (("S", 1), ("V", 2)):
+        se = np.mean([skm.recall_score(labels == c, p == c) for p in preds])
+        ppv = np.mean([skm.precision_score(labels == c, p == c) for p in preds])
+        assert got[f"{name}_se"]["point"] == pytest.approx(se) and got[f"{name}_ppv"]["point"] == pytest.approx(ppv)
+        assert got[f"{name}_se"]["low"] <= se <= got[f"{name}_se"]["high"]
+    challenge = module.field_rounds("challenge2017", labels, preds, ["N", "A", "O", "~"], rounds=100)
+    expected = np.mean([skm.f1_score(labels, p, labels=[0, 1, 2], average="macro") for p in preds])
+    assert challenge["challenge_f1"]["point"] == pytest.approx(expected)
+    assert module.majority_macro_f1([0, 0, 0, 1]) == pytest.approx(2 * 0.75 / 1.75 / 2)
+
+
+def test_baselines_stratified_part_keeps_each_class_share_and_depends_on_the_seed():
+    import numpy as np
+
+    module = _load("baselines")
+    labels = np.array([0] * 80 + [1] * 16 + [2] * 4)
+    part = module.stratified_part(labels, 0.25, seed=0)
+    assert np.bincount(labels[part]).tolist() == [20, 4, 1]
+    assert part.tolist() == module.stratified_part(labels, 0.25, seed=0).tolist()
+    assert part.tolist() != module.stratified_part(labels, 0.25, seed=1).tolist()

@@ -82,3 +82,22 @@ def test_missing_manual_download_shows_the_builders_instructions(tmp_path):
     assert str(data_dir / "downloads" / "manual") in error  # tfds build's default manual_dir
     assert "Download PTB-XL 1.0.3 from https://physionet.org/content/ptb-xl/1.0.3/" in error
     assert not (data_dir / "ptbxl" / "100hz" / "1.0.0" / "dataset_info.json").exists()
+
+
+def test_too_many_bad_records_exit_2_with_one_line_and_write_nothing(tmp_path):
+    sys.path.insert(0, str(REPO / "tests"))
+    import physionet_dummy_data as dummy
+
+    root = tmp_path / "manual" / "ptb-xl-dummy"
+    dummy.write_ptbxl(root, per_fold=2, rates=(100,))
+    for i in (1, 2, 3):  # truncated signal files: found while generating, 3 of 20 records > 2 %
+        dat = pathlib.Path(f"{dummy.ptbxl_record(root, i)}.dat")
+        dat.write_bytes(dat.read_bytes()[:10000])
+    data_dir = tmp_path / "data"
+    result = _build("ptbxl", "--config=100hz", f"--manual_dir={root.parent}", f"--data_dir={data_dir}")
+
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "skipped 3 of 20 records" in errors[0] and "nothing was written" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (data_dir / "ptbxl" / "100hz" / "1.0.0" / "dataset_info.json").exists()

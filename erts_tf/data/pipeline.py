@@ -130,16 +130,18 @@ def exclude_classes(arrays: SplitArrays, names: tuple[str, ...]) -> SplitArrays:
         raise ValueError(f"--exclude_classes: no class {', '.join(unknown)} (classes: {', '.join(arrays.class_names)})")
     excluded = [arrays.class_names.index(n) for n in names]
     kept_classes = [c for c in range(len(arrays.class_names)) if c not in excluded]
-    keep = ~np.isin(arrays.label, excluded)
+    kept = take_samples(arrays, np.flatnonzero(~np.isin(arrays.label, excluded)))
     new_index = np.full(len(arrays.class_names), -1, np.int32)
     new_index[kept_classes] = np.arange(len(kept_classes), dtype=np.int32)
-    return SplitArrays(
-        signal=arrays.signal[keep],
-        label=new_index[arrays.label[keep]],
-        extras={k: v[keep] for k, v in arrays.extras.items()},
-        class_names=[arrays.class_names[c] for c in kept_classes],
-        extra_names=arrays.extra_names,
-    )
+    return dataclasses.replace(kept, label=new_index[kept.label],
+                               class_names=[arrays.class_names[c] for c in kept_classes])
+
+
+def take_samples(arrays: SplitArrays, index: np.ndarray) -> SplitArrays:
+    """The samples ``index`` (``(k,)`` positions, in that order) of ``arrays``; sample ids become ``0..k-1``."""
+    return SplitArrays(signal=arrays.signal[index], label=arrays.label[index],
+                       extras={k: v[index] for k, v in arrays.extras.items()},
+                       class_names=list(arrays.class_names), extra_names=arrays.extra_names)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:

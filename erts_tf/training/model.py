@@ -31,6 +31,7 @@ from erts_tf.explain.gradcam import cam_view, gradcam_over_time, true_class_logi
 from erts_tf.selection import policies
 from erts_tf.selection.state import SelectionState
 from erts_tf.training.losses import weighted_cross_entropy
+from erts_tf.training.macro_f1 import PresentClassesMacroF1
 from erts_tf.training.selection_config import SelectionConfig, StepPlan
 
 class ERTSModel(keras.Model):
@@ -62,7 +63,7 @@ class ERTSModel(keras.Model):
         self._train_functions = {}  # StepPlan -> compiled train function
         self._score_steps = {}  # cam -> compiled scoring step of score_dataset
         self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.f1 = keras.metrics.F1Score(average="macro", name="macro_f1")
+        self.f1 = PresentClassesMacroF1()
         # F1Score creates its variables at its first update; do that here (in the strategy scope the
         # model is built in), never inside a replica's train step.
         self.f1.update_state(tf.zeros([1, self.n_classes]), tf.zeros([1, self.n_classes]))

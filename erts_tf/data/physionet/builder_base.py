@@ -26,8 +26,11 @@ DEFAULT_MAX_SKIP_FRACTION = 0.02
 log = logging.getLogger(__name__)  # std logging: seen by pytest caplog and by absl's handler
 
 
-class TooManySkipsError(RuntimeError):
-    """More records were skipped than ``max_skip_fraction`` allows; nothing was written."""
+class TooManySkipsError(ValueError):
+    """More records were skipped than ``max_skip_fraction`` allows; nothing was written.
+
+    A ``ValueError`` (the input data are bad), so that the build command and training report it as one
+    line with exit code 2, as they do for a missing or corrupt download."""
 
 
 @dataclasses.dataclass
