@@ -5,11 +5,12 @@ on ``--dataset`` (default the PTB-XL 100 Hz subset in ``../shared/data``): the
 trained run named in ``--run_dirs`` or, for a backbone without one, a short
 run trained here (the recommended recipe and selection, ``erts_infobatch``,
 ``--epochs`` epochs). The run is exported with ``export.export_run`` into
-``<work_dir>/deploy/<model>/export``, keeping both int8 candidates (static QDQ
-and dynamic). That one call measures, in one process and side by side
-(``export.latency``: ``--repeats`` interleaved rounds, ``--threads``
+``<work_dir>/deploy/<model>/export``, keeping the three int8 candidates
+(static QDQ, static QDQ with the input layer(s) and the classifier in float32,
+dynamic; ``export.quantize``). That one call measures, in one process and side
+by side (``export.latency``: ``--repeats`` interleaved rounds, ``--threads``
 onnxruntime threads): the model size, and the milliseconds per record at
-batch 1 and batch 32, of float32, float16, int8 static and int8 dynamic.
+batch 1 and batch 32, of float32, float16 and each int8 candidate.
 On the whole test split it also measures, against float32: the argmax
 agreement, the macro-F1 difference and the max |probability difference|.
 The table also marks which int8 method the export kept as
@@ -40,7 +41,7 @@ import modes  # noqa: E402
 NAME = "deploy"
 TARGETS = {"size_ratio": 0.35, "latency_ratio": 0.7, "argmax_agreement": 0.99, "macro_f1_diff": 0.01}
 SELECTION = dict(modes.VARIANTS["erts_infobatch"], start_revision=-1)  # configs/recommended_selection.cfg
-ROWS = ("float32", "float16", "int8_static", "int8_dynamic")
+ROWS = ("float32", "float16", "int8_static", "int8_static_mixed", "int8_dynamic")
 
 
 def parse(argv=None):

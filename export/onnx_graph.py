@@ -1,4 +1,5 @@
-"""Graph surgery on ONNX models: which nodes stay float32 in a variant, and tidying the float16 converter's output."""
+"""Graph surgery on ONNX models: which nodes stay float32 in a variant, folding per-channel affine ops into the
+convolution before them, and tidying the float16 converter's output."""
 
 from __future__ import annotations
 
@@ -27,6 +28,146 @@ def preprocessing_nodes(graph) -> list[str]:
 def float32_nodes(graph) -> list[str]:
     """The nodes every variant keeps in float32: the preprocessing and the output softmax."""
     return [*preprocessing_nodes(graph), *(n.name for n in graph.node if n.op_type in OUTPUT_OPS)]
+
+
+def input_layer_nodes(graph) -> list[str]:
+    """Names of the weighted ops (``WEIGHTED_OPS``) that see the preprocessed input: the first layer(s).
+
+    A weighted op whose every input that is not an initializer is the graph input or
+    the output of a preprocessing node (``preprocessing_nodes``): the stem
+    convolution of resnet1d and resnet18_2d (several for a backbone whose first
+    block convolves the input in parallel branches).
+    """
+    initializers = {i.name for i in graph.initializer}
+    pre = set(preprocessing_nodes(graph))
+    reachable = {i.name for i in graph.input} | {o for n in graph.node if n.name in pre for o in n.output}
+    return [n.name for n in graph.node if n.op_type in WEIGHTED_OPS
+            and all(name in reachable for name in n.input if name and name not in initializers)]
+
+
+def output_layer_nodes(graph) -> list[str]:
+    """Names of the weighted ops from which a graph output is reached through no other weighted op: the classifier.
+
+    Walked back from the graph outputs through the producers of every input, stopping at
+    the first weighted op on each path (the logits ``Gemm``/``MatMul``, whatever dense
+    layers come before it).
+    """
+    producer = {out: node for node in graph.node for out in node.output}
+    found, seen = [], set()
+    pending = [o.name for o in graph.output]
+    while pending:
+        node = producer.get(pending.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op_type in WEIGHTED_OPS:
+            found.append(node.name)
+        else:
+            pending.extend(name for name in node.input if name)
+    order = {node.name: i for i, node in enumerate(graph.node)}
+    return sorted(found, key=order.get)
+
+
+def fold_channel_affine(graph) -> int:
+    """Folds per-output-channel ``Mul``/``Add`` constants after a ``Conv`` into its weight and bias, in place.
+
+    Keras' Conv1D reaches ONNX as ``Unsqueeze -> Conv (2-D) -> Squeeze``, so the
+    batch normalisation (``Mul`` by ``gamma / sigma``, ``Add`` of ``beta - mean *
+    gamma / sigma``) and a Conv1D bias come after the ``Squeeze`` and neither
+    tf2onnx nor onnxruntime folds them (they do for 2-D convolutions). Quantized,
+    each of them is one more rounding to 8 bits. A chain ``Conv [-> Squeeze of
+    spatial axes] -> Mul/Add ...`` whose every link has one consumer and whose
+    constants broadcast along the output channels only becomes ``Conv(W * s,
+    b * s + t) [-> Squeeze]``: the same function (float rounding apart).
+
+    Returns:
+      The number of convolutions that absorbed at least one op.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    initializers = {i.name: i for i in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+
+    def sole_consumer(name):
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in outputs else None
+
+    def constant(name):
+        return numpy_helper.to_array(initializers[name]) if name in initializers else None
+
+    removed, rename, folded = set(), {}, 0
+    for conv in graph.node:
+        weight = constant(conv.input[1]) if conv.op_type == "Conv" and len(conv.input) > 1 else None
+        if weight is None or weight.dtype != np.float32:
+            continue
+        channels, rank = weight.shape[0], weight.ndim  # the output (N, C, spatial...) has the weight's rank
+        bias = constant(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else np.zeros(channels, np.float32)
+        if bias is None:
+            continue
+        tail, nxt = conv.output[0], sole_consumer(conv.output[0])
+        if nxt is not None and nxt.op_type == "Squeeze":
+            axes = constant(nxt.input[1]) if len(nxt.input) > 1 else next(
+                (np.array(a.ints) for a in nxt.attribute if a.name == "axes"), None)
+            if axes is None or any(int(a) % rank in (0, 1) for a in np.atleast_1d(axes)):
+                continue
+            rank -= len(np.atleast_1d(axes))
+            tail, nxt = nxt.output[0], sole_consumer(nxt.output[0])
+        scale, shift, chain, feed = np.ones(channels, np.float64), np.zeros(channels, np.float64), [], tail
+        while nxt is not None and nxt.op_type in ("Mul", "Add") and tail in nxt.input and nxt.output[0] not in outputs:
+            other = [name for name in nxt.input if name != tail]
+            value = constant(other[0]) if len(other) == 1 else None
+            if value is None or value.dtype != np.float32 or value.ndim > rank:
+                break
+            shape = (1,) * (rank - value.ndim) + value.shape
+            if any(d != 1 for k, d in enumerate(shape) if k != 1) or shape[1] not in (1, channels):
+                break
+            value = np.broadcast_to(value.reshape(-1).astype(np.float64), (channels,))
+            if nxt.op_type == "Mul":
+                scale, shift = scale * value, shift * value
+            else:
+                shift = shift + value
+            chain.append(nxt)
+            tail, nxt = nxt.output[0], sole_consumer(nxt.output[0])
+        if not chain:
+            continue
+        new_weight = (weight * scale.reshape(-1, *[1] * (weight.ndim - 1))).astype(np.float32)
+        new_bias = (bias * scale + shift).astype(np.float32)
+        names = (f"{conv.name}/folded_weight", f"{conv.name}/folded_bias")
+        graph.initializer.extend([numpy_helper.from_array(new_weight, names[0]),
+                                  numpy_helper.from_array(new_bias, names[1])])
+        conv.input[1] = names[0]
+        if len(conv.input) > 2:
+            conv.input[2] = names[1]
+        else:
+            conv.input.append(names[1])
+        rename[chain[-1].output[0]] = feed  # what consumed the chain now takes the (squeezed) conv output
+        removed.update(id(node) for node in chain)
+        folded += 1
+    if not folded:
+        return 0
+    for node in graph.node:
+        node.input[:] = [rename.get(name, name) for name in node.input]
+    _replace_nodes(graph, [node for node in graph.node if id(node) not in removed])
+    used = {name for node in graph.node for name in node.input}
+    produced = {name for node in graph.node for name in node.output}
+    _replace_repeated(graph.initializer, [i for i in graph.initializer if i.name in used])
+    _replace_repeated(graph.value_info, [v for v in graph.value_info if v.name in produced])
+    return folded
+
+
+def _replace_repeated(field, items) -> None:
+    """Makes copies of ``items`` (which may belong to ``field``) the contents of the repeated protobuf ``field``."""
+    copies = []
+    for item in items:
+        copies.append(type(item)())
+        copies[-1].CopyFrom(item)
+    del field[:]
+    field.extend(copies)
 
 
 def _is_cast_to(node, elem_type: int) -> bool:

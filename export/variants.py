@@ -1,7 +1,8 @@
 """The float16 and int8 ONNX variants: made, checked against float32 on real records, measured side by side.
 
-For int8 both onnxruntime methods are made (``export.quantize``: static QDQ
-calibrated on training records, and dynamic); the one kept as
+For int8 three candidates are made (``export.quantize``: static QDQ
+calibrated on training records, the same with the input layer(s) and the
+classifier in float32, and dynamic); the one kept as
 ``model.int8.onnx`` is the fastest at batch 1 among those within ``BOUNDS``
 (else the one that agrees most with float32 among those faster than float32,
 a variant slower than float32 being of no use), measured in the same process
@@ -31,7 +32,10 @@ BOUNDS = {
 }
 METHODS = {
     "float16": "float16 weights and activations (onnxruntime.transformers.float16), float32 input/output",
-    "int8_static": "static QDQ: per-channel int8 weights, uint8 activations calibrated (MinMax) on training records",
+    "int8_static": "static QDQ: per-channel int8 weights, uint8 activations calibrated (MinMax) on training records "
+                   "(per-channel Mul/Add after a convolution folded into it first)",
+    "int8_static_mixed": "static QDQ as int8_static, but the weighted ops on the preprocessed input (first layer) "
+                         "and before the output (classifier) kept float32",
     "int8_dynamic": "dynamic: int8 weights, activations quantized at run time with a scale per call (over the "
                     "batch: a record's output moves slightly with the other records in its batch)",
 }
@@ -99,6 +103,8 @@ def make_variants(export_dir: str, variants, calibration: np.ndarray, records: n
         if "int8" in variants:
             made["int8_static"] = quantize.int8_static(reference_path, os.path.join(work, "model.int8_static.onnx"),
                                                        calibration)
+            made["int8_static_mixed"] = quantize.int8_static_mixed(
+                reference_path, os.path.join(work, "model.int8_static_mixed.onnx"), calibration)
             made["int8_dynamic"] = quantize.int8_dynamic(reference_path, os.path.join(work, "model.int8_dynamic.onnx"))
         latency = measure_latency({layout.FLOAT32: reference_path, **made}, records, rounds=latency_rounds,
                                   threads=threads)
