@@ -22,7 +22,8 @@ the test records of the seed-mean metric):
     records, in training mode) minus validation macro-F1, at the best epoch;
   - the majority-class level of each split (the macro-F1 of a model that says
     the most frequent class for every record), and the epochs after the first
-    whose validation macro-F1 is not above it.
+    whose validation or test macro-F1 is not above it (the test split is scored
+    after every epoch for this only; model selection uses validation alone).
 Literature anchors (``ANCHORS``) are printed beside, each with what differs.
 
 A learning curve (``--train_fractions``, e.g. ``0.25,0.5``): the recommended
@@ -257,6 +258,26 @@ def learning_curve(rows, metric: str, size_factor: float) -> dict | None:
             "extrapolated_value": float(intercept + slope * np.log(target))}
 
 
+def test_each_epoch_callback(test, batch_size: int):
+    """A Keras callback that scores ``test`` (``SplitArrays``) with the backbone after every epoch and
+    keeps the macro-F1 values in its ``values`` list (epoch order)."""
+    import keras
+
+    from erts_tf import inference, metrics
+
+    class TestEachEpoch(keras.callbacks.Callback):
+        values: list
+
+        def on_train_begin(self, logs=None):
+            self.values = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            probs = inference.predict_probs(self.model.backbone, test.signal, batch_size)
+            self.values.append(metrics.classification_metrics(test.label, probs, test.class_names)["macro_f1"])
+
+    return TestEachEpoch()
+
+
 def _gap_at_best(record) -> float | None:
     epochs = {e["epoch"]: e for e in record["epochs"]}
     best = epochs.get(record["best_epoch"])
@@ -279,6 +300,9 @@ def aggregate(result) -> dict:
         level = split["majority_macro_f1"]["validation"]
         not_above = sorted({e["epoch"] for r in group for e in r["epochs"]
                             if e["epoch"] >= 1 and e.get("val_macro_f1") is not None and e["val_macro_f1"] <= level})
+        test_level = split["majority_macro_f1"]["test"]
+        test_not_above = sorted({epoch for r in group for epoch, v in enumerate(r.get("test_macro_f1_by_epoch") or [])
+                                 if epoch >= 1 and v <= test_level})
         gaps = [g for g in map(_gap_at_best, group) if g is not None]
         rows[recipe] = {
             "seeds": [r["seed"] for r in group], "metrics": field,
@@ -287,6 +311,8 @@ def aggregate(result) -> dict:
             "best_epochs": [r["best_epoch"] for r in group],
             "train_validation_gap": float(np.mean(gaps)) if gaps else None,
             "epochs_not_above_majority": not_above,
+            "test_epochs_not_above_majority": test_not_above if any("test_macro_f1_by_epoch" in r for r in group) else None,
+            "test_macro_f1_by_epoch": {r["seed"]: r.get("test_macro_f1_by_epoch") for r in group},
             "cpu_s": float(np.mean([r["cpu_s"] for r in group])),
             "n_train": group[0].get("n_train") or split["sizes"]["train"],
         }
@@ -319,10 +345,13 @@ def tables(result) -> str:
                      common.fmt(row["train_validation_gap"], "+.3f"),
                      f"{split['majority_macro_f1']['validation']:.3f} / {split['majority_macro_f1']['test']:.3f}",
                      ",".join(map(str, row["epochs_not_above_majority"])) or "none",
+                     "not scored" if row.get("test_epochs_not_above_majority") is None
+                     else ",".join(map(str, row["test_epochs_not_above_majority"])) or "none",
                      ",".join(map(str, row["best_epochs"]))])
     lines.append(common.markdown_table(
         ["recipe", "classes", "test macro-F1", *(title for _, title in columns), "train-val gap",
-         "majority level val / test", "epochs >=1 val <= majority", "best epoch"], body))
+         "majority level val / test", "epochs >=1 val <= majority", "epochs >=1 test <= majority",
+         "best epoch"], body))
     curve = agg.get("learning_curve")
     if curve:
         points = ", ".join(f"{p['value']:.3f} at {p['n_train']}" for p in curve["points"])
@@ -394,8 +423,10 @@ def main(argv=None) -> dict:
                 records.append(json.loads(path.read_text()))
                 print(f"{name:<18} seed {seed}: reused {path}", flush=True)
                 continue
+            tester = test_each_epoch_callback(data.test, config.batch_size)
             record = {"recipe": name, "train_fraction": fraction, "n_train": data.train.n,
-                      **modes.measured_run(config, data, "full", args.rounds, args.keep_runs, store_probs)}
+                      **modes.measured_run(config, data, "full", args.rounds, args.keep_runs, store_probs, [tester])}
+            record["test_macro_f1_by_epoch"] = tester.values
             common.write_json(path, record)
             records.append(record)
             print(f"{name:<18} seed {seed}: test macro-F1 {record['test_macro_f1']:.3f} (best epoch "

@@ -203,11 +203,12 @@ def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:
     return measured_run(config, data, name, args.rounds, args.keep_runs)
 
 
-def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False) -> dict:
+def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False, extra_callbacks=None) -> dict:
     """Trains ``config`` on ``data`` under a ``common.Meter`` and returns its benchmark record:
     test macro-F1 with its bootstrap CI (``rounds``), cost, time, memory, the epoch history and
     the test predictions (and ``(n_test, n_classes)`` probabilities, rounded to 5 decimals, with
-    ``store_probs``). Without ``keep_runs`` only the run's summary, audit and config stay."""
+    ``store_probs``). Without ``keep_runs`` only the run's summary, audit and config stay.
+    ``extra_callbacks`` go to ``run.run``."""
     import keras
     import numpy as np
 
@@ -218,7 +219,7 @@ def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False)
     keras.backend.clear_session()
     gc.collect()
     with common.Meter() as meter:
-        summary = run.run(config, data)
+        summary = run.run(config, data, extra_callbacks=extra_callbacks)
     probs = _test_probs(run_dir, data)
     check = metrics.classification_metrics(data.test.label, probs, data.test.class_names)["macro_f1"]
     if abs(check - summary["test"]["macro_f1"]) > 1e-6:
