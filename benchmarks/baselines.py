@@ -95,6 +95,8 @@ def parse(argv=None):
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; 0 with --smoke)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recommended flagfile's (2 with --smoke)")
     parser.add_argument("--model", default=None, help="backbone (default: the recommended flagfile's)")
+    parser.add_argument("--dataset_config", default=None,
+                        help="dataset config (default: the recommended flagfile's; the output name gains it)")
     parser.add_argument("--train_fractions", default="",
                         help="learning curve: also train the recommended recipe on these fractions of the training split")
     parser.add_argument("--size_factor", type=float, default=None,
@@ -126,7 +128,8 @@ def parse(argv=None):
         parser.error(f"--train_fractions must lie in (0, 1), got {args.train_fractions}")
     args.size_factor = args.size_factor or SUBSET_FACTOR.get(args.dataset, 1.0)
     if args.output is None:
-        args.output = str(common.RESULTS_DIR / f"{NAME}_{args.dataset}{'_smoke' if args.smoke else ''}.json")
+        suffix = f"_{args.dataset_config}" if args.dataset_config else ""
+        args.output = str(common.RESULTS_DIR / f"{NAME}_{args.dataset}{suffix}{'_smoke' if args.smoke else ''}.json")
     return args
 
 
@@ -142,6 +145,8 @@ def recipe_config(args, recipe: str, seed: int, output_dir: str):
         argv += ["--dataset_config=tiny", "--mode=full"]
     if args.model:
         argv.append(f"--model={args.model}")
+    if args.dataset_config:
+        argv.append(f"--dataset_config={args.dataset_config}")
     if args.manual_dir and args.dataset != "synthetic_ecg":
         argv.append(f"--manual_dir={args.manual_dir}")
     if args.data_dir:
@@ -334,7 +339,8 @@ def tables(result) -> str:
     agg = result["aggregate"]
     columns = _COLUMNS.get(agg["field_metric"], [])
     s = result["settings"]
-    lines = [f"\n{s['dataset']} ({result['flagfile']}), mode full, {len(s['seeds'])} seed(s), "
+    config = next(iter(result["configs"].values()))["dataset_config"]
+    lines = [f"\n{s['dataset']}/{config} ({result['flagfile']}), mode full, {len(s['seeds'])} seed(s), "
              f"{result['epochs']} epochs; seed means, 95 % bootstrap CIs over the test records\n"]
     body = []
     for recipe, row in agg["rows"].items():
@@ -408,7 +414,7 @@ def main(argv=None) -> dict:
     for seed in args.seeds:  # seed-major, so that a stopped benchmark has both recipes of the first seeds
         for recipe, fraction in jobs:
             name = recipe if fraction is None else f"{recipe}_f{fraction:g}"
-            run_dir = os.path.join(args.work_dir, NAME, args.dataset, f"{name}_s{seed}")
+            run_dir = os.path.join(args.work_dir, NAME, f"{args.dataset}_{args.dataset_config or 'default'}", f"{name}_s{seed}")
             config = recipe_config(args, recipe, seed, run_dir)
             configs[recipe] = config.to_json()
             if recipe not in data_of:  # the label set may differ between recipes (MIT-BIH's Q)

@@ -201,3 +201,26 @@ def test_real_full_two_leads(tmp_path):
     assert {s: i.num_examples for s, i in builder.info.splits.items()} == FULL_SIZES
     assert builder.info.features["signal"].shape == (256, 2)
     _check_against_wfdb(builder, archive, {"validation": ("114",)}, tmp_path / "records", two_leads=True)
+
+
+def test_context_window_holds_the_neighbouring_beats(tmp_path):
+    """A 2 s window (config mlii_context's before/after) is the signal around the R peak; beats too near an
+    edge for it are dropped and counted."""
+    import wfdb
+
+    shipped = next(c for c in mitbih.Builder.BUILDER_CONFIGS if c.name == "mlii_context")
+    assert (shipped.before, shipped.after, shipped.two_leads) == (360, 360, False)
+    manual, annotations = dummy_manual()
+    config = mitbih.MitbihConfig(name="tiny_context", description="test records", before=360, after=360,
+                                 train_records=("101",), validation_records=("114",), test_records=("100",))
+    builder = dummy.build("mitbih_arrhythmia", config, tmp_path / "data", manual)
+    assert builder.info.features["signal"].shape == (720, 1)
+    found = dummy.examples(builder, "test")
+    want = expected_beats(annotations, "100", before=360, after=360)
+    assert [int(ex["sample"]) for ex in found] == [s for s, _, _ in want]
+    assert len(want) < len(expected_beats(annotations, "100"))  # the wider window drops more edge beats
+    direct = wfdb.rdrecord(str(manual / "mit-bih-dummy" / "100"))
+    mlii = list(direct.sig_name).index("MLII")
+    for ex in found:
+        peak = int(ex["sample"])
+        np.testing.assert_allclose(ex["signal"][:, 0], direct.p_signal[peak - 360: peak + 360, mlii], atol=1e-6)

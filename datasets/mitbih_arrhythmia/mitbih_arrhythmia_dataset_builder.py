@@ -86,6 +86,13 @@ class Builder(builder_base.PhysioNetBuilder):
             description="MLII and the record's second lead (V1, V2, V4 or V5), 256-sample window.",
             two_leads=True,
         ),
+        MitbihConfig(
+            name="mlii_context",
+            description="Lead MLII, 720-sample (2 s) window centred on the R peak: at usual heart rates it holds "
+                        "the previous and the next beat, so a model sees the RR intervals that tell S beats apart.",
+            before=360,
+            after=360,
+        ),
     ]
     DEFAULT_CONFIG_NAME = "mlii"
 
