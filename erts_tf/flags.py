@@ -12,6 +12,7 @@ from absl import flags
 
 from erts_tf import cli, models
 from erts_tf.data import augment, registry
+from erts_tf.data.pipeline import BACKENDS
 from erts_tf.explain import focus
 from erts_tf.selection.policies import MODES
 from erts_tf.training.lr_schedule import LR_SCHEDULES
@@ -26,6 +27,9 @@ flags.DEFINE_string("dataset", "synthetic_ecg", "Dataset folder under datasets/ 
 flags.DEFINE_string("dataset_config", None, "TFDS builder config of the dataset (e.g. quickstart, 100hz).")
 flags.DEFINE_string("data_dir", None, "TFDS data dir where prepared datasets live (default ~/tensorflow_datasets).")
 flags.DEFINE_string("manual_dir", None, "Folder with the manually downloaded archives (real datasets).")
+flags.DEFINE_enum("data_backend", "memory", list(BACKENDS),
+                  "memory: decode every split into RAM once (small data); lazy: read kept records by sample id "
+                  "from an ArrayRecord copy of the dataset (larger than memory). Same batches, same decisions.")
 flags.DEFINE_string("exclude_classes", "",
                     "Comma-separated classes left out of training, validation, test and the macro metrics "
                     "(e.g. Q for MIT-BIH, the AAMI convention).")

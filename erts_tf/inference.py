@@ -9,7 +9,9 @@ def predict_probs(backbone, signal: np.ndarray, batch_size: int = 64) -> np.ndar
     """Softmax probabilities ``(n, n_classes)`` float32 of a logits backbone on ``signal`` ``(n, time, leads)``.
 
     ``signal`` is what the backbone was trained on (the z-scored split of
-    ``pipeline.load_split``; ``pipeline.zscore`` of raw records). Batches of
+    ``pipeline.load_split``; ``pipeline.zscore`` of raw records): a NumPy array,
+    or a ``lazy.LazySignal``, which reads each batch's records as it is sliced
+    (``--data_backend=lazy``: scoring streams, one batch in memory). Batches of
     ``batch_size`` in order, in inference mode (``training=False``: batch-norm moving
     statistics, no dropout). A plain loop on this process, not ``Model.predict``:
     under a multi-worker strategy that would return only this worker's shard.

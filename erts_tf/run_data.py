@@ -19,11 +19,13 @@ class DataError(Exception):
 
 
 def prepare_builder(config):
-    """The prepared TFDS builder of ``config.dataset`` (built on first use), ``DataError`` naming the dataset."""
+    """The prepared TFDS builder of ``config.dataset`` (built on first use; with its ArrayRecord copy under
+    ``--data_backend=lazy``), ``DataError`` naming the dataset."""
     from erts_tf.data import pipeline
 
     try:
-        return pipeline.prepare(config.dataset, config.dataset_config, config.data_dir, config.manual_dir)
+        return pipeline.prepare(config.dataset, config.dataset_config, config.data_dir, config.manual_dir,
+                                config.data_backend)
     except (FileNotFoundError, ValueError, KeyError, AssertionError) as error:
         raise DataError(f"dataset {config.dataset!r}: {error}") from error
 
@@ -35,12 +37,15 @@ def excluded_classes(config) -> tuple[str, ...]:
 
 def load_split(builder, config, split: str):
     """``split`` as ``SplitArrays`` (z-scored ``signal`` ``(n, time, leads)``, sample-id order) without the
-    records of ``config``'s excluded classes, the others renumbered (``pipeline.exclude_classes``)."""
+    records of ``config``'s excluded classes, the others renumbered (``pipeline.exclude_classes``).
+
+    ``config.data_backend``: ``memory`` decodes the split into RAM; ``lazy`` leaves the signal on disk
+    (a ``LazySignal``: indexing it reads those records), so evaluation and the report read only what they score."""
     from erts_tf.data import pipeline
 
     names = excluded_classes(config)
     try:
-        arrays = pipeline.load_split(builder, split)
+        arrays = pipeline.load_split(builder, split, config.data_backend)
         kept = pipeline.exclude_classes(arrays, names) if names else arrays
     except ValueError as error:
         raise DataError(str(error)) from error

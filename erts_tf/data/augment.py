@@ -63,3 +63,10 @@ def augment(signal: tf.Tensor, names: tuple[str, ...], seed: tf.Tensor) -> tf.Te
             sigma = tf.random.stateless_uniform([], s1, 0.0, 0.05)
             signal = signal + sigma * tf.random.stateless_normal(tf.shape(signal), s2)
     return signal
+
+
+def augment_batch(signal: tf.Tensor, names: tuple[str, ...], seed: int, epoch: int, sample_ids: tf.Tensor) -> tf.Tensor:
+    """``augment`` of every record of ``signal`` ``(batch, time, leads)``, each seeded by ``(seed, epoch, sample_id)``
+    (``sample_ids`` ``(batch,)``): the same records as augmenting them one by one."""
+    return tf.map_fn(lambda record: augment(record[0], names, sample_seed(seed, epoch, record[1])),
+                     (signal, sample_ids), fn_output_signature=tf.float32)

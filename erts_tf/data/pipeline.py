@@ -1,13 +1,22 @@
-"""Input pipeline: TFDS split -> in-memory arrays -> keep-mask filter -> batches.
+"""Input pipeline: TFDS split -> sample ids -> keep-mask filter -> records read -> batches.
 
-A split is decoded ONCE into NumPy arrays (``load_split``), z-scored per lead
-and per sample. Each training epoch then streams sample ids in a permutation
-seeded by ``(seed, epoch)``, keeps only ids whose ``keep_mask[sample_id]`` is
-True, and only then gathers the record: a dropped record is never read into
-the pipeline, and ``read_counter`` counts exactly the records that were.
-Kept records are then augmented (``augment``, seeded by ``(seed, epoch,
-sample_id)``) if the run asks for it. Each epoch's dataset knows how many
-batches it holds (the keep-mask is decided before the dataset is built).
+Two backends hold a split's signal (``--data_backend``), behind one pipeline:
+
+- ``memory`` (default): the split is decoded ONCE into a NumPy array
+  ``(n, time, leads)`` (``load_split``), z-scored per lead and per sample; the
+  pipeline gathers from one tensor made of it once per split.
+- ``lazy``: the signal stays on disk (``lazy.LazySignal``, ArrayRecord random
+  access); reading a sample id reads and z-scores that one record, with the
+  same z-score. Only labels and scalar extras ``(n,)`` are in memory.
+
+Each training epoch streams sample ids in a permutation seeded by ``(seed,
+epoch)``, keeps only ids whose ``keep_mask[sample_id]`` is True, and only then
+reads the records (``_read``, per batch of kept ids, the one place either
+backend reads): a dropped record is never read or decoded, and
+``read_counter`` counts exactly the records that were. Kept records are then
+augmented (``augment``, seeded by ``(seed, epoch, sample_id)``) if the run asks
+for it. Each epoch's dataset knows how many batches it holds (the keep-mask is
+decided before the dataset is built). Both backends give identical batches.
 Elements are ``(signal (batch, time, leads), label (batch,), sample_id (batch,))``.
 """
 
@@ -21,9 +30,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from erts_tf.data import augment as augment_lib
-from erts_tf.data import registry
+from erts_tf.data import lazy, registry
 
 log = logging.getLogger(__name__)
+
+BACKENDS = ("memory", "lazy")
 
 
 def zscore(signal: np.ndarray) -> np.ndarray:
@@ -57,21 +68,23 @@ def zscore_tf(signal: tf.Tensor) -> tf.Tensor:
 
 @dataclasses.dataclass
 class SplitArrays:
-    """One decoded split.
+    """One split, its samples in sample-id order.
 
     Attributes:
-      signal: ``(n, time, leads)`` float32, z-scored.
+      signal: ``(n, time, leads)`` float32, z-scored: a NumPy array (memory backend) or a
+        ``lazy.LazySignal`` that reads the records it is indexed with (lazy backend).
       label: ``(n,)`` int32.
       extras: other scalar features by name, each ``(n,)`` (e.g. ``corruption``).
       class_names: names of the label classes.
       extra_names: for ClassLabel extras, their names (e.g. corruption types).
     """
 
-    signal: np.ndarray
+    signal: np.ndarray | lazy.LazySignal
     label: np.ndarray
     extras: dict[str, np.ndarray]
     class_names: list[str]
     extra_names: dict[str, list[str]]
+    _signal_tensor: tf.Tensor | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -81,41 +94,81 @@ class SplitArrays:
     def input_shape(self) -> tuple[int, int]:
         return tuple(self.signal.shape[1:])
 
+    def signal_reader(self):
+        """``ids (batch,) int64 -> signal (batch, time, leads) float32``, a TF function of the records of ``ids``.
 
-def load_split(builder: tfds.core.DatasetBuilder, split: str) -> SplitArrays:
-    """Decodes ``split`` of a prepared builder into ``SplitArrays`` ordered by ``sample_id``.
+        Call it eagerly (outside a traced function). The memory backend gathers from a tensor of the
+        split made on the first call and kept: one copy per split, never one per epoch.
+        """
+        if isinstance(self.signal, lazy.LazySignal):
+            return self.signal.gather
+        if self._signal_tensor is None:
+            self._signal_tensor = tf.constant(self.signal)
+        tensor = self._signal_tensor
+        return lambda ids: tf.gather(tensor, ids)
 
-    Raises ``ValueError`` if a core feature is missing or the sample ids are
-    not exactly ``0..n-1``.
-    """
-    features = builder.info.features
-    missing = [f for f in registry.CORE_FEATURES if f not in features]
+
+def _scalar_extras(features) -> list[str]:
+    """The scalar features of a dataset other than the core ones (e.g. ``corruption``)."""
+    return [k for k, f in features.items()
+            if k not in registry.CORE_FEATURES and tuple(getattr(f, "shape", (None,))) == ()]
+
+
+def _check_core_features(builder: tfds.core.DatasetBuilder) -> None:
+    missing = [f for f in registry.CORE_FEATURES if f not in builder.info.features]
     if missing:
         raise ValueError(f"dataset {builder.name!r} lacks the core features {missing}")
-    scalar_extras = [
-        k for k, f in features.items()
-        if k not in registry.CORE_FEATURES and tuple(getattr(f, "shape", (None,))) == ()
-    ]
-    columns = {k: [] for k in ("sample_id", "signal", "label", *scalar_extras)}
-    ds = builder.as_dataset(split=split, shuffle_files=False).batch(1024)
-    for batch in tfds.as_numpy(ds):
+
+
+def _decoded_columns(builder: tfds.core.DatasetBuilder, split: str, keys: list[str]) -> dict[str, np.ndarray]:
+    """Features ``keys`` of every record of ``split`` (TFRecord, record order), decoded.
+
+    ``signal`` is ``(n, time, leads)``, the others ``(n,)``."""
+    columns = {k: [] for k in keys}
+    for batch in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False).batch(1024)):
         for key in columns:
             columns[key].append(batch[key])
-    arrays = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in columns.items()}
-    order = np.argsort(arrays["sample_id"], kind="stable")
-    ids = arrays["sample_id"][order]
-    if not np.array_equal(ids, np.arange(len(ids))):
+    return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in columns.items()}
+
+
+def _split_arrays(builder: tfds.core.DatasetBuilder, split: str, columns: dict[str, np.ndarray],
+                  signal_in_order) -> SplitArrays:
+    """``SplitArrays`` of ``columns`` (record order); ``signal_in_order(order)`` is the signal of the records ``order``.
+
+    ``ValueError`` unless the sample ids are exactly ``0..n-1``.
+    """
+    features = builder.info.features
+    order = np.argsort(columns["sample_id"], kind="stable")
+    if not np.array_equal(columns["sample_id"][order], np.arange(len(order))):
         raise ValueError(f"{builder.name}/{split}: sample_id must be 0..n-1 without gaps or repeats")
-    extra_names = {
-        k: list(features[k].names) for k in scalar_extras if isinstance(features[k], tfds.features.ClassLabel)
-    }
+    extras = [k for k in columns if k not in registry.CORE_FEATURES]
     return SplitArrays(
-        signal=zscore(arrays["signal"][order]),
-        label=arrays["label"][order].astype(np.int32),
-        extras={k: arrays[k][order] for k in scalar_extras},
+        signal=signal_in_order(order),
+        label=columns["label"][order].astype(np.int32),
+        extras={k: columns[k][order] for k in extras},
         class_names=list(features["label"].names),
-        extra_names=extra_names,
+        extra_names={k: list(features[k].names) for k in extras if isinstance(features[k], tfds.features.ClassLabel)},
     )
+
+
+def load_split(builder: tfds.core.DatasetBuilder, split: str, backend: str = "memory") -> SplitArrays:
+    """``split`` of a prepared builder as ``SplitArrays`` ordered by ``sample_id``.
+
+    ``backend``: ``memory`` decodes every record (TFRecord); ``lazy`` reads the scalar features
+    of every record and leaves the signal on disk (ArrayRecord: ``prepare(..., backend="lazy")``
+    writes it). Raises ``ValueError`` if a core feature is missing or the sample ids are not
+    exactly ``0..n-1``.
+    """
+    _check_core_features(builder)
+    scalars = ["sample_id", "label", *_scalar_extras(builder.info.features)]
+    if backend == "memory":
+        columns = _decoded_columns(builder, split, [*scalars, "signal"])
+        return _split_arrays(builder, split, columns, lambda order: zscore(columns["signal"][order]))
+    if backend == "lazy":
+        source, columns = lazy.scalar_columns(builder, split, scalars)
+        shape = builder.info.features["signal"].shape
+        return _split_arrays(builder, split, columns, lambda order: lazy.LazySignal(source, order, shape))
+    raise ValueError(f"unknown data backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def exclude_classes(arrays: SplitArrays, names: tuple[str, ...]) -> SplitArrays:
@@ -138,8 +191,10 @@ def exclude_classes(arrays: SplitArrays, names: tuple[str, ...]) -> SplitArrays:
 
 
 def take_samples(arrays: SplitArrays, index: np.ndarray) -> SplitArrays:
-    """The samples ``index`` (``(k,)`` positions, in that order) of ``arrays``; sample ids become ``0..k-1``."""
-    return SplitArrays(signal=arrays.signal[index], label=arrays.label[index],
+    """The samples ``index`` (``(k,)`` positions, in that order) of ``arrays``; sample ids become ``0..k-1``.
+
+    A lazy signal is selected, not read (``LazySignal.take``)."""
+    return SplitArrays(signal=arrays.signal.take(index, axis=0), label=arrays.label[index],
                        extras={k: v[index] for k, v in arrays.extras.items()},
                        class_names=list(arrays.class_names), extra_names=arrays.extra_names)
 
@@ -168,38 +223,54 @@ def train_dataset(
     called (iterating it after the mask changed size fails loudly, never silently).
     ``augmentations``: names from ``augment.AUGMENTATIONS``, applied to kept records.
     """
-    signal = tf.constant(arrays.signal)
-    label = tf.constant(arrays.label)
-
-    def read(i):
-        if read_counter is not None:
-            read_counter.assign_add(1)
-        x = signal[i]
-        if augmentations:
-            x = augment_lib.augment(x, augmentations, augment_lib.sample_seed(seed, epoch, i))
-        return x, label[i], i
-
     ids = tf.data.Dataset.from_tensor_slices(epoch_permutation(arrays.n, seed, epoch).astype(np.int64))
     if keep_mask is not None:
         # One gather per chunk of ids rather than one filter call per id: at a kept fraction
         # of 5 % the per-id filter, not the kept records, dominated the epoch.
         ids = ids.batch(_FILTER_CHUNK).map(lambda chunk: tf.boolean_mask(chunk, tf.gather(keep_mask, chunk))).unbatch()
     n_kept = arrays.n if keep_mask is None else int(tf.reduce_sum(tf.cast(tf.convert_to_tensor(keep_mask), tf.int64)))
-    ds = ids.map(read).batch(batch_size)
+    ds = _read(arrays, ids.batch(batch_size), read_counter)
+    if augmentations:
+        ds = ds.map(lambda x, y, i: (augment_lib.augment_batch(x, augmentations, seed, epoch, i), y, i))
     ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n_kept // batch_size)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(arrays: SplitArrays, batch_size: int, ids: np.ndarray | None = None) -> tf.data.Dataset:
-    """Batches of ``(signal, label, sample_id)`` in sample-id order (``ids``: a subset)."""
+    """Batches of ``(signal, label, sample_id)`` in sample-id order (``ids``: a subset), read batch by batch."""
     ids = np.arange(arrays.n) if ids is None else np.asarray(ids)
-    ds = tf.data.Dataset.from_tensor_slices((arrays.signal[ids], arrays.label[ids], ids.astype(np.int64)))
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices(ids.astype(np.int64)).batch(batch_size)
+    return _read(arrays, ds).prefetch(tf.data.AUTOTUNE)
 
 
-def prepare(name: str, config: str | None, data_dir: str | None, manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
-    """Builds dataset ``name`` (if needed) and returns its builder."""
+def _read(arrays: SplitArrays, id_batches: tf.data.Dataset, read_counter: tf.Variable | None = None) -> tf.data.Dataset:
+    """``(signal (batch, time, leads), label (batch,), sample_id (batch,))`` of batches of sample ids ``(batch,)``.
+
+    The one place where the pipeline reads records, on either backend; ``read_counter`` (if
+    given) grows by the records read. Batches are read in parallel, kept in order.
+    """
+    signal_of = arrays.signal_reader()
+    label = tf.constant(arrays.label)
+
+    def read(ids):
+        if read_counter is not None:
+            read_counter.assign_add(tf.cast(tf.size(ids), read_counter.dtype))
+        return signal_of(ids), tf.gather(label, ids), ids
+
+    return id_batches.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def prepare(name: str, config: str | tfds.core.BuilderConfig | None, data_dir: str | None,
+            manual_dir: str | None = None, backend: str = "memory") -> tfds.core.DatasetBuilder:
+    """Builds dataset ``name`` (if needed) and returns its builder.
+
+    ``backend="lazy"``: the dataset also gets its ArrayRecord copy (``lazy.add_array_record``, once).
+    """
     builder = registry.builder(name, config, data_dir=data_dir)
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     builder.download_and_prepare(download_config=download_config)
+    if backend == "lazy" and not lazy.has_array_record(builder):
+        log.info("%s: writing the ArrayRecord copy for --data_backend=lazy", builder.data_dir)
+        lazy.add_array_record(builder)
+        builder = registry.builder(name, config, data_dir=data_dir)
     return builder

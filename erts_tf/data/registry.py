@@ -61,10 +61,12 @@ def builder_module(name: str) -> ModuleType:
     return module
 
 
-def builder(name: str, config: str | None = None, data_dir: str | None = None, **kwargs) -> tfds.core.DatasetBuilder:
-    """Instantiates the TFDS builder of dataset ``name`` (``config`` as named in its BUILDER_CONFIGS)."""
+def builder(name: str, config: str | tfds.core.BuilderConfig | None = None, data_dir: str | None = None,
+            **kwargs) -> tfds.core.DatasetBuilder:
+    """Instantiates the TFDS builder of dataset ``name`` (``config`` as named in its BUILDER_CONFIGS, or a
+    config object of the builder's config class: a size a benchmark generates)."""
     cls = builder_module(name).Builder
-    if config is not None:
+    if isinstance(config, str):
         known = [c.name for c in getattr(cls, "BUILDER_CONFIGS", [])]
         if known and config not in known:
             raise ValueError(f"dataset {name!r} has no config {config!r}; choose one of {', '.join(known)}")

@@ -14,6 +14,7 @@ class RunConfig:
     dataset_config: str | None = None
     data_dir: str | None = None
     manual_dir: str | None = None
+    data_backend: str = "memory"
     exclude_classes: str = ""
     model: str = "resnet1d"
     epochs: int = 100

@@ -47,7 +47,8 @@ class Data:
 
 
 def load_data(config: RunConfig) -> Data:
-    """Prepares the dataset (building it if needed) and decodes the three splits (``run_data``)."""
+    """Prepares the dataset (building it if needed) and opens the three splits on ``config.data_backend``
+    (``run_data``: decoded into memory, or read from disk record by record)."""
     try:
         builder = run_data.prepare_builder(config)
         return Data(*(run_data.load_split(builder, config, split) for split in run_data.SPLITS))
@@ -76,10 +77,11 @@ def _check_output_dir(config: RunConfig) -> None:
     os.makedirs(out, exist_ok=True)
 
 
-# Settings a resumed run may change: where things are, how much is printed or reported. Every other
-# setting changes a decision or the result, and must equal the original run's.
-_RESUME_FREE = ("output_dir", "data_dir", "manual_dir", "resume", "overwrite", "verbose", "verbosity", "report",
-                "tensorboard_images_every")
+# Settings a resumed run may change: where things are, how they are read (both data backends give the
+# same batches), how much is printed or reported. Every other setting changes a decision or the result,
+# and must equal the original run's.
+_RESUME_FREE = ("output_dir", "data_dir", "manual_dir", "data_backend", "resume", "overwrite", "verbose", "verbosity",
+                "report", "tensorboard_images_every")
 
 
 def _check_resume_matches(config: RunConfig) -> None:
