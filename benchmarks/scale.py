@@ -24,25 +24,53 @@ on the ``SelectionState`` and:
 Peak RSS is sampled during each measurement. Epoch times are compared with
 ``full`` at fraction 1.0.
 
+Memory against lazy (``--compare_backends``, writes ``scale_lazy.json``):
+``synthetic_ecg`` is generated with ``--sizes`` training records (48 KB each:
+1000 x 12 float32; default 1000, 4000, 16000: 48 MB to 770 MB) and prepared
+with its ArrayRecord copy (``--data_backend=lazy``). Then
+
+3. peak RSS against dataset size: for each backend and size, a fresh process
+   opens the training split and iterates one epoch of every record (and the
+   validation split, as evaluation does); its lifetime peak RSS
+   (``getrusage``) is reported. The lazy one must stay flat;
+4. side by side in one process, on the dataset of ``--throughput_size``
+   (default the largest): for each kept fraction, one pipeline epoch of each
+   backend (read == kept checked) and one training epoch of each (mode
+   ``full``, cut after ``--max_train_samples``, default 2048 here), with the
+   lazy/memory ratio of samples/s and the epoch time over the kept fraction.
+
+A larger-than-memory check: generate more than the machine's RAM, e.g.
+``--sizes 250000`` (12 GB, about an hour of generation), and run the lazy
+probe under a memory limit, e.g. ``systemd-run --scope -p MemoryMax=4G python
+benchmarks/scale.py --compare_backends --sizes 250000 --backends lazy``; the
+memory backend would be killed there.
+
 Usage:
   python benchmarks/scale.py                                  # MIT-BIH, ~100k beats
   python benchmarks/scale.py --smoke                          # synthetic_ecg/tiny
   python benchmarks/scale.py --max_train_samples 0            # train every epoch to the end
+  python benchmarks/scale.py --compare_backends               # memory vs lazy, RSS against size
+  python benchmarks/scale.py --compare_backends --smoke       # the same at 64 and 128 records
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import pathlib
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import argparse  # noqa: E402
+
 import common  # noqa: E402
 
 NAME = "scale"
+LAZY_NAME = "scale_lazy"
 
 
 def parse(argv=None):
@@ -57,7 +85,17 @@ def parse(argv=None):
                         help="cut a training epoch after this many samples (0: never; default 20000, 0 with --smoke)")
     parser.add_argument("--pipeline_repeats", type=int, default=2, help="pipeline-only epochs per fraction (best kept)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare_backends", action="store_true",
+                        help="memory vs lazy on generated synthetic_ecg sizes (writes scale_lazy.json)")
+    parser.add_argument("--backends", default="memory,lazy", help="--compare_backends: the backends measured")
+    parser.add_argument("--sizes", default=None,
+                        help="--compare_backends: training records per generated dataset (default 1000,4000,16000)")
+    parser.add_argument("--throughput_size", type=int, default=None,
+                        help="--compare_backends: the size of the throughput comparison (default the largest)")
+    parser.add_argument("--rss_probe", default=None, help=argparse.SUPPRESS)  # backend,size: one RSS measurement
     args = parser.parse_args(argv)
+    if args.compare_backends or args.rss_probe:
+        return compare_args(args)
     if args.smoke:
         args.dataset = args.dataset or "synthetic_ecg"
         args.dataset_config = args.dataset_config or "tiny"
@@ -205,8 +243,198 @@ def plot(result, path):
     return common.save_figure(fig, path)
 
 
+def compare_args(args):
+    """The settings of ``--compare_backends`` (and of one ``--rss_probe``)."""
+    args.backends = [b for b in args.backends.split(",") if b]
+    default_sizes = "64,128" if args.smoke else "1000,4000,16000"
+    args.sizes = [int(n) for n in (args.sizes or default_sizes).split(",")]
+    args.throughput_size = args.throughput_size or max(args.sizes)
+    args.fractions = [float(f) for f in args.fractions.split(",")]
+    if args.max_train_samples is None:
+        args.max_train_samples = 0 if args.smoke else 2048
+    args.data_dir = args.data_dir or os.path.join(args.work_dir, "tfds_scale_lazy")
+    return args
+
+
+def synthetic_config(n: int):
+    """A ``synthetic_ecg`` config of ``n`` training records (64 validation, 16 test)."""
+    from erts_tf.data import registry
+
+    return registry.builder_module("synthetic_ecg").SyntheticEcgConfig(
+        name=f"scale{n}", description=f"scale benchmark: {n} training records", n_train=n, n_validation=64,
+        n_test=16)
+
+
+def open_train(args, n: int, backend: str, split: str = "train"):
+    """``split`` of the generated dataset of size ``n`` on ``backend`` (prepared, with its ArrayRecord copy)."""
+    from erts_tf.data import pipeline
+
+    builder = pipeline.prepare("synthetic_ecg", synthetic_config(n), args.data_dir, backend="lazy")
+    return pipeline.load_split(builder, split, backend)
+
+
+def rss_probe(args) -> dict:
+    """One backend and size in this (fresh) process: open, one epoch of every record, the validation split."""
+    import numpy as np
+
+    from erts_tf.data import pipeline
+
+    backend, n = args.rss_probe.split(",")
+    common.quiet_tensorflow()
+    import tensorflow as tf  # noqa: F401  (its own memory is the baseline)
+
+    baseline = common.rss_bytes()
+    with common.Meter() as opened:
+        train = open_train(args, int(n), backend)
+        validation = open_train(args, int(n), backend, "validation")
+    reads = tf.Variable(tf.constant(0, tf.int64))
+    with common.Meter() as epoch:
+        seen = sum(int(ids.shape[0]) for _, _, ids in pipeline.train_dataset(
+            train, None, args.batch_size, args.seed, 0, reads))
+        evaluated = sum(int(ids.shape[0]) for _, _, ids in pipeline.eval_dataset(validation, args.batch_size))
+    return {"backend": backend, "n": int(n), "dataset_bytes": int(train.n * np.prod(train.input_shape) * 4),
+            "rss_baseline_bytes": baseline, "rss_after_open_bytes": opened.result["rss_end_bytes"],
+            "rss_peak_bytes": common.max_rss_bytes(), "open_s": opened.result["wall_s"],
+            "epoch_s": epoch.result["wall_s"], "read": int(reads.numpy()), "yielded": seen, "evaluated": evaluated}
+
+
+def rss_against_size(args) -> list[dict]:
+    """``rss_probe`` of every backend and size, each in its own process (peak RSS is per process)."""
+    rows = []
+    for n in args.sizes:
+        open_train(args, n, "lazy")  # generate and convert here, so that the probes only read
+        for backend in args.backends:
+            command = [sys.executable, __file__, "--rss_probe", f"{backend},{n}", "--data_dir", args.data_dir,
+                       "--batch_size", str(args.batch_size)]
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+            r = rows[-1]
+            print(f"rss {backend} n={n}: peak {common.mib(r['rss_peak_bytes'])} MiB "
+                  f"(dataset {common.mib(r['dataset_bytes'])} MiB), read {r['read']}", flush=True)
+    return rows
+
+
+def backends_side_by_side(args) -> dict:
+    """Pipeline and training epochs of every backend at every kept fraction, in this process."""
+    import keras
+
+    from erts_tf.selection.state import SelectionState
+
+    splits = {b: open_train(args, args.throughput_size, b) for b in args.backends}
+    n = args.throughput_size
+    state = SelectionState(n)
+    pipeline_rows, training_rows = [], []
+    for i, fraction in enumerate(args.fractions):
+        state.keep.assign(keep_mask(n, fraction, args.seed))
+        for backend, split in splits.items():
+            runs = [pipeline_epoch(split, state, args.batch_size, args.seed, i * args.pipeline_repeats + r)
+                    for r in range(args.pipeline_repeats)]
+            best = min(runs, key=lambda r: r["wall_s"])
+            best.update(backend=backend, fraction=fraction, read_equals_kept=all(r["read_equals_kept"] for r in runs),
+                        ids_are_the_kept=all(r["ids_are_the_kept"] for r in runs))
+            pipeline_rows.append(best)
+            print(f"pipeline {backend} fraction {fraction}: {best['samples_per_s']:,.0f} samples/s, "
+                  f"read {best['read']} kept {best['kept']}", flush=True)
+    for backend, split in splits.items():
+        keras.backend.clear_session()
+        gc.collect()
+        model = build_model(args, split)
+        for i, fraction in enumerate(args.fractions):
+            model.state.keep.assign(keep_mask(n, fraction, args.seed))
+            row = train_epoch(args, model, split, False, epoch=i)
+            row.update(backend=backend, mode="full", fraction=fraction)
+            training_rows.append(row)
+            print(f"train {backend} fraction {fraction}: {row['samples_per_s']:,.0f} samples/s", flush=True)
+        del model
+    return {"pipeline": pipeline_rows, "training": training_rows}
+
+
+def _ratio(rows, backend, fraction, key="samples_per_s"):
+    """lazy / memory of ``key`` at ``fraction`` (None if either is missing)."""
+    mine = next((r[key] for r in rows if r["backend"] == backend and r["fraction"] == fraction), None)
+    memory = next((r[key] for r in rows if r["backend"] == "memory" and r["fraction"] == fraction), None)
+    return None if mine is None or not memory else mine / memory
+
+
+def _proportionality(rows, backend, fraction):
+    """Epoch time at ``fraction`` over (``fraction`` x the epoch time at 1.0): 1.0 is proportional."""
+    times = {r["fraction"]: r["wall_s"] for r in rows if r["backend"] == backend}
+    return times[fraction] / (fraction * times[1.0]) if 1.0 in times and fraction in times else None
+
+
+def compare_tables(result) -> str:
+    s = result["settings"]
+    lines = ["\npeak RSS against dataset size (synthetic_ecg; one process per row: open, one epoch of every record)\n"]
+    lines.append(common.markdown_table(
+        ["backend", "train records", "dataset MiB", "baseline RSS MiB", "peak RSS MiB", "peak - baseline MiB",
+         "read == records"],
+        [[r["backend"], r["n"], common.mib(r["dataset_bytes"]), common.mib(r["rss_baseline_bytes"]),
+          common.mib(r["rss_peak_bytes"]), common.mib(r["rss_peak_bytes"] - r["rss_baseline_bytes"]),
+          "yes" if r["read"] == r["yielded"] == r["n"] else "NO"] for r in result["rss"]]))
+    side = result["side_by_side"]
+    lines.append(f"\npipeline alone, {s['throughput_size']} records, batch {s['batch_size']} "
+                 "(epoch / (fraction x epoch@1.0): 1.000 = proportional)\n")
+    lines.append(common.markdown_table(
+        ["backend", "kept fraction", "kept", "read", "read == kept", "samples/s", "lazy / memory", "epoch s",
+         "epoch vs proportional"],
+        [[r["backend"], f"{r['fraction']:.2f}", r["kept"], r["read"],
+          "yes" if r["read_equals_kept"] and r["ids_are_the_kept"] else "NO", f"{r['samples_per_s']:,.0f}",
+          common.fmt(_ratio(side["pipeline"], r["backend"], r["fraction"])), f"{r['wall_s']:.2f}",
+          common.fmt(_proportionality(side["pipeline"], r["backend"], r["fraction"]))] for r in side["pipeline"]]))
+    lines.append(f"\none training epoch, {s['model']}, mode full (plan cam=0); * = cut after "
+                 f"{s['max_train_samples']} samples, epoch time projected\n")
+    lines.append(common.markdown_table(
+        ["backend", "kept fraction", "kept", "trained", "samples/s", "lazy / memory", "epoch s", "read == trained",
+         "peak RSS MiB"],
+        [[r["backend"], f"{r['fraction']:.2f}", r["kept"], r["trained"], f"{r['samples_per_s']:,.0f}",
+          common.fmt(_ratio(side["training"], r["backend"], r["fraction"])),
+          f"{r['epoch_s']:.1f}{'*' if r['epoch_s_projected'] else ''}",
+          "n/a (cut)" if r["cut"] else ("yes" if r["read"] == r["trained"] else "NO"), common.mib(r["rss_peak_bytes"])]
+         for r in side["training"]]))
+    return "\n".join(lines)
+
+
+def compare_plot(result, path):
+    plt = common.pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for backend, style in (("memory", "s-"), ("lazy", "o-")):
+        rss = [r for r in result["rss"] if r["backend"] == backend]
+        ax1.plot([r["dataset_bytes"] / 2**20 for r in rss], [r["rss_peak_bytes"] / 2**20 for r in rss], style,
+                 label=backend)
+        rows = [r for r in result["side_by_side"]["pipeline"] if r["backend"] == backend]
+        ax2.plot([r["fraction"] for r in rows], [r["wall_s"] for r in rows], style, label=f"pipeline ({backend})")
+    ax1.set_xlabel("training split (MiB)")
+    ax1.set_ylabel("peak RSS (MiB)")
+    ax1.legend()
+    ax2.set_xlabel("kept fraction")
+    ax2.set_ylabel("epoch time (s)")
+    ax2.legend()
+    fig.suptitle("memory vs lazy data backend (synthetic_ecg)")
+    return common.save_figure(fig, path)
+
+
+def compare_main(args) -> dict:
+    """``--compare_backends``: RSS against size, then the backends side by side; writes ``scale_lazy.json``."""
+    common.quiet_tensorflow()
+    started = time.perf_counter()
+    result = {"benchmark": LAZY_NAME, "settings": dict(vars(args)), "machine": common.machine()}
+    result["rss"] = rss_against_size(args)
+    result["side_by_side"] = backends_side_by_side(args)
+    side = result["side_by_side"]
+    result["all_reads_match"] = all(r["read_equals_kept"] and r["ids_are_the_kept"] for r in side["pipeline"]) and all(
+        r["read"] == r["trained"] for r in side["training"] if not r["cut"]) and all(
+        r["read"] == r["yielded"] == r["n"] for r in result["rss"])
+    result["total_wall_s"] = time.perf_counter() - started
+    return common.publish(args, LAZY_NAME, result, compare_tables(result), compare_plot)
+
+
 def main(argv=None) -> dict:
     args = parse(argv)
+    if args.rss_probe:
+        print(json.dumps(rss_probe(args)))
+        return {}
+    if args.compare_backends:
+        return compare_main(args)
     common.quiet_tensorflow()
     import keras
 
