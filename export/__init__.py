@@ -12,8 +12,9 @@
 * ``model.onnx``: the same tf.function converted by tf2onnx 1.17 at ONNX opset
   17 (``onnx_export.DEFAULT_OPSET``), input ``signal``, output ``probabilities``;
 * ``model.float16.onnx`` and ``model.int8.onnx``: smaller variants made with
-  onnxruntime's tools (``export.quantize``; for int8 the better of static QDQ
-  and dynamic, ``export.variants``), each with its size, latency and parity
+  onnxruntime's tools (``export.quantize``; for int8 the best of static QDQ,
+  static QDQ with the input layer and the classifier kept float32, and dynamic:
+  ``export.variants``), each with its size, latency and parity
   against float32 on the test split;
 * the metadata (``export.metadata``: classes, sampling rate, length, lead
   names, units, preprocessing, dataset and config, selection mode and cost,

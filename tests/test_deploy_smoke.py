@@ -15,7 +15,7 @@ def test_deploy_smoke(tmp_path, tfds_dir, tiny_data, tiny_backbone):
     (entry,) = saved["models"]
     assert entry["model"] == tiny_backbone and entry["train_s"] > 0 and entry["keras_parity"]["passed"]
     rows = entry["rows"]
-    assert list(rows) == ["float32", "float16", "int8_static", "int8_dynamic"]
+    assert list(rows) == ["float32", "float16", "int8_static", "int8_static_mixed", "int8_dynamic"]
     assert sum(row["kept_as_int8"] for row in rows.values()) == 1 and rows[entry["int8_kept"]]["kept_as_int8"]
     assert entry["latency"]["rounds"] == 2 and entry["latency"]["batch_sizes"] == [1, 32]
     for name, row in rows.items():
