@@ -205,6 +205,8 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 _FILTER_CHUNK = 4096
+# tf.data's autotuned buffers (parallel reads, prefetch) may otherwise grow to half the machine's RAM.
+_BUFFER_BUDGET_BYTES = 256 * 2**20
 
 
 def train_dataset(
@@ -233,14 +235,14 @@ def train_dataset(
     if augmentations:
         ds = ds.map(lambda x, y, i: (augment_lib.augment_batch(x, augmentations, seed, epoch, i), y, i))
     ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n_kept // batch_size)))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return _prefetched(ds)
 
 
 def eval_dataset(arrays: SplitArrays, batch_size: int, ids: np.ndarray | None = None) -> tf.data.Dataset:
     """Batches of ``(signal, label, sample_id)`` in sample-id order (``ids``: a subset), read batch by batch."""
     ids = np.arange(arrays.n) if ids is None else np.asarray(ids)
     ds = tf.data.Dataset.from_tensor_slices(ids.astype(np.int64)).batch(batch_size)
-    return _read(arrays, ds).prefetch(tf.data.AUTOTUNE)
+    return _prefetched(_read(arrays, ds))
 
 
 def _read(arrays: SplitArrays, id_batches: tf.data.Dataset, read_counter: tf.Variable | None = None) -> tf.data.Dataset:
@@ -258,6 +260,13 @@ def _read(arrays: SplitArrays, id_batches: tf.data.Dataset, read_counter: tf.Var
         return signal_of(ids), tf.gather(label, ids), ids
 
     return id_batches.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _prefetched(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``ds`` prefetched, its autotuned buffers held to ``_BUFFER_BUDGET_BYTES`` (RSS bounded on either backend)."""
+    options = tf.data.Options()
+    options.autotune.ram_budget = _BUFFER_BUDGET_BYTES
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def prepare(name: str, config: str | tfds.core.BuilderConfig | None, data_dir: str | None,
