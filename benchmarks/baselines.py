@@ -99,6 +99,8 @@ def parse(argv=None):
                         help="dataset config (default: the recommended flagfile's; the output name gains it)")
     parser.add_argument("--train_fractions", default="",
                         help="learning curve: also train the recommended recipe on these fractions of the training split")
+    parser.add_argument("--fraction_seeds", default=None,
+                        help="seeds of the learning-curve runs (default: every seed of --seeds)")
     parser.add_argument("--size_factor", type=float, default=None,
                         help="extrapolate the learning curve to this many times the training split (default: "
                              "the dataset's full/subset ratio, 5 for PTB-XL, 3 for CinC 2017)")
@@ -126,6 +128,8 @@ def parse(argv=None):
     args.train_fractions = [float(f) for f in args.train_fractions.split(",") if f]
     if any(not 0 < f < 1 for f in args.train_fractions):
         parser.error(f"--train_fractions must lie in (0, 1), got {args.train_fractions}")
+    args.fraction_seeds = ([int(x) for x in args.fraction_seeds.split(",") if x] if args.fraction_seeds is not None
+                           else args.seeds)
     args.size_factor = args.size_factor or SUBSET_FACTOR.get(args.dataset, 1.0)
     if args.output is None:
         suffix = f"_{args.dataset_config}" if args.dataset_config else ""
@@ -413,6 +417,8 @@ def main(argv=None) -> dict:
     jobs = [(recipe, None) for recipe in args.recipes] + [("recommended", f) for f in args.train_fractions]
     for seed in args.seeds:  # seed-major, so that a stopped benchmark has both recipes of the first seeds
         for recipe, fraction in jobs:
+            if fraction is not None and seed not in args.fraction_seeds:
+                continue
             name = recipe if fraction is None else f"{recipe}_f{fraction:g}"
             run_dir = os.path.join(args.work_dir, NAME, f"{args.dataset}_{args.dataset_config or 'default'}", f"{name}_s{seed}")
             config = recipe_config(args, recipe, seed, run_dir)
