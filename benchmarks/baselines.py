@@ -281,7 +281,7 @@ def test_each_epoch_callback(test, batch_size: int):
             self.values = []
 
         def on_epoch_end(self, epoch, logs=None):
-            probs = inference.predict_probs(self.model.backbone, test.signal, batch_size)
+            probs = inference.split_probs(self.model.backbone, test, batch_size)
             self.values.append(metrics.classification_metrics(test.label, probs, test.class_names)["macro_f1"])
 
     return TestEachEpoch()

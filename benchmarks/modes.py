@@ -193,7 +193,7 @@ def _test_probs(run_dir, data):
     """Test-split class probabilities of the run's saved model (its best weights, as the run scored them)."""
     from erts_tf import inference, run_folder
 
-    return inference.predict_probs(run_folder.load_model(run_dir), data.test.signal, 256)
+    return inference.split_probs(run_folder.load_model(run_dir), data.test, 256)
 
 
 def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:

@@ -103,7 +103,7 @@ def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 
     expected = tuple(backbone.inputs[0].shape[1:])
     if tuple(arrays.input_shape) != expected:
         raise EvaluateError(f"{config.dataset}/{split}: signals are {arrays.input_shape}, the model expects {expected}")
-    probs = inference.predict_probs(backbone, arrays.signal, batch_size)
+    probs = inference.split_probs(backbone, arrays, batch_size)
     names = arrays.class_names
     result = {
         "run_dir": os.path.abspath(run_dir),

@@ -11,7 +11,7 @@ import os
 from absl import flags
 
 from erts_tf import cli, models
-from erts_tf.data import augment, registry
+from erts_tf.data import augment, registry, windows
 from erts_tf.data.pipeline import BACKENDS
 from erts_tf.explain import focus
 from erts_tf.selection.policies import MODES
@@ -33,6 +33,16 @@ flags.DEFINE_enum("data_backend", "memory", list(BACKENDS),
 flags.DEFINE_string("exclude_classes", "",
                     "Comma-separated classes left out of training, validation, test and the macro metrics "
                     "(e.g. Q for MIT-BIH, the AAMI convention).")
+flags.DEFINE_float("window_s", 0.0,
+                   "Train on one random crop of this many seconds per kept record and epoch, seeded by "
+                   "(seed, epoch, sample_id); evaluate on windows of it (0: whole records). Needed for "
+                   "records of several lengths (the *full* dataset configs).")
+flags.DEFINE_float("eval_window_stride_s", 0.0,
+                   "With --window_s: evaluation windows start every this many seconds (0: half of --window_s); "
+                   "the last one ends at the record's end.")
+flags.DEFINE_enum("window_aggregate", "mean", list(windows.AGGREGATES),
+                  "With --window_s: a record's probabilities from its windows': mean (of the softmax vectors) "
+                  "or max (per class, the PTB-XL benchmark's rule).")
 # model and optimisation
 flags.DEFINE_string("model", "resnet1d", "Backbone name from the registry.")
 flags.DEFINE_integer("epochs", 100, "Number of epochs.")
@@ -116,6 +126,12 @@ flags.register_validator(
     lambda v: _check(v is None or os.path.isdir(os.path.dirname(os.path.abspath(v)) or "."),
                      f"the parent folder of --output_dir={v} does not exist"),
 )
+flags.register_validator("window_s", lambda v: _check(v >= 0, f"--window_s must be >= 0 seconds, got {v}"))
+flags.register_multi_flags_validator(
+    ["window_s", "eval_window_stride_s"],
+    lambda d: _check(0 <= d["eval_window_stride_s"] <= d["window_s"] and (d["window_s"] or not d["eval_window_stride_s"]),
+                     f"--eval_window_stride_s={d['eval_window_stride_s']} must be in [0, --window_s={d['window_s']}] "
+                     "(evaluation windows that leave gaps would skip samples) and needs --window_s"))
 flags.register_multi_flags_validator(
     ["resume", "overwrite"], lambda d: _check(not (d["resume"] and d["overwrite"]),
                                               "--resume and --overwrite exclude each other"))

@@ -23,3 +23,25 @@ def predict_probs(backbone, signal: np.ndarray, batch_size: int = 64) -> np.ndar
     batches = [probabilities(tf.convert_to_tensor(signal[start:start + batch_size], tf.float32)).numpy()
                for start in range(0, len(signal), batch_size)]
     return np.concatenate(batches) if batches else np.zeros([0, int(backbone.outputs[0].shape[-1])], np.float32)
+
+
+def split_probs(backbone, arrays, batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities ``(n, n_classes)`` of every record of ``arrays`` (``pipeline.SplitArrays``).
+
+    Whole records: ``predict_probs`` of ``arrays.signal``. With ``arrays.window``: every record's evaluation
+    windows (``pipeline.eval_dataset``, ``batch_size`` records a batch) scored in inference mode and their
+    probabilities aggregated per record (``windows.aggregate``, ``arrays.window.aggregate``).
+    """
+    if arrays.window is None:
+        return predict_probs(backbone, arrays.signal, batch_size)
+    import tensorflow as tf
+
+    from erts_tf.data import pipeline, windows
+
+    def probs_of(x):
+        return tf.nn.softmax(tf.cast(backbone(x, training=False), tf.float32))
+
+    record_probs = tf.function(lambda w, valid: windows.record_probs(probs_of, w, valid, arrays.window.aggregate),
+                               reduce_retracing=True)
+    batches = [record_probs(w, valid).numpy() for (w, valid), _, _ in pipeline.eval_dataset(arrays, batch_size)]
+    return np.concatenate(batches) if batches else np.zeros([0, int(backbone.outputs[0].shape[-1])], np.float32)

@@ -35,17 +35,30 @@ def excluded_classes(config) -> tuple[str, ...]:
     return tuple(n.strip() for n in config.exclude_classes.split(",") if n.strip())
 
 
+def window_of(builder, config):
+    """The ``windows.WindowSpec`` of ``config`` (``--window_s``, in samples at the dataset's declared
+    sampling rate); None for whole records. ``DataError`` if the dataset declares no sampling rate."""
+    from erts_tf.data import registry, windows
+
+    rate, _ = registry.declared_fact(builder, "sampling_rate_hz")
+    try:
+        return windows.from_seconds(config.window_s, config.eval_window_stride_s, config.window_aggregate, rate)
+    except ValueError as error:
+        raise DataError(f"dataset {config.dataset!r}: {error}") from error
+
+
 def load_split(builder, config, split: str):
     """``split`` as ``SplitArrays`` (z-scored ``signal`` ``(n, time, leads)``, sample-id order) without the
     records of ``config``'s excluded classes, the others renumbered (``pipeline.exclude_classes``).
 
     ``config.data_backend``: ``memory`` decodes the split into RAM; ``lazy`` leaves the signal on disk
-    (a ``LazySignal``: indexing it reads those records), so evaluation and the report read only what they score."""
+    (a ``LazySignal``: indexing it reads those records), so evaluation and the report read only what they score.
+    ``--window_s``: the split is read as windows (``window_of``; ``pipeline.load_split``)."""
     from erts_tf.data import pipeline
 
     names = excluded_classes(config)
     try:
-        arrays = pipeline.load_split(builder, split, config.data_backend)
+        arrays = pipeline.load_split(builder, split, config.data_backend, window_of(builder, config))
         kept = pipeline.exclude_classes(arrays, names) if names else arrays
     except ValueError as error:
         raise DataError(str(error)) from error

@@ -18,31 +18,11 @@ contradicts a declared fact is an error.
 
 from __future__ import annotations
 
-import sys
-
 from export.errors import ExportError
 
-FACTS = ("sampling_rate_hz", "lead_names", "units")
-_METADATA_KEYS = {"sampling_rate_hz": "sampling_rate", "lead_names": "lead_names", "units": "units"}
-_CONSTANTS = {"sampling_rate_hz": "SAMPLING_RATE", "lead_names": "LEADS", "units": "UNITS"}
-
-
-def _declared(builder, fact: str) -> tuple[object, str | None]:
-    """``(value, where)`` of the first declaration of ``fact``; ``(None, None)`` if none."""
-    metadata = builder.info.metadata or {}
-    key = _METADATA_KEYS[fact]
-    if metadata.get(key) is not None:
-        return metadata[key], f"{builder.name} info.metadata[{key!r}]"
-    if fact == "sampling_rate_hz" and getattr(builder.builder_config, "sampling_rate", None) is not None:
-        return builder.builder_config.sampling_rate, f"{builder.name} builder config {builder.builder_config.name!r}"
-    constant = _CONSTANTS[fact]
-    cls = type(builder)
-    if getattr(cls, constant, None) is not None:
-        return getattr(cls, constant), f"{builder.name} builder class {cls.__name__}.{constant}"
-    module = sys.modules.get(cls.__module__)
-    if getattr(module, constant, None) is not None:
-        return getattr(module, constant), f"{builder.name} builder module constant {constant}"
-    return None, None
+from erts_tf.data.registry import DECLARED_FACTS as FACTS
+from erts_tf.data.registry import FACT_METADATA_KEYS as _METADATA_KEYS
+from erts_tf.data.registry import declared_fact as _declared
 
 
 def _normalise(fact: str, value):

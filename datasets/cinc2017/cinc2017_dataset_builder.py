@@ -5,7 +5,8 @@ A atrial fibrillation, O other rhythm, ~ noisy. ``~`` stays a class and is
 also exposed as ``is_noisy``. Signals are in millivolts (the ``.mat`` files'
 adu divided by their gain, 1000 adu/mV). Records (9-61 s) are cropped (from the start) or
 zero-padded (at the end) to the config's length; ``num_samples`` keeps the
-original length. Stratified 80/10/10 split, seed 42 (records sorted by name).
+original length. Config ``full`` writes every recording whole, each of its own
+length (train on windows of them: ``--window_s``). Stratified 80/10/10 split, seed 42 (records sorted by name).
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ SOURCE = manual_download.Source(
 
 @dataclasses.dataclass
 class Cinc2017Config(tfds.core.BuilderConfig):
-    """Fixed signal length in samples at 300 Hz (crop from the start / zero-pad at the end)."""
+    """Fixed signal length in samples at 300 Hz (crop from the start / zero-pad at the end); None: whole records."""
 
-    length: int = 9000
+    length: int | None = 9000
 
 
 class Builder(builder_base.PhysioNetBuilder):
@@ -59,6 +60,8 @@ class Builder(builder_base.PhysioNetBuilder):
         Cinc2017Config(name="30s", description="Crop/pad to 30 s (9000 samples).", length=9000),
         Cinc2017Config(name="9s", description="Crop to 9 s (2700 samples, the shortest record).", length=2700),
         Cinc2017Config(name="61s", description="Pad to 61 s (18300 samples): nothing cropped.", length=18300),
+        Cinc2017Config(name="full", description="Whole recordings (9-61 s), unpadded: train on windows (--window_s).",
+                       length=None),
     ]
     DEFAULT_CONFIG_NAME = "30s"
 

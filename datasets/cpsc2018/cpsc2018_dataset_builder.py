@@ -38,6 +38,10 @@ class Builder(challenge2020.Challenge2020Builder):
             description="The reference's cut: first 1000 samples (2 s), zero-padded.",
             length=1000,
         ),
+        challenge2020.Challenge2020Config(
+            name="full", description="Whole recordings (6-60 s), unpadded: train on windows (--window_s).",
+            length=None,
+        ),
     ]
     DEFAULT_CONFIG_NAME = "10s"
 

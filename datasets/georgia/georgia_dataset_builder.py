@@ -39,6 +39,10 @@ class Builder(challenge2020.Challenge2020Builder):
         challenge2020.Challenge2020Config(
             name="2s", description="First 2 s (1000 samples), like the reference's CPSC cut.", length=1000
         ),
+        challenge2020.Challenge2020Config(
+            name="full", description="Whole recordings (5-10 s), unpadded: train on windows (--window_s).",
+            length=None,
+        ),
     ]
     DEFAULT_CONFIG_NAME = "10s"
 

@@ -22,6 +22,8 @@ class weights and the audit need, and the sample ids give the record position
 of each id. The signal stays on disk as a ``LazySignal`` ``(n, time, leads)``:
 indexing it reads and z-scores exactly the records indexed (``pipeline.zscore``
 per record, the z-score of the memory backend and of the exported model).
+A run on windows (``--window_s``) reads raw windows of the kept records instead
+(``window_reader``; records may then differ in length).
 """
 
 from __future__ import annotations
@@ -90,10 +92,10 @@ class LazySignal:
     ndim = 3
     dtype = np.dtype(np.float32)
 
-    def __init__(self, source, positions: np.ndarray, record_shape: tuple[int, int]):
+    def __init__(self, source, positions: np.ndarray, record_shape: tuple[int | None, int]):
         self.source = source
         self.positions = np.asarray(positions, np.int64)
-        self.record_shape = tuple(int(d) for d in record_shape)
+        self.record_shape = tuple(None if d is None else int(d) for d in record_shape)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -115,6 +117,30 @@ class LazySignal:
         if axis != 0:
             raise ValueError("LazySignal.take selects samples (axis 0) only")
         return LazySignal(self.source, self.positions[np.asarray(index)], self.record_shape)
+
+    def window_reader(self, window: int):
+        """``(ids (batch,), starts (batch, k)) -> raw windows (batch, k, window, leads)`` float32, a TF op.
+
+        Each record of ``ids`` is read once, NOT z-scored (windows are z-scored one by one), and cut at its
+        ``starts`` (``windows.slice_windows``: zero past its end), as ``FlatSignal.window_reader`` cuts it."""
+        from erts_tf.data import windows
+
+        leads = self.record_shape[-1]
+
+        def read(ids, starts):
+            positions = self.positions[np.asarray(ids, np.int64)]
+            records = self.source.__getitems__(positions.tolist()) if len(positions) else []
+            out = np.zeros((len(positions), starts.shape[1], window, leads), np.float32)
+            for i, record in enumerate(records):
+                out[i] = windows.slice_windows(np.asarray(record["signal"], np.float32), starts[i], window)
+            return out
+
+        def gather(ids, starts):
+            signal = tf.numpy_function(read, [ids, tf.cast(starts, tf.int64)], tf.float32, stateful=False)
+            signal.set_shape([None, None, window, leads])
+            return signal
+
+        return gather
 
     def read(self, positions: np.ndarray) -> np.ndarray:
         """The z-scored records ``(k, time, leads)`` float32 at data-source ``positions`` ``(k,)``."""

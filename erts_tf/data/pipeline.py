@@ -18,6 +18,15 @@ augmented (``augment``, seeded by ``(seed, epoch, sample_id)``) if the run asks
 for it. Each epoch's dataset knows how many batches it holds (the keep-mask is
 decided before the dataset is built). Both backends give identical batches.
 Elements are ``(signal (batch, time, leads), label (batch,), sample_id (batch,))``.
+
+Windows (``SplitArrays.window``, ``--window_s``; ``windows`` gives the rules):
+the split is held raw (memory: ``flat.FlatSignal``; lazy: raw records), records
+may differ in length, and what is read is windows, each z-scored on its own
+(``zscore_tf``, the exported model's z-score). A training batch holds one crop
+per kept record, ``(batch, window, leads)``, seeded by ``(seed, epoch,
+sample_id)`` and cut after the keep-mask filter; an evaluation batch holds every
+window of its records, ``((windows (batch, k, window, leads), valid (batch, k)),
+label, sample_id)``, which the model aggregates per record.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from erts_tf.data import augment as augment_lib
-from erts_tf.data import lazy, registry
+from erts_tf.data import flat, lazy, registry, windows
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +86,18 @@ class SplitArrays:
       extras: other scalar features by name, each ``(n,)`` (e.g. ``corruption``).
       class_names: names of the label classes.
       extra_names: for ClassLabel extras, their names (e.g. corruption types).
+      window: the windows the model is trained and scored on (None: whole records, ``signal``
+        z-scored). With a window ``signal`` is RAW (``flat.FlatSignal`` or a raw ``lazy.LazySignal``;
+        records may differ in length) and ``lengths`` ``(n,)`` holds each record's length in samples.
     """
 
-    signal: np.ndarray | lazy.LazySignal
+    signal: np.ndarray | lazy.LazySignal | flat.FlatSignal
     label: np.ndarray
     extras: dict[str, np.ndarray]
     class_names: list[str]
     extra_names: dict[str, list[str]]
+    window: windows.WindowSpec | None = None
+    lengths: np.ndarray | None = None
     _signal_tensor: tf.Tensor | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -92,7 +106,19 @@ class SplitArrays:
 
     @property
     def input_shape(self) -> tuple[int, int]:
+        """The model's input ``(time, leads)``: a record's, or the window's with ``window``."""
+        if self.window is not None:
+            return (self.window.length, int(self.signal.shape[-1]))
         return tuple(self.signal.shape[1:])
+
+    def model_inputs(self, ids: np.ndarray) -> np.ndarray:
+        """What the model takes for records ``ids`` ``(k,)``: their z-scored signal ``(k, time, leads)``, or with
+        ``window`` their first window, z-scored (Grad-CAM figures)."""
+        if self.window is None:
+            return self.signal[ids]
+        ids = np.asarray(ids, np.int64)
+        first = self.signal.window_reader(self.window.length)(tf.constant(ids), tf.zeros([len(ids), 1], tf.int64))
+        return zscore_tf(first[:, 0]).numpy()
 
     def signal_reader(self):
         """``ids (batch,) int64 -> signal (batch, time, leads) float32``, a TF function of the records of ``ids``.
@@ -151,16 +177,54 @@ def _split_arrays(builder: tfds.core.DatasetBuilder, split: str, columns: dict[s
     )
 
 
-def load_split(builder: tfds.core.DatasetBuilder, split: str, backend: str = "memory") -> SplitArrays:
+def _ragged_columns(builder: tfds.core.DatasetBuilder, split: str, keys: list[str]):
+    """Like ``_decoded_columns``, the signal of records of any length: ``(columns, flat, lengths)``, where
+    ``flat`` ``(total_time, leads)`` holds the records end to end (record order) and ``lengths`` ``(n,)``."""
+    columns = {k: [] for k in keys}
+    pieces, lengths = [], []
+    dataset = builder.as_dataset(split=split, shuffle_files=False).ragged_batch(256)
+    for batch in dataset:
+        signal = batch["signal"]
+        if isinstance(signal, tf.RaggedTensor):
+            pieces.append(signal.flat_values.numpy())
+            lengths.append(signal.row_lengths().numpy())
+        else:
+            pieces.append(signal.numpy().reshape(-1, signal.shape[-1]))
+            lengths.append(np.full(signal.shape[0], signal.shape[1]))
+        for key in columns:
+            columns[key].append(batch[key].numpy())
+    leads = builder.info.features["signal"].shape[-1]
+    lengths = np.concatenate(lengths) if lengths else np.zeros((0,), np.int64)
+    flat_signal = np.concatenate(pieces) if pieces else np.zeros((0, leads), np.float32)
+    return {k: np.concatenate(v) for k, v in columns.items()}, flat_signal, lengths
+
+
+def _check_window(builder: tfds.core.DatasetBuilder, window: windows.WindowSpec | None) -> None:
+    """``ValueError`` for records of several lengths without a window, or a window longer than fixed-length records."""
+    time_steps = builder.info.features["signal"].shape[0]
+    if window is None and time_steps is None:
+        raise ValueError(f"{builder.info.full_name}: records differ in length; train on windows of them (--window_s)")
+    if window is not None and time_steps is not None and window.length > time_steps:
+        raise ValueError(f"{builder.info.full_name}: a window of {window.length} samples is longer than the records "
+                         f"({time_steps} samples)")
+
+
+def load_split(builder: tfds.core.DatasetBuilder, split: str, backend: str = "memory",
+               window: windows.WindowSpec | None = None) -> SplitArrays:
     """``split`` of a prepared builder as ``SplitArrays`` ordered by ``sample_id``.
 
     ``backend``: ``memory`` decodes every record (TFRecord); ``lazy`` reads the scalar features
     of every record and leaves the signal on disk (ArrayRecord: ``prepare(..., backend="lazy")``
-    writes it). Raises ``ValueError`` if a core feature is missing or the sample ids are not
-    exactly ``0..n-1``.
+    writes it). ``window``: the run trains on windows; the signal is then kept raw, and records
+    may differ in length (their lengths: the stored ``num_samples`` on the lazy backend). Raises
+    ``ValueError`` if a core feature is missing, the sample ids are not exactly ``0..n-1``, or the
+    window does not fit the records (``_check_window``).
     """
     _check_core_features(builder)
+    _check_window(builder, window)
     scalars = ["sample_id", "label", *_scalar_extras(builder.info.features)]
+    if window is not None:
+        return dataclasses.replace(_raw_split(builder, split, backend, scalars), window=window)
     if backend == "memory":
         columns = _decoded_columns(builder, split, [*scalars, "signal"])
         return _split_arrays(builder, split, columns, lambda order: zscore(columns["signal"][order]))
@@ -168,6 +232,25 @@ def load_split(builder: tfds.core.DatasetBuilder, split: str, backend: str = "me
         source, columns = lazy.scalar_columns(builder, split, scalars)
         shape = builder.info.features["signal"].shape
         return _split_arrays(builder, split, columns, lambda order: lazy.LazySignal(source, order, shape))
+    raise ValueError(f"unknown data backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _raw_split(builder: tfds.core.DatasetBuilder, split: str, backend: str, scalars: list[str]) -> SplitArrays:
+    """``split`` with its raw records (for windows): a ``flat.FlatSignal`` or a raw ``lazy.LazySignal``, and ``lengths``."""
+    shape = builder.info.features["signal"].shape
+    if backend == "memory":
+        columns, flat_signal, record_lengths = _ragged_columns(builder, split, scalars)
+        offsets = np.concatenate([[0], np.cumsum(record_lengths)[:-1]]).astype(np.int64)
+        arrays = _split_arrays(builder, split, columns,
+                               lambda order: flat.FlatSignal(flat_signal, offsets[order], record_lengths[order]))
+        return dataclasses.replace(arrays, lengths=arrays.signal.lengths)
+    if backend == "lazy":
+        source, columns = lazy.scalar_columns(builder, split, scalars)
+        if shape[0] is None and "num_samples" not in columns:
+            raise ValueError(f"{builder.info.full_name}: records of several lengths need a num_samples feature")
+        arrays = _split_arrays(builder, split, columns, lambda order: lazy.LazySignal(source, order, shape))
+        lengths = arrays.extras["num_samples"] if shape[0] is None else np.full(arrays.n, shape[0])
+        return dataclasses.replace(arrays, lengths=np.asarray(lengths, np.int64))
     raise ValueError(f"unknown data backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -196,7 +279,8 @@ def take_samples(arrays: SplitArrays, index: np.ndarray) -> SplitArrays:
     A lazy signal is selected, not read (``LazySignal.take``)."""
     return SplitArrays(signal=arrays.signal.take(index, axis=0), label=arrays.label[index],
                        extras={k: v[index] for k, v in arrays.extras.items()},
-                       class_names=list(arrays.class_names), extra_names=arrays.extra_names)
+                       class_names=list(arrays.class_names), extra_names=arrays.extra_names, window=arrays.window,
+                       lengths=None if arrays.lengths is None else arrays.lengths[index])
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -223,7 +307,8 @@ def train_dataset(
     ``keep_mask`` ``(n,)`` bool is read when the dataset is iterated; None keeps all.
     The dataset's cardinality is the batch count of the mask as it is when this is
     called (iterating it after the mask changed size fails loudly, never silently).
-    ``augmentations``: names from ``augment.AUGMENTATIONS``, applied to kept records.
+    ``augmentations``: names from ``augment.AUGMENTATIONS``, applied to kept records (to the crop, with
+    ``arrays.window``: each kept record is read as one window, ``windows.crop_starts``).
     """
     ids = tf.data.Dataset.from_tensor_slices(epoch_permutation(arrays.n, seed, epoch).astype(np.int64))
     if keep_mask is not None:
@@ -231,7 +316,8 @@ def train_dataset(
         # of 5 % the per-id filter, not the kept records, dominated the epoch.
         ids = ids.batch(_FILTER_CHUNK).map(lambda chunk: tf.boolean_mask(chunk, tf.gather(keep_mask, chunk))).unbatch()
     n_kept = arrays.n if keep_mask is None else int(tf.reduce_sum(tf.cast(tf.convert_to_tensor(keep_mask), tf.int64)))
-    ds = _read(arrays, ids.batch(batch_size), read_counter)
+    read_signal = None if arrays.window is None else _crop_reader(arrays, seed, epoch)
+    ds = _read(arrays, ids.batch(batch_size), read_counter, read_signal)
     if augmentations:
         ds = ds.map(lambda x, y, i: (augment_lib.augment_batch(x, augmentations, seed, epoch, i), y, i))
     ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n_kept // batch_size)))
@@ -239,19 +325,50 @@ def train_dataset(
 
 
 def eval_dataset(arrays: SplitArrays, batch_size: int, ids: np.ndarray | None = None) -> tf.data.Dataset:
-    """Batches of ``(signal, label, sample_id)`` in sample-id order (``ids``: a subset), read batch by batch."""
+    """Batches of ``(signal, label, sample_id)`` in sample-id order (``ids``: a subset), read batch by batch.
+
+    With ``arrays.window`` the signal is ``(windows (batch, k, window, leads), valid (batch, k))``: every
+    evaluation window of the batch's records (``windows.eval_starts``), z-scored one by one."""
     ids = np.arange(arrays.n) if ids is None else np.asarray(ids)
     ds = tf.data.Dataset.from_tensor_slices(ids.astype(np.int64)).batch(batch_size)
-    return _prefetched(_read(arrays, ds))
+    return _prefetched(_read(arrays, ds, read_signal=None if arrays.window is None else _eval_window_reader(arrays)))
 
 
-def _read(arrays: SplitArrays, id_batches: tf.data.Dataset, read_counter: tf.Variable | None = None) -> tf.data.Dataset:
+def _crop_reader(arrays: SplitArrays, seed: int, epoch: int):
+    """``ids (batch,) -> (batch, window, leads)``: each record's training crop of ``epoch``, z-scored."""
+    length = arrays.window.length
+    windows_of = arrays.signal.window_reader(length)
+    lengths = tf.constant(arrays.lengths)
+
+    def read(ids):
+        starts = windows.crop_starts(tf.gather(lengths, ids), length, seed, epoch, ids)
+        return zscore_tf(windows_of(ids, starts[:, None])[:, 0])
+
+    return read
+
+
+def _eval_window_reader(arrays: SplitArrays):
+    """``ids (batch,) -> (windows (batch, k, window, leads), valid (batch, k))``: every evaluation window, z-scored."""
+    spec = arrays.window
+    windows_of = arrays.signal.window_reader(spec.length)
+    lengths = tf.constant(arrays.lengths)
+
+    def read(ids):
+        starts, valid = windows.eval_starts(tf.gather(lengths, ids), spec.length, spec.stride)
+        return zscore_tf(windows_of(ids, starts)), valid
+
+    return read
+
+
+def _read(arrays: SplitArrays, id_batches: tf.data.Dataset, read_counter: tf.Variable | None = None,
+          read_signal=None) -> tf.data.Dataset:
     """``(signal (batch, time, leads), label (batch,), sample_id (batch,))`` of batches of sample ids ``(batch,)``.
 
     The one place where the pipeline reads records, on either backend; ``read_counter`` (if
     given) grows by the records read. Batches are read in parallel, kept in order.
+    ``read_signal``: ``ids -> signal`` of the batch (windows); default the records, ``signal_reader``.
     """
-    signal_of = arrays.signal_reader()
+    signal_of = read_signal or arrays.signal_reader()
     label = tf.constant(arrays.label)
 
     def read(ids):

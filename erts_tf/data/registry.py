@@ -17,6 +17,10 @@ from types import ModuleType
 import tensorflow_datasets as tfds
 
 CORE_FEATURES = ("sample_id", "signal", "label")
+# What a dataset may declare about its signal (``declared_fact``), and its key in ``info.metadata``.
+DECLARED_FACTS = ("sampling_rate_hz", "lead_names", "units")
+FACT_METADATA_KEYS = {"sampling_rate_hz": "sampling_rate", "lead_names": "lead_names", "units": "units"}
+_FACT_CONSTANTS = {"sampling_rate_hz": "SAMPLING_RATE", "lead_names": "LEADS", "units": "UNITS"}
 
 
 def datasets_root() -> pathlib.Path:
@@ -71,3 +75,25 @@ def builder(name: str, config: str | tfds.core.BuilderConfig | None = None, data
         if known and config not in known:
             raise ValueError(f"dataset {name!r} has no config {config!r}; choose one of {', '.join(known)}")
     return cls(config=config, data_dir=data_dir, **kwargs)
+
+
+def declared_fact(builder: tfds.core.DatasetBuilder, fact: str) -> tuple[object, str | None]:
+    """``(value, where)`` of the first declaration of ``fact`` (one of ``DECLARED_FACTS``); ``(None, None)`` if none.
+
+    In order: ``builder.info.metadata``, the builder config's ``sampling_rate``, the builder class's
+    constants, the builder module's constants (``SAMPLING_RATE``, ``LEADS``, ``UNITS``).
+    """
+    metadata = builder.info.metadata or {}
+    key = FACT_METADATA_KEYS[fact]
+    if metadata.get(key) is not None:
+        return metadata[key], f"{builder.name} info.metadata[{key!r}]"
+    if fact == "sampling_rate_hz" and getattr(builder.builder_config, "sampling_rate", None) is not None:
+        return builder.builder_config.sampling_rate, f"{builder.name} builder config {builder.builder_config.name!r}"
+    constant = _FACT_CONSTANTS[fact]
+    cls = type(builder)
+    if getattr(cls, constant, None) is not None:
+        return getattr(cls, constant), f"{builder.name} builder class {cls.__name__}.{constant}"
+    module = sys.modules.get(cls.__module__)
+    if getattr(module, constant, None) is not None:
+        return getattr(module, constant), f"{builder.name} builder module constant {constant}"
+    return None, None

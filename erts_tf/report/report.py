@@ -101,13 +101,14 @@ def gradcam_overlay_png(run_dir: str, path: str, n_examples: int | None = None) 
     cam_model = cam_view(backbone, models.get(config.model).target_layer)
     n_examples = n_examples or min(8, len(set(arrays.label.tolist())))
     ids = example_ids(arrays.label, n_examples)
-    maps, probs = gradcam_maps(cam_model, arrays.signal[ids], arrays.label[ids])
+    signal = arrays.model_inputs(ids)  # a run on windows: each record's first window
+    maps, probs = gradcam_maps(cam_model, signal, arrays.label[ids])
     names = arrays.class_names
     titles = [f"validation #{i}: true {names[y]}, predicted {names[p]}, p_true {q[y]:.2f}"
               + ("  (empty map: no positive evidence for the true class)" if m.max() == 0 else "")
               for i, y, p, q, m in zip(ids, arrays.label[ids], probs.argmax(-1), probs, maps)]
     lead = 1 if arrays.signal.shape[-1] > 1 else 0
-    fig = figures.gradcam_overlay_figure(arrays.signal[ids][..., lead], maps, titles, lead_name=f"lead {lead}",
+    fig = figures.gradcam_overlay_figure(signal[..., lead], maps, titles, lead_name=f"lead {lead}",
                                        title=f"{config.model}: Grad-CAM of the true class (best weights)")
     return figures.save_png(fig, path)
 

@@ -16,6 +16,9 @@ class RunConfig:
     manual_dir: str | None = None
     data_backend: str = "memory"
     exclude_classes: str = ""
+    window_s: float = 0.0
+    eval_window_stride_s: float = 0.0
+    window_aggregate: str = "mean"
     model: str = "resnet1d"
     epochs: int = 100
     batch_size: int = 32

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from erts_tf.data import windows as windows_lib
 from erts_tf.explain import focus as focus_lib
 from erts_tf.explain.gradcam import cam_view, gradcam_over_time, true_class_logit_sum
 from erts_tf.selection import policies
@@ -45,10 +46,14 @@ class ERTSModel(keras.Model):
       selection: the ``SelectionConfig``.
       skip_nonfinite: skip (and count) batches whose loss or gradients are not
         finite instead of stopping with an error.
+      window_aggregate: how evaluation and re-scoring combine the windows of a record
+        (``windows.AGGREGATES``), when their batches hold windows (``pipeline.eval_dataset``
+        of a split with a window): ``((windows (batch, k, window, leads), valid (batch, k)), label, id)``.
+        Training batches hold one crop per record and need nothing of this.
     """
 
     def __init__(self, backbone, target_layer, n_train, class_weights, selection=SelectionConfig(),
-                 skip_nonfinite=False, **kwargs):
+                 skip_nonfinite=False, window_aggregate="mean", **kwargs):
         super().__init__(name=kwargs.pop("name", "erts"), **kwargs)
         self.backbone = backbone
         self.target_layer = target_layer
@@ -57,6 +62,7 @@ class ERTSModel(keras.Model):
         self.class_weights = tf.constant(np.asarray(class_weights, np.float32))
         self.selection = selection
         self.skip_nonfinite = bool(skip_nonfinite)
+        self.window_aggregate = window_aggregate
         self.state = SelectionState(n_train)
         self.focus_fn = focus_lib.get(selection.focus_score)
         self.plan = StepPlan()
@@ -239,12 +245,35 @@ class ERTSModel(keras.Model):
         tf.cond(applied, run, lambda: tf.constant(False))
 
     def score(self, signal, labels, training=False, cam=True):
-        """Scores a batch: ``(p_true, correct, focus)``, each ``(batch,)``; focus is None if not ``cam``."""
+        """Scores a batch: ``(p_true, correct, focus)``, each ``(batch,)``; focus is None if not ``cam``.
+
+        ``signal`` ``(batch, time, leads)``, or ``(windows, valid)`` of an evaluation batch of windows
+        (``_score_windows``)."""
+        if isinstance(signal, tuple):
+            return self._score_windows(*signal, labels, cam)
         with tf.GradientTape() as tape:  # records via the weights; only logits -> activations is replayed
             activations, logits = self.cam_model(signal, training=training)
             cam_target = true_class_logit_sum(logits, labels)
         p_true, correct = self._confidence(labels, logits)
         focus = self._focus(tape, activations, cam_target) if cam else None
+        return p_true, correct, focus
+
+    def _score_windows(self, windows, valid, labels, cam):
+        """``score`` of records from all their windows ``(batch, k, window, leads)`` (``valid`` ``(batch, k)``):
+        ``p_true`` and ``correct`` of the aggregated probabilities (``window_aggregate``); focus, the mean
+        over the record's windows of each window's true-class Grad-CAM focus."""
+        shape = tf.shape(windows)
+        k = shape[1]
+        with tf.GradientTape() as tape:
+            activations, logits = self.cam_model(tf.reshape(windows, tf.concat([[-1], shape[2:]], 0)), training=False)
+            cam_target = true_class_logit_sum(logits, tf.repeat(labels, k))
+        probs = windows_lib.aggregate(tf.reshape(tf.nn.softmax(tf.cast(logits, tf.float32)), [shape[0], k, -1]),
+                                      valid, self.window_aggregate)
+        p_true, correct = self._confidence(labels, _log_probs(probs))
+        focus = None
+        if cam:
+            focus = windows_lib.aggregate_valid(tf.reshape(self._focus(tape, activations, cam_target), [shape[0], k]),
+                                                valid)
         return p_true, correct, focus
 
     def _batch_level_step(self, signal, labels, ids):
@@ -300,10 +329,12 @@ class ERTSModel(keras.Model):
         p_true, correct, focus = self.score(signal, labels, training=False, cam=cam)
         self.state.record_scores(ids, labels, p_true, correct, focus, training=False)
         n = tf.shape(ids)[0]
+        # a forward (and a Grad-CAM) is counted per window the backbone saw; a read per record
+        passes = tf.reduce_sum(tf.cast(signal[1], tf.int32)) if isinstance(signal, tuple) else n
         self.state.count("samples_read", n)
-        self.state.count("forward_score", n)
+        self.state.count("forward_score", passes)
         if cam:
-            self.state.count("gradcam", n)
+            self.state.count("gradcam", passes)
 
     def fit(self, x=None, epochs=1, initial_epoch=0, callbacks=None, verbose="auto", **kwargs):
         """Keras ``fit``, run as one ``fit`` call per epoch.
@@ -349,9 +380,16 @@ class ERTSModel(keras.Model):
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def test_step(self, data):
+        """Validation loss and macro-F1; a batch of windows is scored per record, its windows' probabilities
+        aggregated (``window_aggregate``; the loss is the cross-entropy of the aggregated, renormalised row)."""
         signal, labels, _ = data
         labels = tf.cast(labels, tf.int32)
-        logits = self.backbone(signal, training=False)
+        if isinstance(signal, tuple):
+            logits = _log_probs(windows_lib.record_probs(
+                lambda x: tf.nn.softmax(tf.cast(self.backbone(x, training=False), tf.float32)), *signal,
+                self.window_aggregate))
+        else:
+            logits = self.backbone(signal, training=False)
         per_sample = weighted_cross_entropy(labels, logits, self.class_weights)
         # a replica's share of a last, short batch can be empty under a strategy
         loss = tf.math.divide_no_nan(tf.reduce_sum(per_sample), tf.cast(tf.size(per_sample), tf.float32))
@@ -361,6 +399,11 @@ class ERTSModel(keras.Model):
     def predict_step(self, data):
         signal = data[0] if isinstance(data, (tuple, list)) else data
         return tf.nn.softmax(self.backbone(signal, training=False))
+
+
+def _log_probs(probs):
+    """Logits whose softmax is ``probs`` ``(batch, C)`` renormalised (``log``, floored away from 0)."""
+    return tf.math.log(tf.maximum(probs, 1e-12))
 
 
 class _RunCallbackList(keras.callbacks.CallbackList):

@@ -87,8 +87,10 @@ _RESUME_FREE = ("output_dir", "data_dir", "manual_dir", "data_backend", "resume"
 def _check_resume_matches(config: RunConfig) -> None:
     saved = run_folder.read_config_json(config.output_dir)
     current = config.to_json()
-    changed = [f"--{k}={current[k]} (run has {saved.get(k, '<unset>')})" for k in current
-               if k not in _RESUME_FREE and saved.get(k) != current[k]]
+    # a setting newer than the run's config.json had its default value there
+    defaults = RunConfig(output_dir=config.output_dir).to_json()
+    changed = [f"--{k}={current[k]} (run has {saved.get(k, defaults[k])})" for k in current
+               if k not in _RESUME_FREE and saved.get(k, defaults[k]) != current[k]]
     if changed:
         raise RunError(f"--resume: {config.output_dir} was trained with other settings: {', '.join(changed)}")
 
@@ -133,7 +135,7 @@ def build_model(config: RunConfig, data: Data) -> ERTSModel:
         seed=config.seed,
     )
     model = ERTSModel(backbone, models.get(config.model).target_layer, data.train.n, weights, selection,
-                      skip_nonfinite=config.skip_nonfinite)
+                      skip_nonfinite=config.skip_nonfinite, window_aggregate=config.window_aggregate)
     optimizer = keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=config.weight_decay)
     model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     optimizer.build(backbone.trainable_variables)
@@ -269,7 +271,7 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
     model.backbone.save(run_folder.path(out, run_folder.MODEL))
 
     def scores(split: pipeline.SplitArrays) -> dict:
-        probs = inference.predict_probs(model.backbone, split.signal, config.batch_size)
+        probs = inference.split_probs(model.backbone, split, config.batch_size)
         return metrics.classification_metrics(split.label, probs, split.class_names)
 
     summary = {

@@ -83,7 +83,7 @@ class TensorBoardExtras(keras.callbacks.Callback):
             raise ValueError(f"lead {self.lead} out of range for {leads}-lead signals")
         n_examples = n_examples or min(8, len(np.unique(validation.label)))
         self.ids = example_ids(validation.label, n_examples)
-        self.signal = validation.signal[self.ids]
+        self.signal = validation.model_inputs(self.ids)  # a run on windows: each record's first window
         self.labels = validation.label[self.ids]
         self.class_names = list(validation.class_names)
         self._writer = None

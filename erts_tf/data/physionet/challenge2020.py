@@ -113,9 +113,9 @@ def manual_download_instructions(folder: str, tarball: str, records: str) -> str
 
 @dataclasses.dataclass
 class Challenge2020Config(tfds.core.BuilderConfig):
-    """Fixed length (samples at 500 Hz) after the reference's crop/pad."""
+    """Fixed length (samples at 500 Hz) after the reference's crop/pad; None: whole recordings (variable length)."""
 
-    length: int = 5000
+    length: int | None = 5000
 
 
 class Challenge2020Builder(PhysioNetBuilder, skip_registration=True):

@@ -8,21 +8,25 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 
-def signal_feature(shape: tuple[int, int]) -> tfds.features.Tensor:
+def signal_feature(shape: tuple[int | None, int]) -> tfds.features.Tensor:
     """The ``signal`` feature: float32 ``(time, leads)``, stored as raw bytes.
 
     Bytes encoding only changes the storage (serialising a float list is
     several times slower for 12 x 5000 samples); the feature reads back as a
-    float32 tensor of ``shape``.
+    float32 tensor of ``shape``. ``time`` None: whole recordings, each of its own
+    length (stored unpadded; ``num_samples`` says how long), which a run reads as
+    windows (``--window_s``; ``erts_tf.data.windows``).
     """
     return tfds.features.Tensor(shape=shape, dtype=np.float32, encoding=tfds.features.Encoding.BYTES)
 
 
-def fix_length(signal: np.ndarray, length: int) -> np.ndarray:
+def fix_length(signal: np.ndarray, length: int | None) -> np.ndarray:
     """The first ``length`` samples of ``signal`` (time, leads), zero-padded at the end if shorter.
 
-    This is the reference's crop/pad: it keeps the start of the record.
+    This is the reference's crop/pad: it keeps the start of the record. ``length`` None: the whole record.
     """
+    if length is None:
+        return np.asarray(signal, np.float32)
     out = np.zeros((length, signal.shape[1]), dtype=np.float32)
     n = min(length, signal.shape[0])
     out[:n] = signal[:n]
