@@ -95,6 +95,9 @@ def parse(argv=None):
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; 0 with --smoke)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recommended flagfile's (2 with --smoke)")
     parser.add_argument("--model", default=None, help="backbone (default: the recommended flagfile's)")
+    parser.add_argument("--flagfile", default=None,
+                        help="the recommended recipe's flagfile (default configs/<dataset>/recommended_full.cfg), "
+                             "e.g. configs/ptbxl/recommended_full_windows.cfg")
     parser.add_argument("--dataset_config", default=None,
                         help="dataset config (default: the recommended flagfile's; the output name gains it)")
     parser.add_argument("--train_fractions", default="",
@@ -115,7 +118,8 @@ def parse(argv=None):
     args.dataset = args.dataset or ("synthetic_ecg" if args.smoke else None)
     if args.dataset is None:
         parser.error("--dataset is required (or --smoke)")
-    args.flagfile = SMOKE_FLAGFILE if args.dataset == "synthetic_ecg" else f"configs/{args.dataset}/recommended_full.cfg"
+    args.flagfile = args.flagfile or (
+        SMOKE_FLAGFILE if args.dataset == "synthetic_ecg" else f"configs/{args.dataset}/recommended_full.cfg")
     if not (common.REPO_ROOT / args.flagfile).exists():
         parser.error(f"no recommended baseline for --dataset={args.dataset} ({args.flagfile} does not exist)")
     args.seeds = [int(s) for s in (args.seeds or ("0" if args.smoke else "0,1,2")).split(",")]
