@@ -114,12 +114,12 @@ def split_columns(builder, keys: Sequence[str], is_probe: Callable[[dict], bool]
     return columns
 
 
-def check_challenge_examples(builder, expected: dict, length: int) -> dict[str, list[str]]:
+def check_challenge_examples(builder, expected: dict, length: int | None) -> dict[str, list[str]]:
     """Checks every example of a Challenge 2020 build against its dummy record; returns the record names per split.
 
     ``expected``: ``physionet_dummy_data.write_challenge``'s result. The
     signal must be the ``.mat``'s ``val`` in millivolts (gain 1000), cropped
-    or zero-padded to ``length``.
+    or zero-padded to ``length`` (None: the whole record, unpadded).
     """
     names = {}
     for split in SPLITS:
@@ -132,8 +132,8 @@ def check_challenge_examples(builder, expected: dict, length: int) -> dict[str, 
             assert ex["dx"].decode() == want["dx"]
             assert int(ex["num_samples"]) == want["n"]
             val = scipy.io.loadmat(f"{want['path']}.mat")["val"]
-            n = min(length, want["n"])
+            n = want["n"] if length is None else min(length, want["n"])
             np.testing.assert_allclose(ex["signal"][:n], val.T[:n] / 1000.0, rtol=1e-6)
             assert not ex["signal"][n:].any()
-            assert ex["signal"].shape == (length, 12)
+            assert ex["signal"].shape == (want["n"] if length is None else length, 12)
     return names

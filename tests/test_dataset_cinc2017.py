@@ -16,7 +16,7 @@ from erts_tf.data import registry
 from erts_tf.data.physionet import builder_base, features, manual_download
 
 cinc = registry.builder_module("cinc2017")
-CONFIGS = ("30s", "9s", "61s")
+CONFIGS = ("30s", "9s", "61s", "full")
 DUMMY_SPLITS = {"train": 32, "validation": 4, "test": 4}
 
 dummy_data = helpers.cached_manual(
@@ -26,7 +26,7 @@ built = helpers.built_fixture("cinc2017", CONFIGS, dummy_data)
 TestCinc2017Builder, test_conventions = helpers.conventions_tests(cinc.Builder, CONFIGS, dummy_data, DUMMY_SPLITS)
 
 
-@pytest.mark.parametrize("config, length", [("30s", 9000), ("9s", 2700), ("61s", 18300)])
+@pytest.mark.parametrize("config, length", [("30s", 9000), ("9s", 2700), ("61s", 18300), ("full", None)])
 def test_dummy_values_crop_pad_and_split(config, length, built):
     _, expected = dummy_data()
     builder = built[config]
@@ -41,9 +41,10 @@ def test_dummy_values_crop_pad_and_split(config, length, built):
             assert cinc.CLASSES[ex["label"]] == want["label"]
             assert bool(ex["is_noisy"]) == (want["label"] == "~")
             assert int(ex["num_samples"]) == want["n"]
-            n = min(want["n"], length)
+            n = want["n"] if length is None else min(want["n"], length)
             np.testing.assert_allclose(ex["signal"][:n, 0], want["val"][0, :n] / 1000.0, rtol=1e-6)
             assert not ex["signal"][n:].any()  # zero padding at the end
+            assert len(ex["signal"]) == (want["n"] if length is None else length)
     labels = collections.Counter(
         cinc.CLASSES[ex["label"]] for split in ("train", "validation", "test") for ex in dummy.examples(builder, split)
     )

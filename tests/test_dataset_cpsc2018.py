@@ -19,7 +19,7 @@ from erts_tf.data import registry
 from erts_tf.data.physionet import builder_base, challenge2020, manual_download
 
 cpsc = registry.builder_module("cpsc2018")
-CONFIGS = ("10s", "paper_crop")
+CONFIGS = ("10s", "paper_crop", "full")
 DUMMY_SPLITS = {"train": 80, "validation": 10, "test": 10}
 
 dummy_manual = helpers.cached_manual(
@@ -56,7 +56,7 @@ def reference_table_split(expected: dict) -> dict:
     return {"train": set(train.record), "validation": set(validation.record), "test": set(test.record)}
 
 
-@pytest.mark.parametrize("config, length", [("paper_crop", 1000), ("10s", 5000)])
+@pytest.mark.parametrize("config, length", [("paper_crop", 1000), ("10s", 5000), ("full", None)])
 def test_dummy_values_and_reference_split(config, length, built):
     _, expected = dummy_manual()
     names = helpers.check_challenge_examples(built[config], expected, length)

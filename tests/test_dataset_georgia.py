@@ -16,7 +16,7 @@ from erts_tf.data import registry
 from erts_tf.data.physionet import manual_download
 
 georgia = registry.builder_module("georgia")
-CONFIGS = ("10s", "2s")
+CONFIGS = ("10s", "2s", "full")
 DUMMY_SPLITS = {"train": 80, "validation": 10, "test": 10}
 
 
@@ -32,7 +32,7 @@ built = helpers.built_fixture("georgia", CONFIGS, dummy_manual)
 TestGeorgiaBuilder, test_conventions = helpers.conventions_tests(georgia.Builder, CONFIGS, dummy_manual, DUMMY_SPLITS)
 
 
-@pytest.mark.parametrize("config, length", [("2s", 1000), ("10s", 5000)])
+@pytest.mark.parametrize("config, length", [("2s", 1000), ("10s", 5000), ("full", None)])
 def test_dummy_values(config, length, built):
     _, expected = dummy_manual()
     builder = built[config]
