@@ -158,3 +158,32 @@ def test_real_record_matches_loadmat(real_cinc2017, tmp_path):
     n = min(val.shape[1], 9000)
     np.testing.assert_allclose(signal[:n, 0], val[0, :n] / 1000.0, rtol=1e-6)
     assert not signal[n:].any()
+
+
+def test_real_full_records_train_on_windows(tmp_path_factory, tmp_path):
+    """Config ``full`` of the real subset: whole recordings (9-61 s) read as 9 s windows, on both backends."""
+    from erts_tf.data import pipeline, windows
+    from erts_tf.training import run
+    from erts_tf.training.config import RunConfig
+
+    archive = dummy.shared_archive("training2017-every3rd.zip")
+    data_dir = str(tmp_path_factory.mktemp("cinc_real_full"))
+    builder = pipeline.prepare("cinc2017", "full", data_dir, str(archive.parent), backend="lazy")
+    assert builder.info.features["signal"].shape == (None, 1)
+    spec = windows.WindowSpec(2700, 1350)
+    memory, lazy_split = (pipeline.load_split(builder, "validation", b, spec) for b in ("memory", "lazy"))
+    np.testing.assert_array_equal(memory.lengths, memory.extras["num_samples"])  # stored whole
+    assert memory.lengths.min() >= 2700 and memory.lengths.max() > 9000
+    ((w_memory, valid), labels, _), ((w_lazy, valid_lazy), labels_lazy, _) = (
+        next(iter(pipeline.eval_dataset(s, 16))) for s in (memory, lazy_split))
+    np.testing.assert_array_equal(w_memory, w_lazy)
+    np.testing.assert_array_equal(valid, valid_lazy)
+    np.testing.assert_array_equal(labels, labels_lazy)
+    assert w_memory.shape[2:] == (2700, 1) and valid.numpy().sum() > 16  # several windows a record
+    config = RunConfig(output_dir=str(tmp_path / "run"), dataset="cinc2017", dataset_config="full", data_dir=data_dir,
+                       manual_dir=str(archive.parent), window_s=9.0, eval_window_stride_s=4.5, epochs=1,
+                       batch_size=64, mode="full", model="tiny_cnn", verbose=0, report=False,
+                       tensorboard_images_every=0)
+    summary = run.run(config)
+    assert summary["dataset"]["input_shape"] == [2700, 1] and summary["dataset"]["train"] == 2273
+    assert summary["epochs"][0]["samples_read"] == 2273 and summary["test"]["n"] == 285
