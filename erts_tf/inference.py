@@ -45,3 +45,20 @@ def split_probs(backbone, arrays, batch_size: int = 64) -> np.ndarray:
                                reduce_retracing=True)
     batches = [record_probs(w, valid).numpy() for (w, valid), _, _ in pipeline.eval_dataset(arrays, batch_size)]
     return np.concatenate(batches) if batches else np.zeros([0, int(backbone.outputs[0].shape[-1])], np.float32)
+
+
+def recording_probs(probs_of, recording: np.ndarray, window) -> np.ndarray:
+    """Probabilities ``(n_classes,)`` of one RAW recording ``(time, leads)`` of any length, as a run on windows
+    scores a record: its evaluation windows (``windows.eval_starts``), each given to ``probs_of``
+    (``(k, window, leads) raw -> (k, n_classes)`` softmax probabilities: the exported model, which z-scores
+    each window itself), aggregated by ``window.aggregate`` (a ``windows.WindowSpec``: the run's
+    ``--window_s``, ``--eval_window_stride_s`` and ``--window_aggregate``).
+    """
+    import tensorflow as tf
+
+    from erts_tf.data import windows
+
+    recording = np.asarray(recording, np.float32)
+    starts, _ = windows.eval_starts(tf.constant([len(recording)]), window.length, window.stride)
+    probs = np.asarray(probs_of(windows.slice_windows(recording, starts.numpy()[0], window.length)), np.float32)
+    return windows.aggregate(tf.constant(probs[None]), tf.ones([1, len(probs)], tf.bool), window.aggregate).numpy()[0]

@@ -32,6 +32,12 @@ def _split(full_cinc, backend, split="train", window=SPEC):
     return pipeline.load_split(builder, split, backend, window)
 
 
+def _record(split, i):
+    """The raw record ``(time, leads)`` of sample id ``i`` of a memory-backend split on windows."""
+    store = split.signal
+    return store.flat[store.offsets[i]:store.offsets[i] + store.lengths[i]]
+
+
 def _batches(ds):
     return [tf.nest.map_structure(lambda t: t.numpy(), batch) for batch in ds]
 
@@ -122,7 +128,7 @@ def test_a_crop_is_the_records_window_z_scored(full_cinc):
     starts = windows.crop_starts(tf.constant(split.lengths[ids]), 900, 0, 3, tf.constant(ids)).numpy()
     for k in (0, 5, 17):
         i = ids[k]
-        record = split.signal.flat[split.signal.offsets[i]:split.signal.offsets[i] + split.lengths[i]]
+        record = _record(split, i)
         np.testing.assert_allclose(x[k], pipeline.zscore(record[starts[k]:starts[k] + 900]), atol=1e-5)
 
 
@@ -152,7 +158,7 @@ def test_split_probabilities_aggregate_the_windows_by_hand(full_cinc):
     for how in windows.AGGREGATES:
         got = inference.split_probs(backbone, dataclasses.replace(split, window=dataclasses.replace(SPEC, aggregate=how)), 3)
         for i in range(memory.n):
-            record = memory.signal.flat[memory.signal.offsets[i]:memory.signal.offsets[i] + memory.lengths[i]]
+            record = _record(memory, i)
             starts = np.minimum(np.arange(windows.window_counts(memory.lengths[i:i + 1], 900, 450)[0]) * 450,
                                 max(memory.lengths[i] - 900, 0))
             each = tf.nn.softmax(backbone(pipeline.zscore(windows.slice_windows(record, starts, 900)))).numpy()
@@ -205,3 +211,19 @@ def test_a_windowed_run_is_identical_on_both_backends_and_after_resume(full_cinc
     resumed = run.run(dataclasses.replace(killed, resume=True))
     assert _decisions(resumed) == _decisions(memory)  # the same crops, so the same scores and decisions
     assert (tmp_path / "killed" / "audit.csv").read_text() == (tmp_path / "memory" / "audit.csv").read_text()
+
+
+def test_a_raw_recording_is_scored_as_evaluation_scores_it(full_cinc):
+    """``inference.recording_probs`` with a model that z-scores its raw input (as the exported one does) gives
+    the probabilities evaluation gives the same record."""
+    split = _split(full_cinc, "memory", "test")
+    inputs = keras.Input((900, 1))
+    backbone = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(inputs)))
+    evaluated = inference.split_probs(backbone, split, 4)
+
+    def served(raw):
+        return tf.nn.softmax(backbone(pipeline.zscore_tf(raw))).numpy()
+
+    for i in range(split.n):
+        record = _record(split, i)
+        np.testing.assert_allclose(inference.recording_probs(served, record, SPEC), evaluated[i], rtol=1e-5, atol=1e-6)
