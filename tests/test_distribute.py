@@ -21,6 +21,7 @@ ARGS = [
     "--epochs=5", "--batch_size=16", "--warm_up_epochs=1", "--cam_start_epoch=1", "--start_revision=-1",
     "--rescore_every=1", "--tau=0.5", "--verbose=0", "--seed=5", "--noreport", "--tensorboard_images_every=0",
 ]
+READS = re.compile(r"epoch (\d+): this worker read (\d+) records, all workers (\d+)")
 CRC = re.compile(r"epoch (\d+): kept (\d+) of \d+ \([^)]*\), keep-mask crc32 ([0-9a-f]{8})")
 
 
@@ -87,11 +88,12 @@ def test_multiworker_two_processes_select_what_one_device_selects(single_device,
         output_dir = out if index == 0 else tmp_path / "worker1"
         processes.append(subprocess.Popen(_command(output_dir, tfds_dir, "--strategy=multiworker"), env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    logs = []
+    logs, stderrs = [], []
     for process in processes:
         _, stderr = process.communicate(timeout=900)
         assert process.returncode == 0, stderr[-3000:]
         logs.append(CRC.findall(stderr))
+        stderrs.append(stderr)
     chief = json.loads((out / "summary.json").read_text())
     assert chief["distribution"] == {"strategy": "multiworker", "replicas": 2, "workers": 2}
     expected = [(str(e), str(k), f"{c:08x}") for e, k, c in _masks(single)]
@@ -99,6 +101,14 @@ def test_multiworker_two_processes_select_what_one_device_selects(single_device,
     assert _masks(chief) == _masks(single)
     assert sorted(os.listdir(out)) == sorted(os.listdir(single_device[0]))
     assert not (tmp_path / "worker1").exists()  # a worker that is not the chief writes no run folder
+    # each worker reads only its share of the kept records; re-scoring (every selection epoch here) on both
+    reads = [[(int(e), int(mine), int(every)) for e, mine, every in READS.findall(log)] for log in stderrs]
+    for (epoch, mine0, every), (_, mine1, every1), single_epoch in zip(*reads, single["epochs"], strict=True):
+        trained = single_epoch["forward_train"]  # the kept records, read once by one of the workers
+        rescored = single_epoch["samples_read"] - trained
+        assert every == every1 == mine0 + mine1 == trained + 2 * rescored, epoch
+        assert mine0 - rescored < trained and mine1 - rescored < trained  # neither worker read every kept record
+        assert chief["epochs"][epoch]["samples_read"] == every
 
 
 def test_multiworker_without_tf_config_is_a_clear_error(tiny_config, tiny_data, monkeypatch):

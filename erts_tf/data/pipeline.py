@@ -283,6 +283,19 @@ def take_samples(arrays: SplitArrays, index: np.ndarray) -> SplitArrays:
                        lengths=None if arrays.lengths is None else arrays.lengths[index])
 
 
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """The replicas of one worker of a strategy: ``replicas`` (their indices in ``0..num_replicas-1``).
+
+    A worker's training dataset holds, for every global batch of kept ids, the parts of it that its
+    replicas train on, one element per replica: replica ``q`` of ``num_replicas`` takes ids
+    ``[q * b // R, (q + 1) * b // R)`` of a global batch of ``b``. The worker reads those records only.
+    """
+
+    replicas: tuple[int, ...]
+    num_replicas: int
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     """The order of sample ids in ``epoch``: a permutation seeded by ``(seed, epoch)``."""
     return np.random.default_rng([seed, epoch]).permutation(n)
@@ -301,6 +314,7 @@ def train_dataset(
     epoch: int,
     read_counter: tf.Variable | None = None,
     augmentations: tuple[str, ...] = (),
+    shard: Shard | None = None,
 ) -> tf.data.Dataset:
     """Batches of the kept samples of one epoch, in a ``(seed, epoch)`` order.
 
@@ -309,6 +323,8 @@ def train_dataset(
     called (iterating it after the mask changed size fails loudly, never silently).
     ``augmentations``: names from ``augment.AUGMENTATIONS``, applied to kept records (to the crop, with
     ``arrays.window``: each kept record is read as one window, ``windows.crop_starts``).
+    ``shard``: this worker's replicas under a strategy; the dataset then holds their parts of each
+    global batch of ``batch_size`` kept ids, one element per replica, and reads only those records.
     """
     ids = tf.data.Dataset.from_tensor_slices(epoch_permutation(arrays.n, seed, epoch).astype(np.int64))
     if keep_mask is not None:
@@ -317,11 +333,23 @@ def train_dataset(
         ids = ids.batch(_FILTER_CHUNK).map(lambda chunk: tf.boolean_mask(chunk, tf.gather(keep_mask, chunk))).unbatch()
     n_kept = arrays.n if keep_mask is None else int(tf.reduce_sum(tf.cast(tf.convert_to_tensor(keep_mask), tf.int64)))
     read_signal = None if arrays.window is None else _crop_reader(arrays, seed, epoch)
-    ds = _read(arrays, ids.batch(batch_size), read_counter, read_signal)
+    id_batches = ids.batch(batch_size)
+    if shard is not None:
+        id_batches = id_batches.flat_map(lambda ids: _replica_parts(ids, shard))
+    ds = _read(arrays, id_batches, read_counter, read_signal)
     if augmentations:
         ds = ds.map(lambda x, y, i: (augment_lib.augment_batch(x, augmentations, seed, epoch, i), y, i))
-    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n_kept // batch_size)))
+    per_batch = 1 if shard is None else len(shard.replicas)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n_kept // batch_size) * per_batch))
     return _prefetched(ds)
+
+
+def _replica_parts(ids: tf.Tensor, shard: Shard) -> tf.data.Dataset:
+    """The parts ``(b_q,)`` of one global batch of ids ``(b,)`` that the replicas of ``shard`` train on."""
+    n = tf.size(ids, out_type=tf.int64)
+    replicas = tf.constant(shard.replicas, tf.int64)
+    bounds = tf.stack([replicas * n // shard.num_replicas, (replicas + 1) * n // shard.num_replicas], axis=1)
+    return tf.data.Dataset.from_tensor_slices(bounds).map(lambda bound: ids[bound[0]:bound[1]])
 
 
 def eval_dataset(arrays: SplitArrays, batch_size: int, ids: np.ndarray | None = None) -> tf.data.Dataset:

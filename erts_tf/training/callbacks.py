@@ -169,12 +169,15 @@ class CostLedger(EpochPreparingCallback):
       ``total_work_ratio``: (forward + Grad-CAM + backward sample-passes so far) /
         (2 * n_train * epochs so far), i.e. relative to full training.
     ``history`` holds one dict per finished epoch (serialisable; restored on resume).
+    ``sum_reads``: ``records this worker read -> records all workers read`` (``distribute.sum_over_workers``,
+    a collective every worker calls); None: this process's reads are all.
     """
 
-    def __init__(self, model: ERTSModel, phase_of):
+    def __init__(self, model: ERTSModel, phase_of, sum_reads=None):
         super().__init__()
         self.erts = model
         self.phase_of = phase_of
+        self.sum_reads = sum_reads
         self.history: list[dict] = []
 
     def on_epoch_prepare(self, epoch):
@@ -192,6 +195,11 @@ class CostLedger(EpochPreparingCallback):
         n = self.erts.state.n
         counters = self.erts.state.counter_values()
         delta = {k: counters[k] - self._counters[k] for k in COUNTERS}
+        if self.sum_reads is not None:
+            worker_reads = delta["samples_read"]
+            delta["samples_read"] = self.sum_reads(worker_reads)
+            log.info("epoch %d: this worker read %d records, all workers %d", epoch, worker_reads,
+                     delta["samples_read"])
         keep = self.erts.state.keep.numpy()
         entry = {"epoch": int(epoch), "phase": self.phase_of(epoch).value,
                  "kept": int(keep.sum()), "keep_crc32": zlib.crc32(np.packbits(keep).tobytes()), **delta,

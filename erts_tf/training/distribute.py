@@ -65,6 +65,26 @@ def describe(name: str, strategy: tf.distribute.Strategy) -> dict:
     return {"strategy": name, "replicas": strategy.num_replicas_in_sync, "workers": max(1, workers)}
 
 
+def worker_shard(context: tf.distribute.InputContext):
+    """The ``pipeline.Shard`` of the worker an input pipeline ``context`` runs on (its replicas in worker order)."""
+    from erts_tf.data import pipeline
+
+    local = context.num_replicas_in_sync // context.num_input_pipelines
+    first = context.input_pipeline_id * local
+    return pipeline.Shard(tuple(range(first, first + local)), context.num_replicas_in_sync)
+
+
+def sum_over_workers(strategy: tf.distribute.Strategy, value: int) -> int:
+    """The sum of every worker's ``value`` under ``MultiWorkerMirroredStrategy`` (``value`` otherwise).
+
+    A collective: every worker calls it, in the same order (from a callback all workers run)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return value
+    local = len(strategy.extended.worker_devices)
+    per_replica = strategy.run(lambda: tf.constant(value, tf.int64))
+    return int(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy()) // local
+
+
 def synchronize_batch_norm(model: keras.Model, synchronized: bool = True) -> int:
     """Sets ``synchronized`` on every BatchNormalization layer of ``model``; returns how many.
 

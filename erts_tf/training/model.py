@@ -347,7 +347,9 @@ class ERTSModel(keras.Model):
 
         Args:
           x: a ``tf.data.Dataset`` of ``(signal, label, sample_id)``, or a
-            callable ``epoch -> dataset`` (a fresh, epoch-seeded order).
+            callable ``epoch -> dataset`` (a fresh, epoch-seeded order); under a
+            strategy also a ``tf.distribute.DistributedDataset`` made from a
+            function (each worker's replicas' parts of the global batches).
           Other arguments as ``keras.Model.fit``.
         """
         callback_list = _RunCallbackList(
@@ -358,18 +360,27 @@ class ERTSModel(keras.Model):
         for epoch in range(initial_epoch, epochs):
             callback_list.prepare_epoch(epoch)  # the keep-mask is decided before the pipeline is built
             dataset = x(epoch) if callable(x) else x
-            steps = int(dataset.cardinality())
+            steps = self._steps_of(dataset)
+            distributed = isinstance(dataset, tf.distribute.DistributedDataset)
             # The progress bar's target: the batches this epoch actually holds (None: unknown).
             callback_list.set_params({**callback_list.params, "steps": steps if steps >= 0 else None})
             with warnings.catch_warnings():  # each call runs its dataset to the end, by design
                 warnings.filterwarnings("ignore", message=".*ran out of data.*")
                 warnings.filterwarnings("ignore", message=".*shuffle=True.*")
                 super().fit(dataset, epochs=epoch + 1, initial_epoch=epoch, callbacks=callback_list,
-                            verbose=verbose, **kwargs)
+                            verbose=verbose, steps_per_epoch=steps if distributed else None, **kwargs)
             if self.stop_training:
                 break
         callback_list.run_end()
         return self.history
+
+    def _steps_of(self, dataset) -> int:
+        """Training steps in ``dataset`` (-1: unknown). A dataset distributed from a function holds one
+        element per local replica and step (``pipeline.Shard``)."""
+        if isinstance(dataset, tf.distribute.DistributedDataset):
+            elements = int(dataset.cardinality)
+            return -(-elements // len(self.distribute_strategy.extended.worker_devices)) if elements >= 0 else -1
+        return int(dataset.cardinality())
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Keras, under a strategy, reads the first batch of every ``fit``/``evaluate`` call to build

@@ -217,7 +217,9 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
 
     checkpoint = tf.train.Checkpoint(backbone=model.backbone, optimizer=model.optimizer, state=state)
     manager = tf.train.CheckpointManager(checkpoint, run_folder.path(out, run_folder.CHECKPOINTS), max_to_keep=2)
-    ledger = cbs.CostLedger(model, lambda e: cbs.effective_phase(config.mode, schedule, e))
+    sharded = strategy.num_replicas_in_sync > 1
+    ledger = cbs.CostLedger(model, lambda e: cbs.effective_phase(config.mode, schedule, e),
+                            sum_reads=(lambda reads: distribute.sum_over_workers(strategy, reads)) if sharded else None)
     best = cbs.BestWeights(model, run_folder.path(out, run_folder.BEST_WEIGHTS))
     initial_epoch = 0
     if config.resume:
@@ -256,9 +258,17 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
                                                            mode="max"))
     read_counter = state.counters["samples_read"]
     pipeline_mask = state.keep if config.level == "epoch" else None  # batch level reads everything
+    def train_data(epoch, shard=None):
+        return pipeline.train_dataset(data.train, pipeline_mask, config.batch_size, config.seed, epoch, read_counter,
+                                      augment.parse(config.augment), shard)
+
+    def sharded_train_data(epoch):
+        """Each worker reads only its replicas' parts of the global batches (``pipeline.Shard``)."""
+        return strategy.distribute_datasets_from_function(
+            lambda context: train_data(epoch, distribute.worker_shard(context)))
+
     model.fit(
-        lambda epoch: pipeline.train_dataset(data.train, pipeline_mask, config.batch_size, config.seed, epoch, read_counter,
-                                             augment.parse(config.augment)),
+        sharded_train_data if sharded else train_data,
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         validation_data=pipeline.eval_dataset(data.validation, config.batch_size),
