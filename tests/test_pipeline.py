@@ -91,3 +91,23 @@ def test_exclude_classes_removes_a_class_and_renumbers_the_rest(train, tiny_data
         np.testing.assert_array_equal(values, train.extras[key][kept])
     with pytest.raises(ValueError, match="no class X"):
         pipeline.exclude_classes(train, ("X",))
+
+
+def test_worker_shards_split_each_global_batch_and_read_only_their_part(train):
+    """Two workers of two replicas each: interleaved by global batch, their replicas' parts are the one-device
+    batches, and each worker reads only its records."""
+    keep = tf.Variable(np.random.default_rng(1).random(train.n) < 0.7)
+    whole = [ids.numpy() for _, _, ids in pipeline.train_dataset(train, keep, 10, seed=2, epoch=3)]
+    parts, reads = [], []
+    for worker in range(2):
+        counter = tf.Variable(tf.constant(0, tf.int64))
+        shard = pipeline.Shard((2 * worker, 2 * worker + 1), 4)
+        ds = pipeline.train_dataset(train, keep, 10, seed=2, epoch=3, read_counter=counter, shard=shard)
+        parts.append([ids.numpy() for _, _, ids in ds])
+        assert int(ds.cardinality()) == 2 * len(whole)
+        reads.append(int(counter.numpy()))
+    for g, batch in enumerate(whole):
+        replicas = parts[0][2 * g:2 * g + 2] + parts[1][2 * g:2 * g + 2]
+        np.testing.assert_array_equal(np.concatenate(replicas), batch)
+        assert [len(p) for p in replicas] == [(q + 1) * len(batch) // 4 - q * len(batch) // 4 for q in range(4)]
+    assert sum(reads) == int(keep.numpy().sum()) and max(reads) < int(keep.numpy().sum())
