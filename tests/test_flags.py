@@ -27,6 +27,10 @@ def _parse(args, tmp_path):
         (["--strategy=mirrored", "--level=batch"], "supports --level=epoch"),
         (["--strategy=multiworker", "--skip_nonfinite"], "supports --level=epoch"),
         (["--strategy=tpu"], "strategy"),
+        (["--window_s=-1"], "--window_s must be >= 0"),
+        (["--window_s=2.5", "--eval_window_stride_s=3"], "must be in [0, --window_s=2.5]"),
+        (["--eval_window_stride_s=1"], "needs --window_s"),
+        (["--window_s=2.5", "--window_aggregate=median"], "window_aggregate"),
     ],
 )
 def test_bad_flag_exits_2_with_one_line(args, message, tmp_path, capsys):
@@ -129,3 +133,13 @@ def test_every_flag_default_is_the_run_config_default():
     differing = {f.name: (erts_flags.FLAGS[f.name].default, f.default) for f in dataclasses.fields(RunConfig)
                  if f.default is not dataclasses.MISSING and erts_flags.FLAGS[f.name].default != f.default}
     assert not differing, f"flag default != RunConfig default: {differing}"
+
+
+@pytest.mark.parametrize("dataset, window, stride", [("ptbxl", 2.5, 1.25), ("cinc2017", 9.0, 4.5)])
+def test_windowed_configs(dataset, window, stride, tmp_path):
+    _parse([f"--flagfile=configs/{dataset}/recommended_full_windows.cfg"], tmp_path)
+    config = erts_flags.run_config()
+    erts_flags.FLAGS.unparse_flags()
+    assert (config.window_s, config.eval_window_stride_s, config.window_aggregate) == (window, stride, "mean")
+    assert config.mode == "full" and config.dataset == dataset and (config.dataset_config == "full") == (
+        dataset == "cinc2017")

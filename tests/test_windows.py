@@ -227,3 +227,15 @@ def test_a_raw_recording_is_scored_as_evaluation_scores_it(full_cinc):
     for i in range(split.n):
         record = _record(split, i)
         np.testing.assert_allclose(inference.recording_probs(served, record, SPEC), evaluated[i], rtol=1e-5, atol=1e-6)
+
+
+def test_windows_need_a_sampling_rate_and_must_fit_fixed_length_records(tfds_dir, tiny_data):
+    with pytest.raises(run.RunError, match="sampling rate"):  # synthetic_ecg declares none
+        run.load_data(RunConfig(output_dir="unused", dataset_config="tiny", data_dir=tfds_dir, window_s=2.0))
+    builder = pipeline.prepare("synthetic_ecg", "tiny", tfds_dir)
+    time_steps = tiny_data.train.signal.shape[1]
+    with pytest.raises(ValueError, match="longer than the records"):
+        pipeline.load_split(builder, "train", "memory", windows.WindowSpec(time_steps + 1, 10))
+    fixed = pipeline.load_split(builder, "train", "memory", windows.WindowSpec(time_steps // 4, time_steps // 8))
+    assert isinstance(fixed.signal, flat.FlatSignal) and fixed.input_shape == (time_steps // 4, 12)
+    np.testing.assert_array_equal(fixed.lengths, time_steps)
