@@ -2,11 +2,11 @@
 
 import dataclasses
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import run_helpers
 from erts_tf.data import augment, lazy, pipeline
 from erts_tf.training import run
 from erts_tf.training.config import RunConfig
@@ -110,39 +110,19 @@ def test_augmenting_a_batch_equals_augmenting_each_record(tiny_data):
         np.testing.assert_array_equal(batch[k], one)
 
 
-def _decisions(summary):
-    return [{k: v for k, v in e.items() if not k.endswith("_s")} for e in summary["epochs"]]
-
-
-class _Killed(Exception):
-    pass
-
-
-class _StopAfter(keras.callbacks.Callback):
-    """Kills the run (an exception) at the end of ``epoch``, before that epoch's checkpoint."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise _Killed
-
-
 def test_training_decisions_and_resume_are_identical_on_both_backends(tiny_config, tiny_data, lazy_data, tmp_path):
     memory = run.run(tiny_config(mode="erts_smrd", output_dir=str(tmp_path / "memory")), tiny_data)
     lazy_run = run.run(tiny_config(mode="erts_smrd", output_dir=str(tmp_path / "lazy"), data_backend="lazy"), lazy_data)
     audit = (tmp_path / "memory" / "audit.csv").read_text()
     assert (tmp_path / "lazy" / "audit.csv").read_text() == audit and audit.count("\n") > 1
-    assert _decisions(lazy_run) == _decisions(memory)  # keep-masks (crc32), samples_read and every counter
+    assert run_helpers.decisions(lazy_run) == run_helpers.decisions(memory)  # keep-masks (crc32), samples_read and every counter
     assert len({e["keep_crc32"] for e in memory["epochs"]}) > 1
     assert lazy_run["test"]["macro_f1"] == memory["test"]["macro_f1"]
 
     killed = tiny_config(mode="erts_smrd", output_dir=str(tmp_path / "killed"), data_backend="lazy")
-    with pytest.raises(_Killed):
-        run.run(killed, lazy_data, extra_callbacks=[_StopAfter(2)])
+    with pytest.raises(run_helpers.Killed):
+        run.run(killed, lazy_data, extra_callbacks=[run_helpers.StopAfter(2)])
     assert not (tmp_path / "killed" / "summary.json").exists()
     resumed = run.run(dataclasses.replace(killed, resume=True), lazy_data)
     assert (tmp_path / "killed" / "audit.csv").read_text() == audit
-    assert _decisions(resumed) == _decisions(memory)
+    assert run_helpers.decisions(resumed) == run_helpers.decisions(memory)

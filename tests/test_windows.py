@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import physionet_dummy_data as dummy
+import run_helpers
 from erts_tf import inference
 from erts_tf.data import flat, lazy, pipeline, windows
 from erts_tf.training import run
@@ -181,35 +182,18 @@ def _config(full_cinc, tmp_path, name, **overrides):
     return RunConfig(**{**base, **overrides})
 
 
-class _Killed(Exception):
-    pass
-
-
-class _StopAfter(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise _Killed
-
-
-def _decisions(summary):
-    return [{k: v for k, v in e.items() if not k.endswith("_s")} for e in summary["epochs"]]
-
-
 def test_a_windowed_run_is_identical_on_both_backends_and_after_resume(full_cinc, tmp_path):
     memory = run.run(_config(full_cinc, tmp_path, "memory"))
     lazy_run = run.run(_config(full_cinc, tmp_path, "lazy", data_backend="lazy"))
-    assert _decisions(lazy_run) == _decisions(memory) and lazy_run["test"] == memory["test"]
+    assert run_helpers.decisions(lazy_run) == run_helpers.decisions(memory) and lazy_run["test"] == memory["test"]
     assert len({e["keep_crc32"] for e in memory["epochs"]}) > 1  # selection dropped records
     assert memory["dataset"]["input_shape"] == [900, 1]
     killed = _config(full_cinc, tmp_path, "killed", data_backend="lazy")
-    with pytest.raises(_Killed):
-        run.run(killed, extra_callbacks=[_StopAfter(1)])
+    with pytest.raises(run_helpers.Killed):
+        run.run(killed, extra_callbacks=[run_helpers.StopAfter(1)])
     resumed = run.run(dataclasses.replace(killed, resume=True))
-    assert _decisions(resumed) == _decisions(memory)  # the same crops, so the same scores and decisions
+    # the same crops, so the same scores and decisions
+    assert run_helpers.decisions(resumed) == run_helpers.decisions(memory)
     assert (tmp_path / "killed" / "audit.csv").read_text() == (tmp_path / "memory" / "audit.csv").read_text()
 
 

@@ -23,28 +23,17 @@ class FlatSignal:
       lengths: ``(n,)`` its length in samples.
     """
 
-    ndim = 3
-
     def __init__(self, flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray):
         self.flat = np.asarray(flat, np.float32)
         self.offsets = np.asarray(offsets, np.int64)
         self.lengths = np.asarray(lengths, np.int64)
         self._tensors = None
 
-    @classmethod
-    def of_fixed(cls, signal: np.ndarray) -> FlatSignal:
-        """The store of records of one length, ``signal`` ``(n, time, leads)``."""
-        n, time_steps, leads = signal.shape
-        return cls(signal.reshape(n * time_steps, leads), np.arange(n) * time_steps, np.full(n, time_steps))
-
     @property
     def shape(self) -> tuple[int, int | None, int]:
         """``(n, time, leads)``; ``time`` is None when the records differ in length."""
         lengths = np.unique(self.lengths)
         return (len(self.offsets), int(lengths[0]) if len(lengths) == 1 else None, int(self.flat.shape[-1]))
-
-    def __len__(self) -> int:
-        return len(self.offsets)
 
     def take(self, index: np.ndarray, axis: int = 0) -> FlatSignal:
         """The records ``index`` ``(k,)`` (sample ids, in that order), sharing the flat array."""

@@ -236,7 +236,8 @@ def load_split(builder: tfds.core.DatasetBuilder, split: str, backend: str = "me
 
 
 def _raw_split(builder: tfds.core.DatasetBuilder, split: str, backend: str, scalars: list[str]) -> SplitArrays:
-    """``split`` with its raw records (for windows): a ``flat.FlatSignal`` or a raw ``lazy.LazySignal``, and ``lengths``."""
+    """``split`` with its raw records (for windows): a ``flat.FlatSignal`` or a raw ``lazy.LazySignal``,
+    and ``lengths``."""
     shape = builder.info.features["signal"].shape
     if backend == "memory":
         columns, flat_signal, record_lengths = _ragged_columns(builder, split, scalars)

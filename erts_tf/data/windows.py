@@ -60,7 +60,8 @@ class WindowSpec:
 
 
 def from_seconds(window_s: float, stride_s: float, aggregate: str, sampling_rate: float | None) -> WindowSpec | None:
-    """The ``WindowSpec`` of ``--window_s`` / ``--eval_window_stride_s`` (0: half the window); None if ``window_s`` is 0.
+    """The ``WindowSpec`` of ``--window_s`` / ``--eval_window_stride_s`` (0: half the window), in samples at
+    ``sampling_rate``; None if ``window_s`` is 0.
 
     ``ValueError`` if windows are asked for and the dataset declares no sampling rate.
     """
@@ -115,7 +116,8 @@ def eval_starts(lengths: tf.Tensor, window: int, stride: int) -> tuple[tf.Tensor
 
 
 def aggregate(probs: tf.Tensor, valid: tf.Tensor, how: str) -> tf.Tensor:
-    """Per-record probabilities ``(batch, C)`` of the windows' ``probs`` ``(batch, k, C)``, over ``valid`` ``(batch, k)``.
+    """Per-record probabilities ``(batch, C)`` of the windows' ``probs`` ``(batch, k, C)``, over the ``valid``
+    ``(batch, k)`` ones.
 
     ``how``: ``mean`` or ``max`` over the valid windows (see the module docstring).
     """
