@@ -57,6 +57,23 @@ def labelled_split(builder, split: str, names: list[str]):
     return arrays
 
 
+def windowed_inputs(builder, config, split: str, n_samples: int, calibration_samples: int) -> dict:
+    """What the checks of a run on windows (``--window_s``) feed the served model: raw evaluation windows.
+
+    Returns ``{"parity": (signal, sample_ids)}`` of the first ``n_samples`` records of ``split``,
+    ``"test": (signal, labels, n_records)`` of all of them (each window labelled with its record's label)
+    and ``"calibration"``: the windows of ``calibration_samples`` training records spread over the split.
+    """
+    from erts_tf.data import pipeline
+
+    test = run_data.load_split(builder, config, split)
+    train = run_data.load_split(builder, config, "train")
+    parity = pipeline.raw_windows(test, np.arange(min(n_samples, test.n)))
+    test_windows, test_ids = pipeline.raw_windows(test, np.arange(test.n))
+    calibration, _ = pipeline.raw_windows(train, np.arange(0, train.n, max(1, train.n // calibration_samples)))
+    return {"parity": parity, "test": (test_windows, test.label[test_ids], test.n), "calibration": calibration}
+
+
 def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OPSET, split: str = "test",
                n_samples: int = 64, data_dir: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
                variants=layout.VARIANTS, calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
@@ -74,7 +91,8 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
       out_dir: the export folder.
       opset: ONNX opset.
       split: split of the parity checks (Keras parity on its first ``n_samples`` raw records,
-        the variants' parity on all of it).
+        the variants' parity on all of it; a run on windows: on their raw evaluation windows,
+        ``windowed_inputs``).
       n_samples: records of the Keras parity check.
       data_dir: TFDS data dir, if not the one in the run's config.
       tolerance: largest accepted |probability difference| of SavedModel and ONNX to Keras.
@@ -102,7 +120,13 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
     input_shape = tuple(int(d) for d in backbone.inputs[0].shape[1:])
     signal_facts = dataset_facts(builder, input_shape[-1], facts)
     names = class_names(summary, builder, int(backbone.outputs[0].shape[-1]))
-    test = labelled_split(builder, split, names)
+    windowed = windowed_inputs(builder, config, split, n_samples, calibration_samples) \
+        if config.window_s else None
+    if windowed is None:
+        test = labelled_split(builder, split, names)
+        test_inputs = (test.signal, test.label, test.n)
+    else:
+        test_inputs = windowed["test"]
     evaluation = saved_or_new_evaluation(run_dir, data_dir, config.seed)
     from export.serving import INPUT_NAME, OUTPUT_NAME, export_saved_model  # imports TensorFlow
 
@@ -114,11 +138,15 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
     onnx_path = layout.onnx_path(out_dir)
     fn = export_saved_model(backbone, saved_model_path)
     export_onnx(fn, onnx_path, opset)
-    records = raw_records(builder, split, n_samples)
-    parity = check_parity(backbone, records["signal"], saved_model_path, onnx_path, tolerance)
+    if windowed is None:
+        records = raw_records(builder, split, n_samples)
+        parity_signal, parity_ids = records["signal"], records["sample_id"]
+    else:
+        parity_signal, parity_ids = windowed["parity"]
+    parity = check_parity(backbone, parity_signal, saved_model_path, onnx_path, tolerance)
     parity.update(
         run_dir=os.path.abspath(run_dir), model=config.model, dataset=config.dataset, dataset_config=config.dataset_config,
-        split=split, sample_ids=records["sample_id"].tolist(), input=INPUT_NAME, output=OUTPUT_NAME,
+        split=split, sample_ids=parity_ids.tolist(), input=INPUT_NAME, output=OUTPUT_NAME,
         input_shape=[None, *input_shape], onnx_opset=opset,
         artefacts={"saved_model": saved_model_path, "onnx": onnx_path},
     )
@@ -127,11 +155,15 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
 
     split_sizes = summary["dataset"] if summary else {s: builder.info.splits[s].num_examples for s in run_data.SPLITS}
     split_sizes = {s: int(split_sizes[s]) for s in run_data.SPLITS}
-    calibration = raw_records(builder, "train", calibration_samples,
-                              every=max(1, split_sizes["train"] // calibration_samples))
-    measured = make_variants(out_dir, variants, calibration["signal"], test.signal, test.label, names,
+    if windowed is None:
+        calibration = raw_records(builder, "train", calibration_samples,
+                                  every=max(1, split_sizes["train"] // calibration_samples))["signal"]
+    else:
+        calibration = windowed["calibration"]
+    test_signal, test_labels, test_records = test_inputs
+    measured = make_variants(out_dir, variants, calibration, test_signal, test_labels, names,
                              candidates_dir, latency_rounds, threads)
-    measured["parity_records"] = {"dataset": config.dataset, "split": split, "n": test.n}
+    measured["parity_records"] = {"dataset": config.dataset, "split": split, "n": test_records}
     metadata = build_metadata(run_dir, run_folder.read_config_json(run_dir), names, input_shape, signal_facts,
                               split_sizes, evaluation, parity, measured)
     write_metadata(metadata, out_dir, measured["files"])

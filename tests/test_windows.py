@@ -223,3 +223,16 @@ def test_windows_need_a_sampling_rate_and_must_fit_fixed_length_records(tfds_dir
     fixed = pipeline.load_split(builder, "train", "memory", windows.WindowSpec(time_steps // 4, time_steps // 8))
     assert isinstance(fixed.signal, flat.FlatSignal) and fixed.input_shape == (time_steps // 4, 12)
     np.testing.assert_array_equal(fixed.lengths, time_steps)
+
+
+def test_export_of_a_run_on_windows_serves_a_window(full_cinc, tmp_path):
+    """The exported model takes a raw window of the trained length; its parity is checked on raw windows."""
+    from export.run import export_run
+
+    config = _config(full_cinc, tmp_path, "export", epochs=1, mode="full")
+    run.run(config)
+    parity = export_run(config.output_dir, variants=(), n_samples=3, calibration_samples=4)
+    assert parity["passed"] and parity["input_shape"] == [None, 900, 1]
+    first = _split(full_cinc, "memory", "test")
+    assert parity["n"] == windows.window_counts(first.lengths[:3], 900, 450).sum()  # every window of 3 records
+    assert parity["metadata"]["input"]["length_samples"] == 900 and parity["metadata"]["input"]["duration_s"] == 3.0

@@ -363,6 +363,16 @@ def eval_dataset(arrays: SplitArrays, batch_size: int, ids: np.ndarray | None = 
     return _prefetched(_read(arrays, ds, read_signal=None if arrays.window is None else _eval_window_reader(arrays)))
 
 
+def raw_windows(arrays: SplitArrays, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every evaluation window of records ``ids`` ``(k,)`` of a split on windows, RAW (what a served model takes):
+    ``(m, window, leads)`` float32, and the sample id ``(m,)`` of each."""
+    spec, ids = arrays.window, np.asarray(ids, np.int64)
+    starts, valid = windows.eval_starts(tf.constant(arrays.lengths[ids]), spec.length, spec.stride)
+    raw = arrays.signal.window_reader(spec.length)(tf.constant(ids), starts).numpy()
+    valid = valid.numpy()
+    return raw[valid], np.repeat(ids, valid.sum(axis=1))
+
+
 def _crop_reader(arrays: SplitArrays, seed: int, epoch: int):
     """``ids (batch,) -> (batch, window, leads)``: each record's training crop of ``epoch``, z-scored."""
     length = arrays.window.length
