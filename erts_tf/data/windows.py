@@ -121,9 +121,8 @@ def aggregate(probs: tf.Tensor, valid: tf.Tensor, how: str) -> tf.Tensor:
 
     ``how``: ``mean`` or ``max`` over the valid windows (see the module docstring).
     """
-    weights = tf.cast(valid, probs.dtype)[..., None]
     if how == "mean":
-        return tf.reduce_sum(probs * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+        return aggregate_valid(probs, valid)
     if how == "max":
         return tf.reduce_max(tf.where(valid[..., None], probs, tf.zeros_like(probs)), axis=1)
     raise ValueError(f"unknown window aggregate {how!r}; choose one of {', '.join(AGGREGATES)}")
@@ -138,9 +137,10 @@ def record_probs(probs_of, windows: tf.Tensor, valid: tf.Tensor, how: str) -> tf
 
 
 def aggregate_valid(values: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
-    """The mean ``(batch,)`` of per-window ``values`` ``(batch, k)`` over the ``valid`` ``(batch, k)`` windows
-    (a record's focus: the mean focus of its windows)."""
-    weights = tf.cast(valid, values.dtype)
+    """The mean ``(batch, ...)`` of per-window ``values`` ``(batch, k, ...)`` over the ``valid`` ``(batch, k)``
+    windows (a record's focus ``(batch,)``: the mean focus of its windows; mean probabilities ``(batch, C)``)."""
+    trailing = tf.ones([tf.rank(values) - 2], tf.int32)  # one axis of size 1 per axis after (batch, k)
+    weights = tf.reshape(tf.cast(valid, values.dtype), tf.concat([tf.shape(valid), trailing], 0))
     return tf.reduce_sum(values * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
 
 
