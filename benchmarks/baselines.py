@@ -65,6 +65,10 @@ SMOKE_FLAGFILE = "configs/quickstart.cfg"  # with --mode=full: the recommended r
 # The field's metric of each dataset: "aami" (Se/PPV of S and V), "challenge2017" (mean F1 of N, A, O), "auroc".
 # How many times more records the whole database holds than the subset in ../shared/data.
 SUBSET_FACTOR = {"ptbxl": 21799 / 4359, "cinc2017": 8528 / 2842}
+# The reference's input where the recommended baseline reads another dataset config: CinC 2017's first 9 s
+# of each recording (the recommended baseline trains whole recordings on 9 s windows). Every reference run
+# reads whole records (--window_s=0 --eval_window_stride_s=0).
+REFERENCE_INPUT = {"cinc2017": ["--dataset_config=9s"]}
 FIELD_METRIC = {"mitbih_arrhythmia": "aami", "cinc2017": "challenge2017", "ptbxl": "auroc"}
 ANCHORS = {
     "mitbih_arrhythmia": [
@@ -97,7 +101,7 @@ def parse(argv=None):
     parser.add_argument("--model", default=None, help="backbone (default: the recommended flagfile's)")
     parser.add_argument("--flagfile", default=None,
                         help="the recommended recipe's flagfile (default configs/<dataset>/recommended_full.cfg), "
-                             "e.g. configs/ptbxl/recommended_full_windows.cfg")
+                             "e.g. configs/ptbxl/resnet1d_full.cfg")
     parser.add_argument("--dataset_config", default=None,
                         help="dataset config (default: the recommended flagfile's; the output name gains it)")
     parser.add_argument("--train_fractions", default="",
@@ -144,9 +148,6 @@ def parse(argv=None):
 def recipe_config(args, recipe: str, seed: int, output_dir: str):
     """The ``RunConfig`` of ``recipe`` on ``args.dataset``, parsed from the shipped flagfiles with
     erts-tf's own flag definitions (so the benchmark trains exactly what a user's command would)."""
-    from erts_tf import flags as erts_flags
-
-    fl = erts_flags.FLAGS
     common_args = [f"--output_dir={output_dir}", f"--seed={seed}", "--overwrite", "--verbose=0", "--noreport"]
     argv = [f"--flagfile={args.flagfile}"]
     if args.smoke:
@@ -160,24 +161,15 @@ def recipe_config(args, recipe: str, seed: int, output_dir: str):
     if args.data_dir:
         argv.append(f"--data_dir={args.data_dir}")
     os.makedirs(os.path.dirname(output_dir), exist_ok=True)
-    cwd = os.getcwd()
-    os.chdir(common.REPO_ROOT)  # the flagfiles name each other relative to the repository root
-    try:
-        fl.unparse_flags()
-        fl(["baselines", *argv, *common_args])
-        recommended = erts_flags.run_config()
-        epochs = args.epochs or recommended.epochs
-        if recipe == "recommended":
-            fl.unparse_flags()
-            fl(["baselines", *argv, f"--epochs={epochs}", *common_args])
-        else:  # the reference's training settings (and label set) on the same data, backbone, batch and epochs
-            fl.unparse_flags()
-            fl(["baselines", *argv, "--flagfile=configs/base.cfg", f"--model={recommended.model}",
-                f"--batch_size={recommended.batch_size}", f"--epochs={epochs}", "--mode=full",
-                "--exclude_classes=", *common_args])
-        return erts_flags.run_config()
-    finally:
-        os.chdir(cwd)
+    recommended = common.flagfile_config([*argv, *common_args])
+    epochs = args.epochs or recommended.epochs
+    if recipe == "recommended":
+        return common.flagfile_config([*argv, f"--epochs={epochs}", *common_args])
+    # the reference's training settings, label set and input on the same data, backbone, batch and epochs
+    return common.flagfile_config([*argv, "--flagfile=configs/base.cfg", *REFERENCE_INPUT.get(args.dataset, []),
+                                   "--window_s=0", "--eval_window_stride_s=0", f"--model={recommended.model}",
+                                   f"--batch_size={recommended.batch_size}", f"--epochs={epochs}", "--mode=full",
+                                   "--exclude_classes=", *common_args])
 
 
 # -- metrics of one run's test predictions --------------------------------------------------------

@@ -239,6 +239,23 @@ def output_path(args, name: str, suffix: str = ".json") -> pathlib.Path:
     return RESULTS_DIR / f"{name}{'_smoke' if args.smoke else ''}{suffix}"
 
 
+def flagfile_config(argv: list[str]):
+    """The ``RunConfig`` that ``python -m erts_tf.train`` would run for ``argv`` (flags and
+    ``--flagfile=`` arguments, later ones winning), parsed with erts-tf's own flag definitions from
+    the repository root (the shipped flagfiles name each other relative to it)."""
+    from erts_tf import flags as erts_flags
+
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        erts_flags.FLAGS.unparse_flags()
+        erts_flags.FLAGS(["benchmark", *argv])
+        return erts_flags.run_config()
+    finally:
+        erts_flags.FLAGS.unparse_flags()
+        os.chdir(cwd)
+
+
 def pyplot():
     """matplotlib's pyplot on the file-only Agg backend (benchmarks run without a display)."""
     import matplotlib

@@ -95,9 +95,13 @@ RECIPES = {
 
 def parse(argv=None):
     parser = common.base_parser(__doc__, NAME)
-    parser.add_argument("--dataset", default="synthetic_ecg")
-    parser.add_argument("--dataset_config", default=None, help="default: quickstart (tiny with --smoke)")
-    parser.add_argument("--model", default="resnet1d")
+    parser.add_argument("--flagfile", default=None,
+                        help="train every run from this shipped flagfile (e.g. configs/ptbxl/recommended_full.cfg: "
+                             "its dataset, input windows, recipe, backbone, batch and epochs) instead of --recipe; "
+                             "each run then sets its mode and the selection settings below over it")
+    parser.add_argument("--dataset", default=None, help="default: synthetic_ecg, or --flagfile's")
+    parser.add_argument("--dataset_config", default=None, help="default: quickstart (tiny with --smoke), or --flagfile's")
+    parser.add_argument("--model", default=None, help="default: resnet1d, or --flagfile's")
     parser.add_argument("--modes", default=",".join(EPOCH_MODES), help="epoch-level modes")
     parser.add_argument("--batch_modes", default=",".join(BATCH_MODES),
                         help="batch-level modes ('full' reuses the epoch-level full run unless --rerun_full_batch)")
@@ -111,7 +115,7 @@ def parse(argv=None):
     parser.add_argument("--tau", type=float, default=0.3)
     parser.add_argument("--cam_keep_frac", type=float, default=0.7)
     parser.add_argument("--focus_score", default="entropy")
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=None, help="default: 32, or --flagfile's")
     parser.add_argument("--rounds", type=int, default=None, help="bootstrap rounds (default 1000; 200 with --smoke)")
     parser.add_argument("--keep_runs", action="store_true", help="keep the run directories under --work_dir")
     parser.add_argument("--variants", default=None, help=f"named epoch-level runs, from {', '.join(VARIANTS)}")
@@ -127,9 +131,22 @@ def parse(argv=None):
                         help="recompute the tables, targets and plot of an existing modes JSON (no training)")
     args = parser.parse_args(argv)
     smoke = args.smoke
-    args.dataset_config = args.dataset_config or ("tiny" if smoke else ("quickstart" if args.dataset == "synthetic_ecg" else None))
+    if smoke:
+        args.dataset_config = args.dataset_config or "tiny"
+        args.epochs = args.epochs or 3
+    if args.flagfile:
+        if not (common.REPO_ROOT / args.flagfile).exists():
+            parser.error(f"--flagfile={args.flagfile} does not exist")
+        shipped = common.flagfile_config([f"--flagfile={args.flagfile}", "--output_dir=unused"])
+        for name in ("dataset", "dataset_config", "model", "epochs", "batch_size"):
+            if getattr(args, name) is None:
+                setattr(args, name, getattr(shipped, name))
+    args.dataset = args.dataset or "synthetic_ecg"
+    args.model = args.model or "resnet1d"
+    args.batch_size = args.batch_size or 32
+    args.dataset_config = args.dataset_config or ("quickstart" if args.dataset == "synthetic_ecg" else None)
     args.seeds = [int(s) for s in (args.seeds or ("0" if smoke else "0,1,2")).split(",")]
-    args.epochs = args.epochs or (3 if smoke else 12)
+    args.epochs = args.epochs or 12
     args.warm_up_epochs = args.warm_up_epochs if args.warm_up_epochs is not None else (1 if smoke else 3)
     args.rounds = args.rounds or (200 if smoke else 1000)
     args.modes = [m for m in args.modes.split(",") if m]
@@ -162,19 +179,33 @@ def _combos(args) -> list[tuple[str, str]]:
 
 
 def _config(args, mode, level, seed, output_dir, overrides=None):
+    """The ``RunConfig`` of one run: the dataset and recipe (``--flagfile``'s, or ``--recipe``'s over
+    the defaults), then this benchmark's selection settings, then the variant's ``overrides``."""
+    import dataclasses
+
     from erts_tf.training.config import RunConfig
 
-    settings = dict(
+    run = dict(
         output_dir=output_dir, dataset=args.dataset, dataset_config=args.dataset_config, data_dir=args.data_dir,
         manual_dir=args.manual_dir if args.dataset != "synthetic_ecg" else None, model=args.model,
-        epochs=args.epochs, batch_size=args.batch_size, mode=mode, level=level, tau=args.tau,
-        cam_keep_frac=args.cam_keep_frac, focus_score=args.focus_score, warm_up_epochs=args.warm_up_epochs,
-        cam_start_epoch=args.cam_start_epoch, start_revision=args.start_revision, rescore_every=args.rescore_every,
-        seed=seed, overwrite=True, verbose=0, report=False,
+        epochs=args.epochs, batch_size=args.batch_size, seed=seed, overwrite=True, verbose=0, report=False,
     )
-    settings.update(RECIPES[getattr(args, "recipe", "reference")])
-    settings.update(overrides or {})
-    return RunConfig(**settings)
+    selection = dict(
+        mode=mode, level=level, tau=args.tau, cam_keep_frac=args.cam_keep_frac, focus_score=args.focus_score,
+        warm_up_epochs=args.warm_up_epochs, cam_start_epoch=args.cam_start_epoch, start_revision=args.start_revision,
+        rescore_every=args.rescore_every,
+    )
+    if args.flagfile:
+        shipped = common.flagfile_config([f"--flagfile={args.flagfile}", "--output_dir=unused"])
+        return dataclasses.replace(shipped, **{**run, **selection, **(overrides or {})})
+    return RunConfig(**{**run, **selection, **RECIPES[args.recipe], **(overrides or {})})
+
+
+def _warmup_epochs(args) -> int:
+    """Learning-rate warm-up epochs of the recipe every run trains with."""
+    if args.flagfile:
+        return common.flagfile_config([f"--flagfile={args.flagfile}", "--output_dir=unused"]).lr_warmup_epochs
+    return RECIPES[args.recipe].get("lr_warmup_epochs", 0)
 
 
 def _variant_overrides(args, name, seed, records) -> dict:
@@ -184,7 +215,7 @@ def _variant_overrides(args, name, seed, records) -> dict:
     if name == "full_matched":
         (target,) = [r for r in records if r["mode"] == args.matched_to and r["seed"] == seed]
         epochs = max(1, round(args.epochs * target["total_work_ratio"]))
-        warmup = RECIPES[args.recipe].get("lr_warmup_epochs", 0)
+        warmup = _warmup_epochs(args)
         overrides.update(epochs=epochs, lr_warmup_epochs=round(warmup * epochs / args.epochs))
     return overrides
 

@@ -136,6 +136,27 @@ def test_scale_smoke(tmp_path, common_args):
     assert all(r["gradcam"] == r["trained"] for r in erts)
 
 
+def test_modes_on_a_shipped_flagfile(tmp_path, common_args):
+    """``--flagfile``: every variant trains the flagfile's recipe, with its own mode and selection settings
+    over it, and full_matched compresses the flagfile's warm-up with its epochs."""
+    out = tmp_path / "modes_flagfile.json"
+    _load("modes").main([*common_args, "--output", str(out), "--flagfile", "configs/quickstart.cfg",
+                         "--epochs", "4", "--variants", "erts_infobatch,full_matched"])
+    runs = {r["mode"]: r for r in json.loads(out.read_text())["runs"]}
+    assert set(runs) == {"full", "erts_infobatch", "full_matched"}
+    for name, run in runs.items():
+        settings = run["settings"]
+        assert settings["lr_schedule"] == "cosine"
+        assert settings["augment"] == "shift,scale,wander,noise" and settings["dataset_config"] == "tiny"
+    assert runs["erts_infobatch"]["settings"]["mode"] == "erts_infobatch"
+    assert runs["erts_infobatch"]["settings"]["rescore_every"] == 0  # the variant's own setting wins
+    assert runs["full"]["settings"]["epochs"] == 4
+    matched = runs["full_matched"]["settings"]
+    assert matched["epochs"] == max(1, round(4 * runs["erts_infobatch"]["total_work_ratio"]))
+    assert runs["full"]["settings"]["lr_warmup_epochs"] == 2 and matched["lr_warmup_epochs"] == round(
+        2 * matched["epochs"] / 4)
+
+
 def test_baselines_smoke(tmp_path, common_args):
     out = tmp_path / "baselines.json"
     module = _load("baselines")

@@ -136,8 +136,8 @@ def test_every_flag_default_is_the_run_config_default():
 
 
 @pytest.mark.parametrize("dataset, window, stride", [("ptbxl", 2.5, 1.25), ("cinc2017", 9.0, 4.5)])
-def test_windowed_configs(dataset, window, stride, tmp_path):
-    _parse([f"--flagfile=configs/{dataset}/recommended_full_windows.cfg"], tmp_path)
+def test_recommended_baselines_train_on_windows(dataset, window, stride, tmp_path):
+    _parse([f"--flagfile=configs/{dataset}/recommended_full.cfg"], tmp_path)
     config = erts_flags.run_config()
     erts_flags.FLAGS.unparse_flags()
     assert (config.window_s, config.eval_window_stride_s, config.window_aggregate) == (window, stride, "mean")
