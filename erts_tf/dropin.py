@@ -156,8 +156,10 @@ class _DropInERTS(ERTSModel):
         self._rescore_source = (reader, batch_size)
         return dataset.map(read).filter(lambda x, y, i: tf.gather(keep, i))
 
-    def _rescore(self, ids: np.ndarray, cam: bool) -> None:
-        """Re-scores the dropped samples ``ids`` in inference mode (the ``rescore`` of ``SelectionCallback``)."""
+    def _rescore(self, ids: np.ndarray, cam: bool, epoch: int) -> None:
+        """Re-scores the dropped samples ``ids`` in inference mode (the ``rescore`` of ``SelectionCallback``);
+        the user's ``load`` reads a record the same way in every epoch, so ``epoch`` changes nothing."""
+        del epoch
         if self._rescore_source is None:
             raise RuntimeError("re-scoring the dropped samples needs their records: feed fit with model.records(load) "
                                "or model.select(dataset), or pass rescore_every=0 to ERTS (a dropped sample then "

@@ -10,7 +10,11 @@ Everything the command needs to know about the model comes from the model
 file itself (``metadata_props``, ``export.metadata``): the leads are picked by
 name in the model's order, the signal is resampled to the model's rate and
 cropped or padded to its length (``export.records.conform``); the ONNX model
-(onnxruntime, CPU) does the rest, z-score included. It prints one row per
+(onnxruntime, CPU) does the rest, z-score included. A model trained on
+windows (its run's ``--window_s``, in the metadata's ``training.config``)
+scores a recording as the run's evaluation did: every evaluation window of the
+whole recording (``--eval_window_stride_s`` apart), their probabilities
+aggregated by ``--window_aggregate`` (``erts_tf.inference.recording_probs``). It prints one row per
 record (its rate and length on disk, the predicted class, the probabilities
 in the model's class order) or, with ``--csv``, writes them as CSV.
 
@@ -76,13 +80,33 @@ def predict(model: str, record: str, variant: str = layout.FLOAT32, batch_size: 
     path = model_file(model, variant)
     session, metadata = load(path, threads)
     classes = metadata["output"]["classes"]
+    window = window_spec(metadata)
     stems, rows = find_records(record), []
     for start in range(0, len(stems), batch_size):
         records = [read_record(stem) for stem in stems[start:start + batch_size]]
-        probabilities = session_predict(session, np.stack([conform(r, metadata["input"]) for r in records]))
+        if window is None:
+            probabilities = session_predict(session, np.stack([conform(r, metadata["input"]) for r in records]))
+        else:
+            from erts_tf.inference import recording_probs
+
+            probabilities = [recording_probs(lambda w: session_predict(session, w),
+                                             conform(r, metadata["input"], fixed_length=False), window)
+                             for r in records]
         rows += [{"record": r.name, "sampling_rate_hz": r.sampling_rate_hz, "samples": int(r.signal.shape[0]),
                   "predicted": classes[int(np.argmax(p))], "probabilities": p} for r, p in zip(records, probabilities)]
     return {"model_file": path, "metadata": metadata, "classes": classes, "rows": rows}
+
+
+def window_spec(metadata: dict):
+    """The evaluation windows (``erts_tf.data.windows.WindowSpec``) of a model trained on windows, from its
+    run's settings in ``metadata["training"]["config"]``; None for a model of whole fixed-length records."""
+    config = metadata["training"].get("config") or {}
+    if not config.get("window_s"):
+        return None
+    from erts_tf.data import windows
+
+    return windows.from_seconds(config["window_s"], config.get("eval_window_stride_s") or 0.0,
+                                config.get("window_aggregate", "mean"), metadata["input"]["sampling_rate_hz"])
 
 
 def describe(result: dict) -> str:
@@ -91,8 +115,11 @@ def describe(result: dict) -> str:
     model_input, training = meta["input"], meta["training"]
     rate = "unknown rate" if model_input["sampling_rate_hz"] is None else f"{model_input['sampling_rate_hz']:g} Hz"
     leads = ", ".join(model_input["lead_names"] or ["lead names unknown"])
+    window = window_spec(meta)
+    scored = ("" if window is None else f" (recordings scored on windows every {window.stride} samples, "
+              f"{window.aggregate} of their probabilities)")
     return (f"{result['model_file']}: {training['model']} trained on {training['dataset']}/{training['dataset_config']}; "
-            f"input {model_input['length_samples']} samples at {rate}, leads {leads}")
+            f"input {model_input['length_samples']} samples at {rate}, leads {leads}{scored}")
 
 
 def table(result: dict) -> str:

@@ -134,8 +134,10 @@ def resample(signal: np.ndarray, from_hz: float, to_hz: float, record: str = "si
     return scipy.signal.resample_poly(signal, up, down, axis=0).astype(np.float32)
 
 
-def conform(record: Record, model_input: dict) -> np.ndarray:
-    """``record`` as the model's input ``(length_samples, leads)`` float32.
+def conform(record: Record, model_input: dict, fixed_length: bool = True) -> np.ndarray:
+    """``record`` as the model's input ``(length_samples, leads)`` float32: its leads in the model's order,
+    at the model's rate, cropped or zero-padded to the model's length (``fixed_length=False``: the whole
+    recording, ``(time, leads)``, for a model scored on windows of it).
 
     Args:
       record: ``read_record``'s result.
@@ -150,4 +152,4 @@ def conform(record: Record, model_input: dict) -> np.ndarray:
                            f"record {record.name} at {record.sampling_rate_hz:g} Hz cannot be converted")
     signal = np.nan_to_num(select_leads(record, names), nan=0.0, posinf=0.0, neginf=0.0)
     signal = resample(signal, record.sampling_rate_hz, rate, record.name)
-    return features.fix_length(signal, model_input["length_samples"])
+    return features.fix_length(signal, model_input["length_samples"]) if fixed_length else signal

@@ -133,6 +133,20 @@ def test_a_crop_is_the_records_window_z_scored(full_cinc):
         np.testing.assert_allclose(x[k], pipeline.zscore(record[starts[k]:starts[k] + 900]), atol=1e-5)
 
 
+def test_rescoring_reads_the_epochs_training_crop(full_cinc):
+    """Dropped records are re-scored on the crop the training step of that epoch would read (before augmentation)."""
+    split = _split(full_cinc, "memory")
+    ids = np.array([5, 0, 3])
+    (signal, label, got_ids), = _batches(pipeline.rescore_dataset(split, 8, ids, seed=0, epoch=2))
+    np.testing.assert_array_equal(got_ids, ids)
+    trained = {}
+    for x, _, i in _batches(pipeline.train_dataset(split, None, 8, seed=0, epoch=2)):
+        trained.update(zip(i.tolist(), x))
+    assert signal.shape == (3, 900, 1)
+    for row, i in zip(signal, ids):
+        np.testing.assert_allclose(row, trained[int(i)], rtol=1e-6, atol=1e-6)
+
+
 def test_a_dropped_record_is_never_read_when_cropping(full_cinc):
     split = _split(full_cinc, "lazy")
     read = []
@@ -188,6 +202,10 @@ def test_a_windowed_run_is_identical_on_both_backends_and_after_resume(full_cinc
     assert run_helpers.decisions(lazy_run) == run_helpers.decisions(memory) and lazy_run["test"] == memory["test"]
     assert len({e["keep_crc32"] for e in memory["epochs"]}) > 1  # selection dropped records
     assert memory["dataset"]["input_shape"] == [900, 1]
+    rescored = [e for e in memory["epochs"] if e["forward_score"]]
+    assert rescored, "no epoch re-scored its dropped records"
+    for e in rescored:  # one forward (and Grad-CAM) per re-scored record: its crop, not every evaluation window
+        assert e["forward_score"] == e["samples_read"] - e["kept"] and e["gradcam"] >= e["forward_score"]
     killed = _config(full_cinc, tmp_path, "killed", data_backend="lazy")
     with pytest.raises(run_helpers.Killed):
         run.run(killed, extra_callbacks=[run_helpers.StopAfter(1)])
@@ -236,3 +254,30 @@ def test_export_of_a_run_on_windows_serves_a_window(full_cinc, tmp_path):
     first = _split(full_cinc, "memory", "test")
     assert parity["n"] == windows.window_counts(first.lengths[:3], 900, 450).sum()  # every window of 3 records
     assert parity["metadata"]["input"]["length_samples"] == 900 and parity["metadata"]["input"]["duration_s"] == 3.0
+
+
+def test_predict_scores_a_whole_recording_on_the_runs_windows(full_cinc, tmp_path):
+    """``export.predict`` on a WFDB file of a test recording gives the probabilities evaluation gave that
+    record (every window of it, mean-aggregated), not those of its first window."""
+    import wfdb
+
+    from erts_tf import run_folder
+    from export.predict import predict
+    from export.run import export_run
+
+    config = _config(full_cinc, tmp_path, "predict", epochs=3, mode="full", lr=0.01)
+    run.run(config)
+    export_dir = tmp_path / "predict_export"
+    export_run(config.output_dir, str(export_dir), variants=(), n_samples=2, calibration_samples=4,
+               facts={"sampling_rate_hz": 300, "lead_names": ["ECG"]})
+    split = _split(full_cinc, "memory", "test")
+    evaluated = inference.split_probs(run_folder.load_model(config.output_dir), split, 4)
+    long_ones = [i for i in range(split.n) if split.lengths[i] > 2 * 900][:2]
+    assert long_ones, "the dummy test split holds no recording longer than two windows"
+    for i in long_ones:
+        record = _record(split, i)
+        wfdb.wrsamp(f"rec{i}", fs=300, units=["mV"], sig_name=["ECG"], p_signal=record.astype(np.float64),
+                    fmt=["32"], write_dir=str(tmp_path))
+        (row,) = predict(str(export_dir), str(tmp_path / f"rec{i}.hea"))["rows"]
+        assert row["samples"] == len(record)
+        np.testing.assert_allclose(row["probabilities"], evaluated[i], atol=1e-4)

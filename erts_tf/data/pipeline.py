@@ -363,6 +363,15 @@ def eval_dataset(arrays: SplitArrays, batch_size: int, ids: np.ndarray | None = 
     return _prefetched(_read(arrays, ds, read_signal=None if arrays.window is None else _eval_window_reader(arrays)))
 
 
+def rescore_dataset(arrays: SplitArrays, batch_size: int, ids: np.ndarray, seed: int, epoch: int) -> tf.data.Dataset:
+    """Batches of ``(signal (batch, time, leads), label, sample_id)`` of records ``ids`` as the training step of
+    ``epoch`` reads them, for re-scoring dropped samples: the record, or with ``arrays.window`` its training crop
+    of ``epoch`` (``windows.crop_starts``, z-scored, not augmented). One forward per record, and the view that
+    the training step's scores of the kept records come from (not every evaluation window)."""
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(ids, np.int64)).batch(batch_size)
+    return _prefetched(_read(arrays, ds, read_signal=None if arrays.window is None else _crop_reader(arrays, seed, epoch)))
+
+
 def raw_windows(arrays: SplitArrays, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every evaluation window of records ``ids`` ``(k,)`` of a split on windows, RAW (what a served model takes):
     ``(m, window, leads)`` float32, and the sample id ``(m,)`` of each."""

@@ -66,8 +66,8 @@ class SelectionCallback(EpochPreparingCallback):
       model: the ``ERTSModel``.
       schedule: warm-up / cam start / revision.
       epochs: total epochs of the run (to know whether focus is still needed); None: from ``fit``.
-      rescore: ``rescore(ids, cam)`` scores the given sample ids (see ``Trainer``); None
-        disables re-scoring.
+      rescore: ``rescore(ids, cam, epoch)`` scores the given sample ids as epoch ``epoch`` would
+        see them (see ``run.run``); None disables re-scoring.
       rescore_every: cadence in selection epochs; 0 disables.
       always_cam: compute focus scores in every epoch (for audits and validity studies).
       focus_every: epoch level: refresh focus (Grad-CAM in the training step) in one of every
@@ -133,7 +133,7 @@ class SelectionCallback(EpochPreparingCallback):
             if self._rescore_due(epoch):
                 dropped = np.flatnonzero(~state.keep.numpy())
                 if len(dropped):  # this epoch's decision needs fresh focus when the filter is on
-                    self.rescore(dropped, cam=cam or (cam_active and self.mode in FOCUS_MODES))
+                    self.rescore(dropped, cam=cam or (cam_active and self.mode in FOCUS_MODES), epoch=epoch)
             decision = policies.decide(self.mode, scores_of(state, self.labels), epoch,
                                        np.array([self.erts.selection.seed, epoch]),
                                        self.erts.selection.policy, cam_active=cam_active)

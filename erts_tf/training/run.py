@@ -234,8 +234,8 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
         log.info("resuming %s at epoch %d", out, initial_epoch)
     _record_config(config, initial_epoch)
 
-    def rescore(ids, cam):
-        model.score_dataset(pipeline.eval_dataset(data.train, config.batch_size, ids), cam=cam)
+    def rescore(ids, cam, epoch):
+        model.score_dataset(pipeline.rescore_dataset(data.train, config.batch_size, ids, config.seed, epoch), cam=cam)
 
     audit = cbs.AuditLog(run_folder.path(out, run_folder.AUDIT), model, data.train.class_names,
                          data.train.extras, data.train.extra_names, labels=data.train.label)
