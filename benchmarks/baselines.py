@@ -335,18 +335,26 @@ _COLUMNS = {
 }
 
 
+def input_of(config: dict) -> str:
+    """What a recipe trains on: the dataset config, and its windows if any (``config``: a ``RunConfig`` as JSON)."""
+    if not config.get("window_s"):
+        return f"{config['dataset_config']}, whole records"
+    return (f"{config['dataset_config']}, {config['window_s']:g} s crops, windows every "
+            f"{config.get('eval_window_stride_s') or config['window_s'] / 2:g} s ({config.get('window_aggregate', 'mean')})")
+
+
 def tables(result) -> str:
     agg = result["aggregate"]
     columns = _COLUMNS.get(agg["field_metric"], [])
     s = result["settings"]
-    config = next(iter(result["configs"].values()))["dataset_config"]
-    lines = [f"\n{s['dataset']}/{config} ({result['flagfile']}), mode full, {len(s['seeds'])} seed(s), "
+    lines = [f"\n{s['dataset']} ({result['flagfile']}), mode full, {len(s['seeds'])} seed(s), "
              f"{result['epochs']} epochs; seed means, 95 % bootstrap CIs over the test records\n"]
     body = []
     for recipe, row in agg["rows"].items():
         split = result["splits"][recipe.split("_f")[0]]
         m = row["metrics"]
-        body.append([recipe, ",".join(split["class_names"]), common.fmt_ci(m["macro_f1"]),
+        body.append([recipe, input_of(result["configs"][recipe.split("_f")[0]]), ",".join(split["class_names"]),
+                     common.fmt_ci(m["macro_f1"]),
                      *(common.fmt_ci(m[k]) for k, _ in columns),
                      common.fmt(row["train_validation_gap"], "+.3f"),
                      f"{split['majority_macro_f1']['validation']:.3f} / {split['majority_macro_f1']['test']:.3f}",
@@ -355,7 +363,7 @@ def tables(result) -> str:
                      else ",".join(map(str, row["test_epochs_not_above_majority"])) or "none",
                      ",".join(map(str, row["best_epochs"]))])
     lines.append(common.markdown_table(
-        ["recipe", "classes", "test macro-F1", *(title for _, title in columns), "train-val gap",
+        ["recipe", "input", "classes", "test macro-F1", *(title for _, title in columns), "train-val gap",
          "majority level val / test", "epochs >=1 val <= majority", "epochs >=1 test <= majority",
          "best epoch"], body))
     curve = agg.get("learning_curve")
