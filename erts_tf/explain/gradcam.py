@@ -30,6 +30,17 @@ def true_class_logit_sum(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.gather(logits, labels, axis=1, batch_dims=1))
 
 
+def positive_class_logit_sum(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """The multi-label target: per sample the sum of the logits of its positive classes, or, for a sample
+    with no positive class, minus the sum of all its logits (the evidence against every class); summed
+    over the batch. ``logits`` and multi-hot ``targets`` ``(batch, classes)``."""
+    logits = tf.cast(logits, tf.float32)
+    positive = tf.cast(targets, tf.float32)
+    has_positive = tf.reduce_any(positive > 0, axis=-1)
+    per_sample = tf.where(has_positive, tf.reduce_sum(positive * logits, axis=-1), -tf.reduce_sum(logits, axis=-1))
+    return tf.reduce_sum(per_sample)
+
+
 def minmax_normalise(maps: tf.Tensor) -> tf.Tensor:
     """Per-sample min-max to ``[0, 1]`` over the last axis; a constant map becomes zeros.
 
