@@ -128,3 +128,33 @@ def test_cpsc2018_multi_hot_is_a_label_feature(tmp_path):
     assert sum(int(s.label.sum()) for s in splits) == sum(int(np.sum(r["multi_hot"])) for r in expected.values())
     with pytest.raises(run_data.DataError, match="not a multi-hot feature"):
         run_data.load_split(builder, RunConfig(**{**config.to_json(), "label_feature": "label"}), "train")
+
+
+def test_multilabel_benchmark_smoke(tmp_path, ptbxl_dummy, tiny_backbone):
+    """benchmarks/multilabel.py --smoke on the PTB-XL dummy: full and the recommended selection, a learning-curve
+    point, one JSON per run (reused on rerun), the table with the leaderboard note."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    benchmarks = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(benchmarks))
+    spec = importlib.util.spec_from_file_location("erts_tf_benchmark_multilabel", benchmarks / "multilabel.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data_dir, manual_dir, _ = ptbxl_dummy
+    argv = ["--smoke", "--models", tiny_backbone, "--data_dir", data_dir, "--manual_dir", manual_dir, "--work_dir",
+            str(tmp_path / "work"), "--output", str(tmp_path / "multilabel.json"), "--selection",
+            "--train_fractions", "0.5"]
+    result = module.main(argv)
+    assert len(result["runs"]) == 4 and (tmp_path / "multilabel_runs").is_dir()
+    assert len(list((tmp_path / "multilabel_runs").glob("*.json"))) == 4
+    rows = {(r["mode"], r["train_fraction"]): r for r in result["aggregate"]}
+    assert set(rows) == {("full", None), ("full", 0.5), ("erts_infobatch", None), ("erts_infobatch", 0.5)}
+    assert rows[("erts_infobatch", None)]["auc_minus_full"] is not None
+    assert rows[("full", 0.5)]["n_train"] < rows[("full", None)]["n_train"]
+    assert "not the same data" in result["table"]
+    saved = json.loads((tmp_path / "multilabel.json").read_text())
+    assert saved["aggregate"][0]["test_macro_auc"]["point"] is not None
+    again = module.main(argv)  # every run reused
+    assert [r["test_macro_auc"] for r in again["runs"]] == [r["test_macro_auc"] for r in result["runs"]]
