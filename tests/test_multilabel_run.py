@@ -4,6 +4,7 @@ evaluate (macro-AUC), export with ONNX parity on sigmoid outputs; the CPSC 2018 
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -81,6 +82,12 @@ def test_multilabel_epoch_level_run_on_windows_evaluate_and_export(tmp_path, ptb
     assert result["metrics"]["macro_auroc"] == pytest.approx(test["macro_auroc"], abs=1e-9)
     assert result["bootstrap"]["macro_auroc"]["point"] == pytest.approx(test["macro_auroc"], abs=1e-9)
     assert "tuned_macro_f1" in result["bootstrap"] and "macro AUROC" in evaluate.table(result)
+    assert "macro-AUC test" in run.result_table(summary)
+    from erts_tf.report import write_run_report
+
+    report = write_run_report(config.output_dir)  # with the Grad-CAM figure of multi-label targets
+    assert pathlib.Path(report).is_file() and "test macro AUROC" in pathlib.Path(report).read_text()
+    assert (pathlib.Path(config.output_dir) / run_folder.GRADCAM_PLOT).is_file()
 
     exported = export_run(config.output_dir, str(tmp_path / "export"), n_samples=8, latency_rounds=1)
     assert exported["passed"], exported
@@ -134,7 +141,6 @@ def test_multilabel_benchmark_smoke(tmp_path, ptbxl_dummy, tiny_backbone):
     """benchmarks/multilabel.py --smoke on the PTB-XL dummy: full and the recommended selection, a learning-curve
     point, one JSON per run (reused on rerun), the table with the leaderboard note."""
     import importlib.util
-    import pathlib
     import sys
 
     benchmarks = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"

@@ -5,7 +5,8 @@ for 1-D backbones or ``(batch, rows, time', channels)`` for 2-D backbones on
 the lead image (rows = the lead axis after downsampling). The map returned is
 ``(batch, time')`` in ``[0, 1]``.
 
-The gradient is of each sample's TRUE-class pre-softmax logit. Because the
+The gradient is of each sample's TRUE-class pre-softmax logit (multi-label:
+of the sum of its positive classes' logits, ``positive_class_logit_sum``). Because the
 target sums over the batch, ``d target / d A[i]`` is sample ``i``'s own
 gradient only when samples do not interact after the target layer (batch norm
 in training mode couples them weakly; see ``tests/test_gradcam.py``).

@@ -17,7 +17,8 @@ the selection policies rank.
   class); a record with no positive label explains the absence of every class: minus the sum of
   all logits.
 
-Every function takes batch-first tensors and runs inside the compiled train step.
+Every function takes batch-first tensors and runs inside the compiled train step. The selection
+policies read a multi-label sample's classes as membership (``policies.Scores.membership``).
 """
 
 from __future__ import annotations
@@ -96,10 +97,6 @@ class SingleLabel:
         """``(batch, C)`` one-hot float32 (the F1 metric's input)."""
         return tf.one_hot(tf.cast(labels, tf.int32), n_classes)
 
-    def membership(self, labels, n_classes: int) -> tf.Tensor:
-        """``(batch, C)`` bool: the classes a sample belongs to (class rescue and floors)."""
-        return tf.one_hot(tf.cast(labels, tf.int32), n_classes, dtype=tf.int32) > 0
-
     def class_weights(self, labels: np.ndarray, n_classes: int, beta: float, max_ratio: float) -> np.ndarray:
         """``(C,)`` class-balanced weights of the training labels (``losses.class_balanced_weights``)."""
         return class_balanced_weights(labels, n_classes, beta, max_ratio)
@@ -149,9 +146,6 @@ class MultiLabel(SingleLabel):
 
     def targets(self, labels, n_classes: int) -> tf.Tensor:
         return tf.cast(labels, tf.float32)
-
-    def membership(self, labels, n_classes: int) -> tf.Tensor:
-        return tf.cast(labels, tf.int32) > 0
 
     def class_weights(self, labels: np.ndarray, n_classes: int, beta: float, max_ratio: float) -> np.ndarray:
         """``(C,)`` positive weights of the training targets (``positive_weights``; ``beta`` is single-label's)."""
