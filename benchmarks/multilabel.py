@@ -224,7 +224,7 @@ def table(rows) -> str:
          "total-work ratio", "AUC - full", "leaderboard (full PTB-XL)"],
         [[r["label_set"], r["model"], r["mode"], "all" if r["train_fraction"] is None else f"{r['train_fraction']:g}",
           ",".join(map(str, r["seeds"])),
-          f"{common.fmt(r['test_macro_auc']['point'])} {common.fmt_ci(r['test_macro_auc'])}",
+          common.fmt_ci(r["test_macro_auc"]),
           common.fmt(r["test_macro_f1_validation_thresholds"]), common.fmt(r["total_work_ratio"]),
           common.fmt(r["auc_minus_full"], "+.3f"),
           f"{r['leaderboard']['model']} {r['leaderboard']['macro_auc']:.3f}" if r["leaderboard"] else "–"]
