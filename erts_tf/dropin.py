@@ -31,6 +31,7 @@ import tensorflow as tf
 from erts_tf.data.pipeline import epoch_permutation
 from erts_tf.selection.policy_config import PolicyConfig
 from erts_tf.selection.schedule import Schedule
+from erts_tf.training import task as task_lib
 from erts_tf.training.callbacks import SelectionCallback
 from erts_tf.training.model import ERTSModel
 from erts_tf.training.selection_config import SelectionConfig
@@ -181,7 +182,7 @@ def ERTS(model: keras.Model, target_layer: str, mode: str = "erts", n_samples: i
          decay: float = 0.99, focus_score: str = "entropy", warm_up_epochs: int = 5, cam_start_epoch: int = 3,
          start_revision: int = -1, seed: int = 0, prune_ratio: float = 0.5, unreliable_frac: float = 0.2,
          unreliable_weight: float = 0.0, min_keep_frac: float = 0.2, focus_every: int = 1,
-         rescore_every: int = 5) -> ERTSModel:
+         rescore_every: int = 5, task: str = "single") -> ERTSModel:
     """Wraps a functional or Sequential ``model`` (inputs -> logits) for ERTS training.
 
     Args:
@@ -200,6 +201,9 @@ def ERTS(model: keras.Model, target_layer: str, mode: str = "erts", n_samples: i
         again and re-scored in inference mode (+ Grad-CAM for the erts modes) before the decision, so
         that a dropped sample can come back; 0: never (with no revision, a dropped sample then never
         comes back). The CLI's ``--rescore_every``.
+      task: ``single`` (labels ``(batch,)``, softmax, cross-entropy) or ``multi`` (multi-hot labels
+        ``(batch, n_classes)``, sigmoid, BCE; ``class_weights`` are then the per-class positive weights,
+        ``training.task.positive_weights``). The CLI's ``--task``.
       Other arguments: the selection schedule and policy (docs/METHOD.md; flags of the same names).
     """
     if not model.built or not model.inputs:
@@ -216,4 +220,4 @@ def ERTS(model: keras.Model, target_layer: str, mode: str = "erts", n_samples: i
     )
     return _DropInERTS(model, target_layer, n_samples, weights, selection,
                        schedule=Schedule(warm_up_epochs, cam_start_epoch, start_revision), focus_every=focus_every,
-                       rescore_every=rescore_every)
+                       rescore_every=rescore_every, task=task_lib.get(task))

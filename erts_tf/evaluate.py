@@ -14,6 +14,13 @@ of the run's dataset and writes ``<run_dir>/eval_<split>.json``:
   0.5-threshold multi-label F1 of its probabilities is not reported; the JSON
   says so in ``multilabel.note``.
 
+A multi-label run (``--task=multi``: sigmoid outputs on ``--label_feature``) is
+scored as the PTB-XL benchmark scores it: ``metrics`` holds the macro AUROC
+(the leaderboard's metric) and the per-class AUROCs, macro-F1 and per-class
+precision/recall/F1 at threshold 0.5, and ``tuned``: the F1s at per-class
+thresholds chosen on the VALIDATION split (``metrics.f1_optimal_thresholds``;
+never on the split scored); ``bootstrap`` their intervals.
+
 It prints the same as a table. A bad flag, a missing run folder or a run
 without ``model.keras`` exits with code 2 and a one-line message.
 
@@ -24,8 +31,6 @@ returns (and writes) the dict.
 from __future__ import annotations
 
 import os
-
-import numpy as np
 
 from erts_tf import cli, run_data, run_folder
 
@@ -44,19 +49,6 @@ class EvaluateError(Exception):
 
 # What ``evaluate`` raises with a message for the user: a command that evaluates catches these.
 ERRORS = (run_folder.RunFolderError, run_data.DataError, EvaluateError)
-
-
-def read_feature(builder, split: str, name: str) -> np.ndarray:
-    """Feature ``name`` of every example of ``split``, ordered by ``sample_id``."""
-    import tensorflow_datasets as tfds
-
-    ds = builder.as_dataset(split=split, shuffle_files=False).map(lambda ex: (ex["sample_id"], ex[name])).batch(1024)
-    ids, values = [], []
-    for i, v in tfds.as_numpy(ds):
-        ids.append(i)
-        values.append(v)
-    ids, values = np.concatenate(ids), np.concatenate(values)
-    return values[np.argsort(ids, kind="stable")]
 
 
 def multi_hot_feature(builder, n_classes: int) -> str | None:
@@ -95,6 +87,7 @@ def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 
     backbone = run_folder.load_model(run_dir)
     from erts_tf import bootstrap as bootstrap_lib  # imported late: a bad --run_dir fails fast
     from erts_tf import inference, metrics
+    from erts_tf.data import label_sets
 
     builder = run_data.prepare_builder(config)
     arrays = run_data.load_split(builder, config, split)
@@ -103,17 +96,13 @@ def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 
     expected = tuple(backbone.inputs[0].shape[1:])
     if tuple(arrays.input_shape) != expected:
         raise EvaluateError(f"{config.dataset}/{split}: signals are {arrays.input_shape}, the model expects {expected}")
+    if config.task == "multi":
+        result = _evaluate_multi_label(config, builder, arrays, backbone, split, rounds, seed, batch_size)
+        return _finish(result, run_dir, split, write)
     probs = inference.split_probs(backbone, arrays, batch_size)
     names = arrays.class_names
     result = {
-        "run_dir": os.path.abspath(run_dir),
-        "split": split,
-        "dataset": config.dataset,
-        "dataset_config": config.dataset_config,
-        "model": config.model,
-        "mode": config.mode,
-        "level": config.level,
-        "classes": names,
+        **_header(config, split, names),
         "metrics": {**metrics.classification_metrics(arrays.label, probs, names),
                     **metrics.auroc_ovr(arrays.label, probs, names)},
     }
@@ -121,7 +110,7 @@ def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 
         result["bootstrap"] = bootstrap_lib.single_label_bootstrap(arrays.label, probs, names, rounds, seed)
     feature = multi_hot_feature(builder, len(names))
     if feature is not None:
-        targets = read_feature(builder, split, feature)
+        targets = label_sets.read_feature(builder, split, feature)
         result["multilabel"] = {
             "feature": feature,
             "model_output": "softmax (single-label)",
@@ -131,6 +120,39 @@ def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 
         if rounds > 0:
             result["multilabel"]["bootstrap"] = bootstrap_lib.multilabel_bootstrap(
                 targets, probs, names, rounds, seed, threshold=None)
+    return _finish(result, run_dir, split, write)
+
+
+def _evaluate_multi_label(config, builder, arrays, backbone, split, rounds, seed, batch_size) -> dict:
+    """The multi-label evaluation (module docstring) of ``arrays`` (multi-hot labels) by a sigmoid ``backbone``."""
+    from erts_tf import bootstrap as bootstrap_lib
+    from erts_tf import inference, metrics
+
+    names = arrays.class_names
+    probs = inference.split_probs(backbone, arrays, batch_size, "sigmoid")
+    validation = arrays if split == "validation" else run_data.load_split(builder, config, "validation")
+    validation_probs = probs if split == "validation" else inference.split_probs(backbone, validation, batch_size,
+                                                                                 "sigmoid")
+    thresholds = metrics.f1_optimal_thresholds(validation.label, validation_probs)
+    result = {**_header(config, split, names), "task": "multi", "label_feature": config.label_feature,
+              "model_output": "sigmoid (multi-label)", "thresholds_from": "validation",
+              "metrics": metrics.multilabel_metrics(arrays.label, probs, names, tuned_thresholds=thresholds)}
+    if rounds > 0:
+        result["bootstrap"] = bootstrap_lib.multilabel_bootstrap(arrays.label, probs, names, rounds, seed)
+        result["bootstrap"]["tuned_macro_f1"] = bootstrap_lib.multilabel_bootstrap(
+            arrays.label, probs, names, rounds, seed, threshold=thresholds)["macro_f1"]
+    return result
+
+
+def _header(config, split: str, names) -> dict:
+    return {"split": split, "dataset": config.dataset,
+            "dataset_config": config.dataset_config, "model": config.model, "mode": config.mode,
+            "level": config.level, "classes": names}
+
+
+def _finish(result: dict, run_dir: str, split: str, write: bool) -> dict:
+    """``result`` with the training summary's macro-F1 of ``split``; written as ``eval_<split>.json`` if ``write``."""
+    result = {"run_dir": os.path.abspath(run_dir), **result}
     trained = (run_folder.read_summary(run_dir) or {}).get(split)
     if trained and "macro_f1" in trained:
         result["training_summary_macro_f1"] = trained["macro_f1"]
@@ -154,6 +176,8 @@ def table(result: dict) -> str:
     m, boot = result["metrics"], result.get("bootstrap", {})
     level = boot.get("level", 0.95)
     ci_head = f"{int(round(level * 100))}% CI ({boot['rounds']} rounds)" if boot else ""
+    if result.get("task") == "multi":
+        return _multi_label_table(result, ci_head)
     lines = [
         f"{result['dataset']}/{result['split']} (n={m['n']}), model {result['model']}, mode {result['mode']}/{result['level']}",
         f"{'metric':<30}{'value':>10}  {ci_head}",
@@ -179,6 +203,26 @@ def table(result: dict) -> str:
     lines.append(" " * (width + 2) + "".join(f"{n[:8]:>9}" for n in result["classes"]))
     for name, row in zip(result["classes"], m["confusion_matrix"]):
         lines.append(f"  {name:<{width}}" + "".join(f"{c:>9d}" for c in row))
+    return "\n".join(lines)
+
+
+def _multi_label_table(result: dict, ci_head: str) -> str:
+    m, boot = result["metrics"], result.get("bootstrap", {})
+    per_class_ci = boot.get("per_class_auroc", {})
+    lines = [
+        f"{result['dataset']}/{result['split']} (n={m['n']}), {result['label_feature']} (multi-label, sigmoid), "
+        f"model {result['model']}, mode {result['mode']}/{result['level']}",
+        f"{'metric':<30}{'value':>10}  {ci_head}",
+        f"{'macro AUROC':<30}{_num(m['macro_auroc']):>10}  {_ci(boot.get('macro_auroc'))}",
+        f"{'macro-F1 (0.5)':<30}{m['macro_f1']:>10.4f}  {_ci(boot.get('macro_f1'))}",
+        f"{'macro-F1 (validation thr.)':<30}{m['tuned']['macro_f1']:>10.4f}  {_ci(boot.get('tuned_macro_f1'))}",
+    ]
+    for name, v in m["per_class"].items():
+        lines.append(f"{'  ' + name + ' (n=' + str(v['support']) + ')':<30}AUROC {_num(v['auroc'])} "
+                     f"{_ci(per_class_ci.get(name))}  F1 {v['f1']:.3f}  F1 (thr. {m['tuned']['thresholds'][name]:.2f}) "
+                     f"{m['tuned']['per_class_f1'][name]:.3f}")
+    if "training_summary_macro_f1" in result:
+        lines.append(f"{'macro-F1 in summary.json':<30}{result['training_summary_macro_f1']:>10.4f}")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from erts_tf.data import augment, registry, windows
 from erts_tf.data.pipeline import BACKENDS
 from erts_tf.explain import focus
 from erts_tf.selection.policies import MODES
+from erts_tf.training import task as task_lib
 from erts_tf.training.lr_schedule import LR_SCHEDULES
 from erts_tf.training.config import RunConfig
 from erts_tf.training.distribute import STRATEGIES
@@ -43,6 +44,16 @@ flags.DEFINE_float("eval_window_stride_s", 0.0,
 flags.DEFINE_enum("window_aggregate", "mean", list(windows.AGGREGATES),
                   "With --window_s: a record's probabilities from its windows': mean (of the softmax vectors) "
                   "or max (per class, the PTB-XL benchmark's rule).")
+flags.DEFINE_enum("task", "single", list(task_lib.TASKS),
+                  "single: one class per record (softmax, cross-entropy); multi: any number of classes per record "
+                  "(sigmoid, binary cross-entropy with bounded per-class positive weights), on --label_feature.")
+flags.DEFINE_string("label_feature", "",
+                    "--task=multi: the dataset's multi-hot feature trained on (PTB-XL: superclasses, diagnostic, "
+                    "rhythm, all_statements; CPSC 2018 / Georgia: multi_hot). Records with no positive label in "
+                    "it are left out (and counted in the log).")
+flags.DEFINE_integer("min_label_count", 1,
+                     "--task=multi: keep the classes of --label_feature with at least this many positive records "
+                     "in the whole dataset (all splits; 1: the PTB-XL benchmark's rule, every class that occurs).")
 # model and optimisation
 flags.DEFINE_string("model", "resnet1d", "Backbone name from the registry.")
 flags.DEFINE_integer("epochs", 100, "Number of epochs.")
@@ -132,6 +143,13 @@ flags.register_multi_flags_validator(
     lambda d: _check(0 <= d["eval_window_stride_s"] <= d["window_s"] and (d["window_s"] or not d["eval_window_stride_s"]),
                      f"--eval_window_stride_s={d['eval_window_stride_s']} must be in [0, --window_s={d['window_s']}] "
                      "(evaluation windows that leave gaps would skip samples) and needs --window_s"))
+flags.register_validator("min_label_count", lambda v: _check(v >= 1, f"--min_label_count must be >= 1, got {v}"))
+flags.register_multi_flags_validator(
+    ["task", "label_feature", "exclude_classes"],
+    lambda d: _check((d["task"] == "multi") == bool(d["label_feature"]) and not (d["task"] == "multi" and d["exclude_classes"]),
+                     f"--task={d['task']} --label_feature={d['label_feature']!r}: --task=multi trains on a multi-hot "
+                     "--label_feature (and takes no --exclude_classes); --task=single on the dataset's label, "
+                     "without --label_feature"))
 flags.register_multi_flags_validator(
     ["resume", "overwrite"], lambda d: _check(not (d["resume"] and d["overwrite"]),
                                               "--resume and --overwrite exclude each other"))

@@ -1,12 +1,29 @@
-"""Class probabilities of a backbone: the one prediction that training, evaluation, export and benchmarks share."""
+"""Class probabilities of a backbone: the one prediction that training, evaluation, export and benchmarks share.
+
+``activation``: ``softmax`` (a single-label run) or ``sigmoid`` (a multi-label run, ``--task=multi``): the
+output function of the run's task (``training.task``), applied to the logits.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+ACTIVATIONS = ("softmax", "sigmoid")
 
-def predict_probs(backbone, signal: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Softmax probabilities ``(n, n_classes)`` float32 of a logits backbone on ``signal`` ``(n, time, leads)``.
+
+def activation_fn(activation: str):
+    """``logits (batch, C) -> probabilities (batch, C)`` float32 of ``activation`` (one of ``ACTIVATIONS``)."""
+    import tensorflow as tf
+
+    if activation == "softmax":
+        return lambda logits: tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    if activation == "sigmoid":
+        return lambda logits: tf.sigmoid(tf.cast(logits, tf.float32))
+    raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+
+
+def predict_probs(backbone, signal: np.ndarray, batch_size: int = 64, activation: str = "softmax") -> np.ndarray:
+    """Softmax (``activation``: or sigmoid) probabilities ``(n, n_classes)`` float32 of a logits backbone on ``signal`` ``(n, time, leads)``.
 
     ``signal`` is what the backbone was trained on (the z-scored split of
     ``pipeline.load_split``; ``pipeline.zscore`` of raw records): a NumPy array,
@@ -18,28 +35,30 @@ def predict_probs(backbone, signal: np.ndarray, batch_size: int = 64) -> np.ndar
     """
     import tensorflow as tf
 
-    probabilities = tf.function(lambda x: tf.nn.softmax(tf.cast(backbone(x, training=False), tf.float32)),
-                                reduce_retracing=True)
+    output = activation_fn(activation)
+    probabilities = tf.function(lambda x: output(backbone(x, training=False)), reduce_retracing=True)
     batches = [probabilities(tf.convert_to_tensor(signal[start:start + batch_size], tf.float32)).numpy()
                for start in range(0, len(signal), batch_size)]
     return np.concatenate(batches) if batches else np.zeros([0, int(backbone.outputs[0].shape[-1])], np.float32)
 
 
-def split_probs(backbone, arrays, batch_size: int = 64) -> np.ndarray:
-    """Softmax probabilities ``(n, n_classes)`` of every record of ``arrays`` (``pipeline.SplitArrays``).
+def split_probs(backbone, arrays, batch_size: int = 64, activation: str = "softmax") -> np.ndarray:
+    """Softmax (``activation``: or sigmoid) probabilities ``(n, n_classes)`` of every record of ``arrays`` (``pipeline.SplitArrays``).
 
     Whole records: ``predict_probs`` of ``arrays.signal``. With ``arrays.window``: every record's evaluation
     windows (``pipeline.eval_dataset``, ``batch_size`` records a batch) scored in inference mode and their
     probabilities aggregated per record (``windows.aggregate``, ``arrays.window.aggregate``).
     """
     if arrays.window is None:
-        return predict_probs(backbone, arrays.signal, batch_size)
+        return predict_probs(backbone, arrays.signal, batch_size, activation)
     import tensorflow as tf
 
     from erts_tf.data import pipeline, windows
 
+    output = activation_fn(activation)
+
     def probs_of(x):
-        return tf.nn.softmax(tf.cast(backbone(x, training=False), tf.float32))
+        return output(backbone(x, training=False))
 
     record_probs = tf.function(lambda w, valid: windows.record_probs(probs_of, w, valid, arrays.window.aggregate),
                                reduce_retracing=True)

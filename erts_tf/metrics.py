@@ -69,18 +69,23 @@ def _auroc_columns(targets: np.ndarray, scores: np.ndarray, class_names) -> dict
     return {"macro_auroc": float(np.mean(defined)) if defined else None, "per_class_auroc": per_class}
 
 
-def multilabel_metrics(targets: np.ndarray, scores: np.ndarray, class_names, threshold: float | None = 0.5) -> dict:
+def multilabel_metrics(targets: np.ndarray, scores: np.ndarray, class_names, threshold: float | None = 0.5,
+                       tuned_thresholds: np.ndarray | None = None) -> dict:
     """Multi-label metrics of per-class scores against multi-hot targets.
 
     Macro AUROC over the classes (columns) that have both positives and
-    negatives; with a ``threshold``, also macro-F1 and per-class F1 of
-    ``scores >= threshold`` (scikit-learn, ``zero_division=0``).
+    negatives; with a ``threshold``, also macro-F1 and per-class F1 (and in
+    ``per_class`` precision, recall, support, AUROC) of ``scores >= threshold``
+    (scikit-learn, ``zero_division=0``); with
+    ``tuned_thresholds`` ``(n_classes,)`` (``f1_optimal_thresholds`` of another
+    split, the validation split), ``tuned``: the same F1s at those thresholds.
 
     Args:
       targets: ``(n, n_classes)`` multi-hot {0, 1}.
       scores: ``(n, n_classes)`` per-class scores (sigmoid outputs, or the class
         probabilities of a single-label model: then only the AUROC is meaningful).
       threshold: decision threshold for the F1 metrics; None skips them.
+      tuned_thresholds: per-class thresholds of the ``tuned`` F1s (None: not reported).
     """
     targets = np.asarray(targets).astype(int)
     scores = np.asarray(scores, np.float64)
@@ -88,8 +93,45 @@ def multilabel_metrics(targets: np.ndarray, scores: np.ndarray, class_names, thr
               **_auroc_columns(targets, scores, class_names)}
     if threshold is not None:
         pred = (scores >= threshold).astype(int)
-        f1 = skm.f1_score(targets, pred, average=None, zero_division=0)
+        p, r, f1, support = skm.precision_recall_fscore_support(targets, pred, average=None, zero_division=0,
+                                                                labels=range(len(class_names)))
         result.update(threshold=threshold,
                       macro_f1=float(skm.f1_score(targets, pred, average="macro", zero_division=0)),
-                      per_class_f1=dict(zip(class_names, map(float, f1))))
+                      per_class_f1=dict(zip(class_names, map(float, f1))),
+                      per_class={name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i]),
+                                        "support": int(support[i]), "auroc": result["per_class_auroc"][name]}
+                                 for i, name in enumerate(class_names)})
+    if tuned_thresholds is not None:
+        tuned_thresholds = np.asarray(tuned_thresholds, np.float64)
+        pred = (scores >= tuned_thresholds).astype(int)
+        f1 = skm.f1_score(targets, pred, average=None, zero_division=0, labels=range(len(class_names)))
+        result["tuned"] = {"thresholds": dict(zip(class_names, map(float, tuned_thresholds))),
+                           "macro_f1": float(np.mean(f1)), "per_class_f1": dict(zip(class_names, map(float, f1)))}
     return result
+
+
+def f1_optimal_thresholds(targets: np.ndarray, scores: np.ndarray, default: float = 0.5) -> np.ndarray:
+    """Per-class thresholds ``(n_classes,)`` that maximise each class's F1 of ``scores >= t`` on these records.
+
+    Choose them on the validation split and apply them to test (never choose on test). Candidates are the
+    class's scores (ties: the highest threshold of the best F1); a class without positives keeps ``default``.
+
+    Args:
+      targets: ``(n, n_classes)`` multi-hot {0, 1}.
+      scores: ``(n, n_classes)`` per-class scores.
+    """
+    targets = np.asarray(targets) > 0
+    scores = np.asarray(scores, np.float64)
+    thresholds = np.full(targets.shape[1], default, np.float64)
+    for c in range(targets.shape[1]):
+        positives = int(targets[:, c].sum())
+        if positives == 0:
+            continue
+        order = np.argsort(-scores[:, c], kind="stable")
+        s, t = scores[order, c], targets[order, c]
+        tp = np.cumsum(t)  # predicting the first k+1 (scores >= s[k]) positive
+        k = np.arange(1, len(s) + 1)
+        last = np.r_[s[1:] != s[:-1], True]  # a threshold takes every tie: only the last of a run of ties counts
+        f1 = np.where(last, 2 * tp / (k + positives), -1.0)
+        thresholds[c] = s[int(np.argmax(f1))]
+    return thresholds

@@ -53,12 +53,18 @@ def load_split(builder, config, split: str):
 
     ``config.data_backend``: ``memory`` decodes the split into RAM; ``lazy`` leaves the signal on disk
     (a ``LazySignal``: indexing it reads those records), so evaluation and the report read only what they score.
-    ``--window_s``: the split is read as windows (``window_of``; ``pipeline.load_split``)."""
+    ``--window_s``: the split is read as windows (``window_of``; ``pipeline.load_split``).
+    ``--task=multi``: the labels are ``--label_feature``'s multi-hot ``(n, C)``, on the classes with at least
+    ``--min_label_count`` positive records, without the records that have none of them (``label_sets``)."""
     from erts_tf.data import pipeline
 
     names = excluded_classes(config)
+    multi = config.task == "multi"
     try:
-        arrays = pipeline.load_split(builder, split, config.data_backend, window_of(builder, config))
+        arrays = pipeline.load_split(builder, split, config.data_backend, window_of(builder, config),
+                                     label_feature=config.label_feature if multi else None)
+        if multi:
+            return _multi_label_split(builder, config, split, arrays)
         kept = pipeline.exclude_classes(arrays, names) if names else arrays
     except ValueError as error:
         raise DataError(str(error)) from error
@@ -66,3 +72,14 @@ def load_split(builder, config, split: str):
         log.info("%s: left out %d samples of class(es) %s (--exclude_classes)", split, arrays.n - kept.n,
                  ", ".join(names))
     return kept
+
+
+def _multi_label_split(builder, config, split: str, arrays):
+    """``arrays`` on the multi-label rules of ``label_sets`` (the classes kept over the whole dataset)."""
+    from erts_tf.data import label_sets
+
+    kept = label_sets.kept_classes(label_sets.positive_counts(builder, config.label_feature), config.min_label_count)
+    if not kept.any():
+        raise DataError(f"dataset {config.dataset!r}: no class of {config.label_feature!r} has "
+                        f"--min_label_count={config.min_label_count} positive records")
+    return label_sets.select(arrays, kept, split, config.label_feature)

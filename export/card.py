@@ -55,6 +55,15 @@ def _metrics(meta: dict) -> list[str]:
     head = (f"Test split, {m['n']} records; percentile {int(round(boot['level'] * 100))} % intervals from "
             f"{boot['rounds']} bootstrap resamples of the records (seed {boot['seed']})." if boot else
             f"Test split, {m['n']} records; no bootstrap intervals.")
+    if m.get("task") == "multi":
+        return [head, "", *_table(["metric", "value", "interval"], [
+            [f"macro AUROC ({m['label_feature']}, multi-label)", _num(m["macro_auroc"]["point"]), _ci(m["macro_auroc"])],
+            ["macro-F1 at 0.5", _num(m["macro_f1"]["point"]), _ci(m["macro_f1"])],
+            ["macro-F1 at the validation-chosen thresholds", _num(m["macro_f1_validation_thresholds"]["point"]),
+             _ci(m["macro_f1_validation_thresholds"])],
+        ]), "", *_table(["class", "AUROC", "AUROC interval", "F1 at 0.5", "threshold", "F1 at threshold", "support"], [
+            [name, _num(v["auroc"], ".3f"), _ci(v["auroc_ci"], ".3f"), _num(v["f1"], ".3f"), _num(v["threshold"], ".3f"),
+             _num(v["f1_at_threshold"], ".3f"), v["support"]] for name, v in m["per_class"].items()])]
     lines = [head, "", *_table(["metric", "value", "interval"], [
         ["macro-F1", _num(m["macro_f1"]["point"]), _ci(m["macro_f1"])],
         ["accuracy", _num(m["accuracy"]["point"]), _ci(m["accuracy"])],

@@ -78,12 +78,14 @@ def input_section(input_shape, facts: dict) -> dict:
     }
 
 
-def output_section(class_names: list[str]) -> dict:
+def output_section(class_names: list[str], activation: str = "softmax") -> dict:
     from export.onnx_export import OUTPUT_NAME
 
-    return {"name": OUTPUT_NAME, "dtype": "float32", "shape": [None, len(class_names)], "activation": "softmax",
-            "classes": list(class_names),
-            "note": "single-label: one probability per class, in this order, summing to 1"}
+    note = ("single-label: one probability per class, in this order, summing to 1" if activation == "softmax" else
+            "multi-label: an independent sigmoid probability per class, in this order (they need not sum to 1; "
+            "a class is present at probability >= its threshold, 0.5 or the validation-chosen ones in test_metrics)")
+    return {"name": OUTPUT_NAME, "dtype": "float32", "shape": [None, len(class_names)], "activation": activation,
+            "classes": list(class_names), "note": note}
 
 
 def training_section(config: dict, summary: dict | None, split_sizes: dict) -> dict:
@@ -107,6 +109,21 @@ def metrics_section(evaluation: dict) -> dict:
     def ci(point, interval):
         interval = interval or {}
         return {"point": point, "low": interval.get("low"), "high": interval.get("high")}
+
+    if evaluation.get("task") == "multi":
+        per_class_ci = boot.get("per_class_auroc", {})
+        return {
+            "split": evaluation["split"], "n": metrics["n"], "task": "multi",
+            "label_feature": evaluation["label_feature"],
+            "bootstrap": {k: boot.get(k) for k in ("rounds", "seed", "level", "method")} if boot else None,
+            "macro_auroc": ci(metrics["macro_auroc"], boot.get("macro_auroc")),
+            "macro_f1": ci(metrics["macro_f1"], boot.get("macro_f1")),
+            "macro_f1_validation_thresholds": ci(metrics["tuned"]["macro_f1"], boot.get("tuned_macro_f1")),
+            "per_class": {name: {**values, "auroc_ci": ci(values["auroc"], per_class_ci.get(name)),
+                                 "threshold": metrics["tuned"]["thresholds"][name],
+                                 "f1_at_threshold": metrics["tuned"]["per_class_f1"][name]}
+                          for name, values in metrics["per_class"].items()},
+        }
 
     per_class_ci = boot.get("per_class", {})
     section = {
@@ -175,7 +192,7 @@ def build_metadata(run_dir: str, config: dict, class_names: list[str], input_sha
         "exported_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "input": input_section(input_shape, facts),
         "preprocessing": PREPROCESSING,
-        "output": output_section(class_names),
+        "output": output_section(class_names, parity.get("activation", "softmax")),
         "training": training_section(config, summary, split_sizes),
         "selection": selection_section(config, summary),
         "test_metrics": metrics_section(evaluation),

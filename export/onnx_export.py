@@ -51,7 +51,7 @@ def export_onnx(fn, path: str, opset: int = DEFAULT_OPSET):
     for value in (model.graph.input[0], model.graph.output[0]):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     model.doc_string = (f"erts-tf serving: raw ECG signal (batch, time, leads) float32 -> per-lead z-score -> "
-                        f"backbone -> softmax probabilities; tf2onnx {tf2onnx.__version__}, opset {opset}")
+                        f"backbone -> softmax (multi-label: sigmoid) probabilities; tf2onnx {tf2onnx.__version__}, opset {opset}")
     onnx.checker.check_model(model)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     onnx.save(model, path)

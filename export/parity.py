@@ -37,12 +37,13 @@ def raw_records(builder, split: str, n: int, every: int = 1) -> dict[str, np.nda
     return {"signal": record["signal"].astype(np.float32), "label": record["label"], "sample_id": record["sample_id"]}
 
 
-def keras_reference(backbone, raw_signal: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Probabilities ``(n, n_classes)`` of the Keras backbone on the training-time preprocessing."""
+def keras_reference(backbone, raw_signal: np.ndarray, batch_size: int = 64, activation: str = "softmax") -> np.ndarray:
+    """Probabilities ``(n, n_classes)`` of the Keras backbone on the training-time preprocessing
+    (``activation``: softmax, or sigmoid for a multi-label run)."""
     from erts_tf.data import pipeline
     from erts_tf.inference import predict_probs
 
-    return predict_probs(backbone, pipeline.zscore(raw_signal), batch_size)
+    return predict_probs(backbone, pipeline.zscore(raw_signal), batch_size, activation)
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> dict:
@@ -78,8 +79,9 @@ def variant_parity(reference: np.ndarray, candidate: np.ndarray, labels: np.ndar
 
 
 def check_parity(backbone, raw_signal: np.ndarray, saved_model_path: str | None = None, onnx_path: str | None = None,
-                 tolerance: float = DEFAULT_TOLERANCE, batch_size: int = 64) -> dict:
-    """Compares the exported models with the Keras model on ``raw_signal`` ``(n, time, leads)``.
+                 tolerance: float = DEFAULT_TOLERANCE, batch_size: int = 64, activation: str = "softmax") -> dict:
+    """Compares the exported models with the Keras model on ``raw_signal`` ``(n, time, leads)``
+    (the Keras model's probabilities by ``activation``: the exported models' output function).
 
     Returns:
       ``{"n", "tolerance", "saved_model": {...}, "onnx": {...}, "passed"}`` with
@@ -87,8 +89,8 @@ def check_parity(backbone, raw_signal: np.ndarray, saved_model_path: str | None 
     """
     from export.serving import saved_model_predict
 
-    reference = keras_reference(backbone, raw_signal, batch_size)
-    result = {"n": int(len(raw_signal)), "tolerance": tolerance}
+    reference = keras_reference(backbone, raw_signal, batch_size, activation)
+    result = {"n": int(len(raw_signal)), "tolerance": tolerance, "activation": activation}
     if saved_model_path:
         result["saved_model"] = compare(reference, saved_model_predict(saved_model_path, raw_signal), tolerance)
     if onnx_path:

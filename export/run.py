@@ -74,6 +74,10 @@ def windowed_inputs(builder, config, split: str, n_samples: int, calibration_sam
     return {"parity": parity, "test": (test_windows, test.label[test_ids], test.n), "calibration": calibration}
 
 
+MULTI_LABEL_VARIANTS_NOTE = ("a multi-label run exports the float32 SavedModel and ONNX only: the float16/int8 "
+                             "variants' checks (argmax agreement, macro-F1) are single-label")
+
+
 def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OPSET, split: str = "test",
                n_samples: int = 64, data_dir: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
                variants=layout.VARIANTS, calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
@@ -84,7 +88,9 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
     Writes ``saved_model/`` (with ``assets.extra/metadata.json``), ``model.onnx`` and
     the ``variants`` (``model.float16.onnx``, ``model.int8.onnx``), each with the
     metadata in its ``metadata_props``, ``parity.json`` and ``MODEL_CARD.md``
-    (``export.layout``; ``out_dir`` defaults to ``<run_dir>/export``).
+    (``export.layout``; ``out_dir`` defaults to ``<run_dir>/export``). A multi-label run
+    (``--task=multi``) serves sigmoid probabilities and gets no float16/int8 variants
+    (``MULTI_LABEL_VARIANTS_NOTE``).
 
     Args:
       run_dir: a finished run folder.
@@ -120,9 +126,15 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
     input_shape = tuple(int(d) for d in backbone.inputs[0].shape[1:])
     signal_facts = dataset_facts(builder, input_shape[-1], facts)
     names = class_names(summary, builder, int(backbone.outputs[0].shape[-1]))
+    multi = config.task == "multi"
+    activation = "sigmoid" if multi else "softmax"
+    variants = () if multi else variants
     windowed = windowed_inputs(builder, config, split, n_samples, calibration_samples) \
         if config.window_s else None
-    if windowed is None:
+    if windowed is None and multi:  # the records only time the float32 model (no variant is scored)
+        every = raw_records(builder, split, builder.info.splits[split].num_examples)
+        test_inputs = (every["signal"], None, len(every["signal"]))
+    elif windowed is None:
         test = labelled_split(builder, split, names)
         test_inputs = (test.signal, test.label, test.n)
     else:
@@ -136,14 +148,14 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
             os.remove(layout.onnx_path(out_dir, stale))
     saved_model_path = layout.path(out_dir, layout.SAVED_MODEL)
     onnx_path = layout.onnx_path(out_dir)
-    fn = export_saved_model(backbone, saved_model_path)
+    fn = export_saved_model(backbone, saved_model_path, activation)
     export_onnx(fn, onnx_path, opset)
     if windowed is None:
         records = raw_records(builder, split, n_samples)
         parity_signal, parity_ids = records["signal"], records["sample_id"]
     else:
         parity_signal, parity_ids = windowed["parity"]
-    parity = check_parity(backbone, parity_signal, saved_model_path, onnx_path, tolerance)
+    parity = check_parity(backbone, parity_signal, saved_model_path, onnx_path, tolerance, activation=activation)
     parity.update(
         run_dir=os.path.abspath(run_dir), model=config.model, dataset=config.dataset, dataset_config=config.dataset_config,
         split=split, sample_ids=parity_ids.tolist(), input=INPUT_NAME, output=OUTPUT_NAME,
@@ -164,6 +176,8 @@ def export_run(run_dir: str, out_dir: str | None = None, opset: int = DEFAULT_OP
     measured = make_variants(out_dir, variants, calibration, test_signal, test_labels, names,
                              candidates_dir, latency_rounds, threads)
     measured["parity_records"] = {"dataset": config.dataset, "split": split, "n": test_records}
+    if multi:
+        measured["note"] = MULTI_LABEL_VARIANTS_NOTE
     metadata = build_metadata(run_dir, run_folder.read_config_json(run_dir), names, input_shape, signal_facts,
                               split_sizes, evaluation, parity, measured)
     write_metadata(metadata, out_dir, measured["files"])

@@ -8,7 +8,7 @@ artefacts are the same computation:
       -> per-sample, per-lead z-score (``erts_tf.data.pipeline.zscore_tf``;
          flat leads -> 0)
       -> backbone (inference mode) -> logits (batch, n_classes)
-      -> softmax -> {"probabilities": (batch, n_classes)}
+      -> softmax (a multi-label run, ``--task=multi``: sigmoid) -> {"probabilities": (batch, n_classes)}
 
 Backbones with a 2-D lead image carry the ``LeadImage`` layer inside the
 model, so the function is the same for every backbone.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from erts_tf import inference
 from erts_tf.data import pipeline
 
 INPUT_NAME = "signal"
@@ -34,22 +35,23 @@ def input_spec(backbone: keras.Model) -> tf.TensorSpec:
     return tf.TensorSpec((None, *shape), tf.float32, name=INPUT_NAME)
 
 
-def serve_raw(backbone: keras.Model):
-    """The Python serving function (not yet a tf.function)."""
+def serve_raw(backbone: keras.Model, activation: str = "softmax"):
+    """The Python serving function (not yet a tf.function); ``activation``: ``softmax`` or ``sigmoid``
+    (``inference.ACTIVATIONS``, the run's task)."""
+    output = inference.activation_fn(activation)
 
     def serve(signal):
-        logits = backbone(pipeline.zscore_tf(signal), training=False)
-        return {OUTPUT_NAME: tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)}
+        return {OUTPUT_NAME: output(backbone(pipeline.zscore_tf(signal), training=False))}
 
     return serve
 
 
-def serving_function(backbone: keras.Model):
+def serving_function(backbone: keras.Model, activation: str = "softmax"):
     """The serving ``tf.function`` with its fixed input signature (for tests and tf2onnx)."""
-    return tf.function(serve_raw(backbone), input_signature=[input_spec(backbone)], autograph=False)
+    return tf.function(serve_raw(backbone, activation), input_signature=[input_spec(backbone)], autograph=False)
 
 
-def export_saved_model(backbone: keras.Model, path: str):
+def export_saved_model(backbone: keras.Model, path: str, activation: str = "softmax"):
     """Writes a SavedModel serving the raw signal at ``path``; returns its ``tf.function``.
 
     The endpoint is ``serve`` and, as the first endpoint, also ``serving_default``
@@ -58,7 +60,7 @@ def export_saved_model(backbone: keras.Model, path: str):
     """
     archive = keras.export.ExportArchive()
     archive.track(backbone)
-    fn = archive.add_endpoint(ENDPOINT, serve_raw(backbone), input_signature=[input_spec(backbone)])
+    fn = archive.add_endpoint(ENDPOINT, serve_raw(backbone, activation), input_signature=[input_spec(backbone)])
     archive.write_out(path, verbose=False)
     return fn
 

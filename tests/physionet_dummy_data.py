@@ -172,6 +172,7 @@ PTBXL_CASES = (
     ({"ISC_": 0.0, "LVH": 0.0}, "STTC", (0, 0, 1, 0, 1)),
     ({"PVC": 0.0, "IMI": 35.0, "NORM": 80.0}, "NORM", (1, 1, 0, 0, 0)),
 )
+PTBXL_RHYTHM = ("SR",)  # the rhythm statements of PTBXL_STATEMENTS (PVC is a form statement)
 PTBXL_FLAGS = ("baseline_drift", "static_noise", "burst_noise", "electrodes_problems")
 PTBXL_COLUMNS = (
     "ecg_id", "patient_id", "age", "sex", "height", "weight", "nurse", "site", "device", "recording_date",
@@ -213,7 +214,8 @@ def write_ptbxl(root: pathlib.Path, *, per_fold: int = 2, rates=(100, 500), seed
         writer = csv.writer(f)
         writer.writerow(["", "description", "diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"])
         for code, description, diagnostic, cls in PTBXL_STATEMENTS:
-            writer.writerow([code, description, diagnostic or "", "", "" if diagnostic else 1.0, cls or "", cls or ""])
+            writer.writerow([code, description, diagnostic or "", "", 1.0 if code in PTBXL_RHYTHM else "", cls or "",
+                             cls or ""])
     expected, rows = {}, []
     ecg_id = 0
     for fold in range(1, 11):

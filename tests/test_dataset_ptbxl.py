@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import collections
+import csv
+import io
 import logging
 import pathlib
 import zipfile
@@ -304,3 +307,67 @@ def test_registry_finds_builder():
     builder = registry.builder("ptbxl", "500hz", data_dir="/nonexistent")
     assert builder.info.features["signal"].shape == (5000, 12)
     assert isinstance(builder.info.features["label"], tfds.features.ClassLabel)
+
+
+def _statement_table(archive) -> tuple[dict, list[dict]]:
+    """``scp_statements.csv`` (code -> row) and ``ptbxl_database.csv`` rows of the archive, read with csv."""
+    with zipfile.ZipFile(archive) as zf:
+        def rows(name):
+            member = next(m for m in zf.namelist() if m.endswith(name))
+            return list(csv.DictReader(io.TextIOWrapper(zf.open(member), encoding="utf-8")))
+
+        statements = {row[""]: row for row in rows("scp_statements.csv")}
+        return statements, rows("ptbxl_database.csv")
+
+
+def test_real_multi_label_counts_match_the_csv_files(real_ptbxl):
+    """The label sets' positives per split, checked against the archive's CSV files read independently."""
+    from erts_tf.data import label_sets
+
+    builder, _, archive = real_ptbxl
+    statements, database = _statement_table(archive)
+    defined = {
+        "diagnostic": [c for c, r in statements.items() if r["diagnostic"] and float(r["diagnostic"]) == 1],
+        "rhythm": [c for c, r in statements.items() if r["rhythm"] and float(r["rhythm"]) == 1],
+        "all_statements": list(statements),
+    }
+    assert {k: len(v) for k, v in defined.items()} == {"diagnostic": 44, "rhythm": 12, "all_statements": 71}
+    superclass = {c: statements[c]["diagnostic_class"] for c in defined["diagnostic"]}
+    split_of = {**{f: "train" for f in range(1, 9)}, 9: "validation", 10: "test"}
+    for feature in ("superclasses", "diagnostic", "rhythm", "all_statements"):
+        names = label_sets.class_names(builder, feature)
+        for split in ("train", "validation", "test"):
+            want = collections.Counter()
+            empty = 0
+            for row in database:
+                if split_of[int(float(row["strat_fold"]))] != split:
+                    continue
+                codes = ast.literal_eval(row["scp_codes"])
+                if feature == "superclasses":
+                    present = {superclass[c] for c in codes if c in superclass}
+                else:
+                    present = {c for c in codes if c in defined[feature]}
+                want.update(present)
+                empty += not present
+            got = label_sets.read_feature(builder, split, feature)
+            assert dict(zip(names, got.sum(axis=0).tolist())) == {n: want.get(n, 0) for n in names}, (feature, split)
+            assert int((~got.any(axis=1)).sum()) == empty, (feature, split)
+    assert sorted(label_sets.class_names(builder, "rhythm")) == sorted(defined["rhythm"])
+
+
+def test_real_rhythm_set_leaves_out_records_without_a_rhythm_statement(real_ptbxl, caplog):
+    """At load time: records with no rhythm statement are left out of the rhythm set (and the count logged)."""
+    from erts_tf import run_data
+    from erts_tf.data import label_sets
+    from erts_tf.training.config import RunConfig
+
+    builder, _, _ = real_ptbxl
+    config = RunConfig(output_dir="unused", dataset="ptbxl", dataset_config="100hz", task="multi",
+                       label_feature="rhythm")
+    with caplog.at_level(logging.INFO, logger="erts_tf.data.label_sets"):
+        test = run_data.load_split(builder, config, "test")
+    stored = label_sets.read_feature(builder, "test", "rhythm")
+    assert test.n == int(stored.any(axis=1).sum()) < len(stored)
+    assert test.label.shape == (test.n, 12) and test.label.any(axis=1).all()
+    assert any(f"{len(stored) - test.n} of {len(stored)} records have no label" in r.getMessage()
+               for r in caplog.records)

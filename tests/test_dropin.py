@@ -252,3 +252,21 @@ def test_runnable_example_from_the_readme(capsys):
         assert float(row[4]) == pytest.approx(r["wall_s"], abs=0.05)
         assert r["macro_f1"] > 0.6  # well above chance (1/3) on the clean held-out records
     assert results["erts"]["backpropagated"] < results["plain"]["backpropagated"]
+
+
+def test_multi_label_drop_in_trains_on_multi_hot_targets():
+    """``task="multi"``: multi-hot labels, sigmoid BCE through the same step; selection runs on membership."""
+    x, y = _arrays()
+    hot = np.eye(3, dtype=np.int32)[y]
+    hot[::4, (y[::4] + 1) % 3] = 1  # some records carry two classes
+    n = len(y)
+    model = erts_tf.ERTS(_functional(), target_layer="block3", mode="erts", level="batch", n_samples=n,
+                         warm_up_epochs=1, cam_start_epoch=0, tau=0.0, task="multi")
+    model.compile()
+    ds = tf.data.Dataset.from_tensor_slices((x, hot, np.arange(n))).batch(16)
+    history = model.fit(ds, epochs=2, callbacks=[model.selection_callback()], verbose=0)
+    assert model.task.name == "multi" and np.isfinite(history.history["loss"]).all()
+    assert "macro_auc" in history.history
+    assert model.state.label.numpy().shape == (n, 3) and (model.state.label.numpy() == hot).all()
+    probs = model.predict(x[:4], verbose=0)
+    np.testing.assert_allclose(probs, tf.sigmoid(model.backbone(x[:4])).numpy(), atol=1e-6)

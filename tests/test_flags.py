@@ -143,3 +143,37 @@ def test_recommended_baselines_train_on_windows(dataset, window, stride, tmp_pat
     assert (config.window_s, config.eval_window_stride_s, config.window_aggregate) == (window, stride, "mean")
     assert config.mode == "full" and config.dataset == dataset and (config.dataset_config == "full") == (
         dataset == "cinc2017")
+
+
+@pytest.mark.parametrize("flagfile, feature, mode, aggregate", [
+    ("configs/ptbxl/recommended_full_superdiagnostic.cfg", "superclasses", "full", "max"),
+    ("configs/ptbxl/recommended_superdiagnostic.cfg", "superclasses", "erts_infobatch", "max"),
+])
+def test_multilabel_configs(flagfile, feature, mode, aggregate, tmp_path):
+    _parse([f"--flagfile={flagfile}"], tmp_path)
+    config = erts_flags.run_config()
+    erts_flags.FLAGS.unparse_flags()
+    assert (config.task, config.label_feature, config.mode, config.window_aggregate) == ("multi", feature, mode,
+                                                                                         aggregate)
+    assert config.dataset == "ptbxl" and config.window_s == 2.5
+
+
+@pytest.mark.parametrize("model", ["resnet1d", "xresnet1d101", "inception1d"])
+def test_rhythm_flagfile_over_an_existing_config(model, tmp_path):
+    _parse(["--flagfile=configs/ptbxl/recommended_full.cfg", "--flagfile=configs/ptbxl/rhythm.cfg",
+            f"--model={model}"], tmp_path)
+    config = erts_flags.run_config()
+    erts_flags.FLAGS.unparse_flags()
+    assert (config.task, config.label_feature, config.model) == ("multi", "rhythm", model)
+
+
+@pytest.mark.parametrize("args", [["--task=multi"], ["--label_feature=superclasses"],
+                                  ["--task=multi", "--label_feature=rhythm", "--exclude_classes=NORM"],
+                                  ["--task=multi", "--label_feature=rhythm", "--min_label_count=0"]])
+def test_bad_task_flags_are_refused(args, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(args, tmp_path)
+    erts_flags.FLAGS.unparse_flags()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--task" in err or "--min_label_count" in err

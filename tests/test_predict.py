@@ -178,7 +178,7 @@ def test_predict_on_real_ptbxl_records_equals_the_evaluate_path(ptbxl_export, tm
     import pandas as pd
 
     from erts_tf.data import pipeline
-    from erts_tf.evaluate import read_feature
+    from erts_tf.data.label_sets import read_feature
     from erts_tf.inference import predict_probs
     from erts_tf.run_data import prepare_builder
     from erts_tf.run_folder import load_model

@@ -8,6 +8,16 @@ record's statements with ``diagnostic == 1`` in ``scp_statements.csv``
 the multi-hot of all diagnostic superclasses, the signal-quality flags and
 the official folds (1-8 train, 9 validation, 10 test). Signals are in
 millivolts, as ``wfdb`` reads them (every PTB-XL header declares mV).
+
+Multi-label targets, the label sets of the PTB-XL benchmark (Strodthoff et al.
+2021, helme/ecg_ptbxl_benchmarking), each a multi-hot over the statements of
+``scp_statements.csv`` that define it, whatever the likelihood:
+``superclasses`` (5, superdiagnostic), ``diagnostic`` (44, ``diagnostic == 1``),
+``rhythm`` (12, ``rhythm == 1``) and ``all_statements`` (71, every statement).
+Their class names are in ``info.metadata["label_sets"]``. Nothing is dropped
+here: a record with no statement of a set has an all-zero row, and the
+benchmark's rules (a class is kept if it occurs; records without a kept class
+are left out) are applied when a run loads the set (``--min_label_count``).
 """
 
 from __future__ import annotations
@@ -23,6 +33,25 @@ import tensorflow_datasets as tfds
 from erts_tf.data.physionet import builder_base, features, manual_download, readers
 
 SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
+# The statements of PTB-XL 1.0.3's scp_statements.csv, in its row order: diagnostic == 1 (44), rhythm == 1 (12),
+# and all (71; the diagnostic ones, then form, then rhythm).
+DIAGNOSTIC = (
+    "NDT", "NST_", "DIG", "LNGQT", "NORM", "IMI", "ASMI", "LVH", "LAFB", "ISC_", "IRBBB", "1AVB", "IVCD", "ISCAL",
+    "CRBBB", "CLBBB", "ILMI", "LAO/LAE", "AMI", "ALMI", "ISCIN", "INJAS", "LMI", "ISCIL", "LPFB", "ISCAS", "INJAL",
+    "ISCLA", "RVH", "ANEUR", "RAO/RAE", "EL", "WPW", "ILBBB", "IPLMI", "ISCAN", "IPMI", "SEHYP", "INJIN", "INJLA",
+    "PMI", "3AVB", "INJIL", "2AVB",
+)  # fmt: skip
+FORM_ONLY = ("ABQRS", "PVC", "STD_", "VCLVH", "QWAVE", "LOWT", "NT_", "PAC", "LPR", "INVT", "LVOLT", "HVOLT", "TAB_",
+             "STE_", "PRC(S)")  # fmt: skip
+RHYTHM = ("SR", "AFIB", "STACH", "SARRH", "SBRAD", "PACE", "SVARR", "BIGU", "AFLT", "SVTAC", "PSVT", "TRIGU")
+ALL_STATEMENTS = DIAGNOSTIC + FORM_ONLY + RHYTHM
+# feature name -> (class names, what defines the set; the benchmark's name)
+LABEL_SETS = {
+    "superclasses": (SUPERCLASSES, "diagnostic_class of the statements with diagnostic == 1 (superdiagnostic)"),
+    "diagnostic": (DIAGNOSTIC, "statements with diagnostic == 1 (diagnostic)"),
+    "rhythm": (RHYTHM, "statements with rhythm == 1 (rhythm)"),
+    "all_statements": (ALL_STATEMENTS, "every statement of scp_statements.csv (all)"),
+}
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 UNITS = "mV"  # physical units of the signal as wfdb reads it; records in other units are skipped
 QUALITY_FLAGS = ("baseline_drift", "static_noise", "burst_noise", "electrodes_problems")
@@ -56,6 +85,37 @@ def superclass_multi_hot(scp_codes: dict, diagnostic_class: dict) -> np.ndarray:
         if superclass in SUPERCLASSES:
             hot[SUPERCLASSES.index(superclass)] = 1
     return hot
+
+
+def statement_multi_hot(scp_codes: dict, statements: tuple, defined: set) -> np.ndarray:
+    """Multi-hot over ``statements`` of the record's codes that ``scp_statements.csv`` puts in the set
+    (``defined``), any likelihood."""
+    hot = np.zeros(len(statements), dtype=np.int8)
+    for code in scp_codes:
+        if code in defined:
+            hot[statements.index(code)] = 1
+    return hot
+
+
+def read_statement_sets(path: pathlib.Path) -> dict:
+    """``{"diagnostic", "rhythm", "all_statements": set of codes}`` as ``scp_statements.csv`` defines them;
+    ``ManualDataError`` for a statement the label sets of this builder do not know (another PTB-XL release)."""
+    table = pd.read_csv(path, index_col=0)
+    missing = {"diagnostic", "rhythm"} - set(table.columns)
+    if missing:
+        raise manual_download.ManualDataError(f"ptbxl: {path} lacks the column(s) {', '.join(sorted(missing))}")
+    sets = {
+        "diagnostic": {str(c) for c in table.index[table["diagnostic"] == 1]},
+        "rhythm": {str(c) for c in table.index[table["rhythm"] == 1]},
+        "all_statements": {str(c) for c in table.index},
+    }
+    for name, codes in sets.items():
+        unknown = sorted(codes - set(LABEL_SETS[name][0]))
+        if unknown:
+            raise manual_download.ManualDataError(
+                f"ptbxl: {path} puts {', '.join(unknown)} in the {name} statements, which PTB-XL 1.0.3 does not "
+                f"({len(LABEL_SETS[name][0])} statements); this builder reads PTB-XL 1.0.3")
+    return sets
 
 
 def read_diagnostic_classes(path: pathlib.Path) -> dict:
@@ -96,9 +156,11 @@ class Builder(builder_base.PhysioNetBuilder):
     """DatasetBuilder for ptbxl."""
 
     SOURCE = SOURCE
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release: reference single label, superclass multi-hot, quality flags, folds 1-8/9/10.",
+        "1.1.0": "The PTB-XL benchmark's label sets as multi-hot features: diagnostic (44 statements), rhythm (12), "
+                 "all_statements (71), beside superclasses (5); their class names in info.metadata['label_sets'].",
     }
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
     Download PTB-XL 1.0.3 from {SOURCE.url}
@@ -127,11 +189,17 @@ class Builder(builder_base.PhysioNetBuilder):
             "strat_fold": np.int64,
             "signal": features.signal_feature((self.builder_config.length, 12)),
             "label": tfds.features.ClassLabel(names=SUPERCLASSES),
-            "superclasses": tfds.features.Tensor(shape=(len(SUPERCLASSES),), dtype=np.int8),
+            **{name: tfds.features.Tensor(shape=(len(names),), dtype=np.int8) for name, (names, _) in LABEL_SETS.items()},
             "has_diagnostic_label": np.bool_,
             "scp_codes": tfds.features.Text(),
             **{flag: np.bool_ for flag in QUALITY_FLAGS},
         }
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        info = super()._info()
+        info.metadata["label_sets"] = {name: {"names": list(names), "definition": definition}
+                                       for name, (names, definition) in LABEL_SETS.items()}
+        return info
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config = self.builder_config
@@ -154,6 +222,7 @@ class Builder(builder_base.PhysioNetBuilder):
                 "(subsets such as ptb-xl-1.0.3-every5th.zip hold only records100/)."
             )
         diagnostic_class = read_diagnostic_classes(root / "scp_statements.csv")
+        statement_sets = read_statement_sets(root / "scp_statements.csv")
         table = read_database(root / "ptbxl_database.csv")
         self._check_files(root, table)
         self._total_records = len(table)
@@ -162,7 +231,7 @@ class Builder(builder_base.PhysioNetBuilder):
             raise manual_download.ManualDataError(f"ptbxl: strat_fold values {unknown_folds} in ptbxl_database.csv")
         split_of = table["strat_fold"].map(FOLD_TO_SPLIT)
         return {
-            split: self._generate_examples(split, root, table[split_of == split], diagnostic_class)
+            split: self._generate_examples(split, root, table[split_of == split], diagnostic_class, statement_sets)
             for split in ("train", "validation", "test")
         }
 
@@ -184,7 +253,8 @@ class Builder(builder_base.PhysioNetBuilder):
                 f"{SOURCE.archive_name}, from {SOURCE.url}."
             )
 
-    def _generate_examples(self, split: str, root: pathlib.Path, rows: pd.DataFrame, diagnostic_class: dict):
+    def _generate_examples(self, split: str, root: pathlib.Path, rows: pd.DataFrame, diagnostic_class: dict,
+                           statement_sets: dict):
         config = self.builder_config
 
         def make_example(row) -> dict:
@@ -208,6 +278,8 @@ class Builder(builder_base.PhysioNetBuilder):
                 "signal": signal,
                 "label": reference_label(scp_codes, diagnostic_class),
                 "superclasses": hot,
+                **{name: statement_multi_hot(scp_codes, LABEL_SETS[name][0], codes)
+                   for name, codes in statement_sets.items()},
                 "has_diagnostic_label": bool(hot.any()),
                 "scp_codes": row["scp_codes"],
                 **{flag: row[flag] != "" for flag in QUALITY_FLAGS},

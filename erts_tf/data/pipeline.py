@@ -39,7 +39,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from erts_tf.data import augment as augment_lib
-from erts_tf.data import flat, lazy, registry, windows
+from erts_tf.data import flat, label_sets, lazy, registry, windows
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class SplitArrays:
     Attributes:
       signal: ``(n, time, leads)`` float32, z-scored: a NumPy array (memory backend) or a
         ``lazy.LazySignal`` that reads the records it is indexed with (lazy backend).
-      label: ``(n,)`` int32.
+      label: ``(n,)`` int32 class indices, or ``(n, C)`` int32 multi-hot (a multi-label run's ``--label_feature``).
       extras: other scalar features by name, each ``(n,)`` (e.g. ``corruption``).
       class_names: names of the label classes.
       extra_names: for ClassLabel extras, their names (e.g. corruption types).
@@ -158,8 +158,9 @@ def _decoded_columns(builder: tfds.core.DatasetBuilder, split: str, keys: list[s
 
 
 def _split_arrays(builder: tfds.core.DatasetBuilder, split: str, columns: dict[str, np.ndarray],
-                  signal_in_order) -> SplitArrays:
+                  signal_in_order, label_feature: str | None = None) -> SplitArrays:
     """``SplitArrays`` of ``columns`` (record order); ``signal_in_order(order)`` is the signal of the records ``order``.
+    ``label_feature``: the labels are that multi-hot feature (``label_sets.class_names``), not ``label``.
 
     ``ValueError`` unless the sample ids are exactly ``0..n-1``.
     """
@@ -167,12 +168,12 @@ def _split_arrays(builder: tfds.core.DatasetBuilder, split: str, columns: dict[s
     order = np.argsort(columns["sample_id"], kind="stable")
     if not np.array_equal(columns["sample_id"][order], np.arange(len(order))):
         raise ValueError(f"{builder.name}/{split}: sample_id must be 0..n-1 without gaps or repeats")
-    extras = [k for k in columns if k not in registry.CORE_FEATURES]
+    extras = [k for k in columns if k not in registry.CORE_FEATURES and k != label_feature]
     return SplitArrays(
         signal=signal_in_order(order),
-        label=columns["label"][order].astype(np.int32),
+        label=columns[label_feature or "label"][order].astype(np.int32),
         extras={k: columns[k][order] for k in extras},
-        class_names=list(features["label"].names),
+        class_names=label_sets.class_names(builder, label_feature) if label_feature else list(features["label"].names),
         extra_names={k: list(features[k].names) for k in extras if isinstance(features[k], tfds.features.ClassLabel)},
     )
 
@@ -210,7 +211,7 @@ def _check_window(builder: tfds.core.DatasetBuilder, window: windows.WindowSpec 
 
 
 def load_split(builder: tfds.core.DatasetBuilder, split: str, backend: str = "memory",
-               window: windows.WindowSpec | None = None) -> SplitArrays:
+               window: windows.WindowSpec | None = None, label_feature: str | None = None) -> SplitArrays:
     """``split`` of a prepared builder as ``SplitArrays`` ordered by ``sample_id``.
 
     ``backend``: ``memory`` decodes every record (TFRecord); ``lazy`` reads the scalar features
@@ -218,24 +219,29 @@ def load_split(builder: tfds.core.DatasetBuilder, split: str, backend: str = "me
     writes it). ``window``: the run trains on windows; the signal is then kept raw, and records
     may differ in length (their lengths: the stored ``num_samples`` on the lazy backend). Raises
     ``ValueError`` if a core feature is missing, the sample ids are not exactly ``0..n-1``, or the
-    window does not fit the records (``_check_window``).
+    window does not fit the records (``_check_window``). ``label_feature``: the labels are this multi-hot
+    feature ``(n, C)`` (``label_sets``; its rules are ``run_data``'s), not ``label``.
     """
     _check_core_features(builder)
     _check_window(builder, window)
-    scalars = ["sample_id", "label", *_scalar_extras(builder.info.features)]
+    if label_feature:
+        label_sets.class_names(builder, label_feature)  # a clear error before anything is decoded
+    scalars = ["sample_id", label_feature or "label", *_scalar_extras(builder.info.features)]
     if window is not None:
-        return dataclasses.replace(_raw_split(builder, split, backend, scalars), window=window)
+        return dataclasses.replace(_raw_split(builder, split, backend, scalars, label_feature), window=window)
     if backend == "memory":
         columns = _decoded_columns(builder, split, [*scalars, "signal"])
-        return _split_arrays(builder, split, columns, lambda order: zscore(columns["signal"][order]))
+        return _split_arrays(builder, split, columns, lambda order: zscore(columns["signal"][order]), label_feature)
     if backend == "lazy":
         source, columns = lazy.scalar_columns(builder, split, scalars)
         shape = builder.info.features["signal"].shape
-        return _split_arrays(builder, split, columns, lambda order: lazy.LazySignal(source, order, shape))
+        return _split_arrays(builder, split, columns, lambda order: lazy.LazySignal(source, order, shape),
+                             label_feature)
     raise ValueError(f"unknown data backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def _raw_split(builder: tfds.core.DatasetBuilder, split: str, backend: str, scalars: list[str]) -> SplitArrays:
+def _raw_split(builder: tfds.core.DatasetBuilder, split: str, backend: str, scalars: list[str],
+               label_feature: str | None = None) -> SplitArrays:
     """``split`` with its raw records (for windows): a ``flat.FlatSignal`` or a raw ``lazy.LazySignal``,
     and ``lengths``."""
     shape = builder.info.features["signal"].shape
@@ -243,13 +249,15 @@ def _raw_split(builder: tfds.core.DatasetBuilder, split: str, backend: str, scal
         columns, flat_signal, record_lengths = _ragged_columns(builder, split, scalars)
         offsets = np.concatenate([[0], np.cumsum(record_lengths)[:-1]]).astype(np.int64)
         arrays = _split_arrays(builder, split, columns,
-                               lambda order: flat.FlatSignal(flat_signal, offsets[order], record_lengths[order]))
+                               lambda order: flat.FlatSignal(flat_signal, offsets[order], record_lengths[order]),
+                               label_feature)
         return dataclasses.replace(arrays, lengths=arrays.signal.lengths)
     if backend == "lazy":
         source, columns = lazy.scalar_columns(builder, split, scalars)
         if shape[0] is None and "num_samples" not in columns:
             raise ValueError(f"{builder.info.full_name}: records of several lengths need a num_samples feature")
-        arrays = _split_arrays(builder, split, columns, lambda order: lazy.LazySignal(source, order, shape))
+        arrays = _split_arrays(builder, split, columns, lambda order: lazy.LazySignal(source, order, shape),
+                               label_feature)
         lengths = arrays.extras["num_samples"] if shape[0] is None else np.full(arrays.n, shape[0])
         return dataclasses.replace(arrays, lengths=np.asarray(lengths, np.int64))
     raise ValueError(f"unknown data backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -410,7 +418,7 @@ def _eval_window_reader(arrays: SplitArrays):
 
 def _read(arrays: SplitArrays, id_batches: tf.data.Dataset, read_counter: tf.Variable | None = None,
           read_signal=None) -> tf.data.Dataset:
-    """``(signal (batch, time, leads), label (batch,), sample_id (batch,))`` of batches of sample ids ``(batch,)``.
+    """``(signal (batch, time, leads), label (batch,) or (batch, C), sample_id (batch,))`` of batches of sample ids ``(batch,)``.
 
     The one place where the pipeline reads records, on either backend; ``read_counter`` (if
     given) grows by the records read. Batches are read in parallel, kept in order.

@@ -5,7 +5,8 @@ for 1-D backbones or ``(batch, rows, time', channels)`` for 2-D backbones on
 the lead image (rows = the lead axis after downsampling). The map returned is
 ``(batch, time')`` in ``[0, 1]``.
 
-The gradient is of each sample's TRUE-class pre-softmax logit. Because the
+The gradient is of each sample's TRUE-class pre-softmax logit (multi-label:
+of the sum of its positive classes' logits, ``positive_class_logit_sum``). Because the
 target sums over the batch, ``d target / d A[i]`` is sample ``i``'s own
 gradient only when samples do not interact after the target layer (batch norm
 in training mode couples them weakly; see ``tests/test_gradcam.py``).
@@ -28,6 +29,17 @@ def true_class_logit_sum(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """Sum over the batch of ``logits[i, labels[i]]``; ``logits`` ``(batch, classes)``."""
     labels = tf.cast(labels, tf.int32)
     return tf.reduce_sum(tf.gather(logits, labels, axis=1, batch_dims=1))
+
+
+def positive_class_logit_sum(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """The multi-label target: per sample the sum of the logits of its positive classes, or, for a sample
+    with no positive class, minus the sum of all its logits (the evidence against every class); summed
+    over the batch. ``logits`` and multi-hot ``targets`` ``(batch, classes)``."""
+    logits = tf.cast(logits, tf.float32)
+    positive = tf.cast(targets, tf.float32)
+    has_positive = tf.reduce_any(positive > 0, axis=-1)
+    per_sample = tf.where(has_positive, tf.reduce_sum(positive * logits, axis=-1), -tf.reduce_sum(logits, axis=-1))
+    return tf.reduce_sum(per_sample)
 
 
 def minmax_normalise(maps: tf.Tensor) -> tf.Tensor:

@@ -93,20 +93,19 @@ def gradcam_overlay_png(run_dir: str, path: str, n_examples: int | None = None) 
     """
     from erts_tf import models, run_data
     from erts_tf.explain.gradcam import cam_view
-    from erts_tf.training.tensorboard_extras import example_ids, gradcam_maps
+    from erts_tf.training import task as task_lib
+    from erts_tf.training.tensorboard_extras import class_count, example_ids, gradcam_maps, gradcam_titles
 
     config = run_folder.read_config(run_dir)
     backbone = run_folder.load_model(run_dir)
     arrays = run_data.load_split(run_data.prepare_builder(config), config, "validation")
+    task = task_lib.get(config.task)
     cam_model = cam_view(backbone, models.get(config.model).target_layer)
-    n_examples = n_examples or min(8, len(set(arrays.label.tolist())))
+    n_examples = n_examples or min(8, class_count(arrays.label))
     ids = example_ids(arrays.label, n_examples)
     signal = arrays.model_inputs(ids)  # a run on windows: each record's first window
-    maps, probs = gradcam_maps(cam_model, signal, arrays.label[ids])
-    names = arrays.class_names
-    titles = [f"validation #{i}: true {names[y]}, predicted {names[p]}, p_true {q[y]:.2f}"
-              + ("  (empty map: no positive evidence for the true class)" if m.max() == 0 else "")
-              for i, y, p, q, m in zip(ids, arrays.label[ids], probs.argmax(-1), probs, maps)]
+    maps, probs = gradcam_maps(cam_model, signal, arrays.label[ids], task)
+    titles = gradcam_titles(ids, arrays.label[ids], probs, maps, arrays.class_names, task)
     lead = 1 if arrays.signal.shape[-1] > 1 else 0
     fig = figures.gradcam_overlay_figure(signal[..., lead], maps, titles, lead_name=f"lead {lead}",
                                        title=f"{config.model}: Grad-CAM of the true class (best weights)")

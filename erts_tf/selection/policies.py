@@ -40,6 +40,12 @@ share of every class, topping a class up with random samples of it (reason
 ``rescued``); it then replaces dbpd's "first sample of each class" rescue.
 ``min_keep_frac`` = 0 is the reference.
 
+Classes are read as membership (``Scores.membership``): a single-label sample
+belongs to its class, a multi-label sample (``label`` ``(n, C)`` multi-hot) to
+every class it carries. Every per-class rule (dbpd's and ERTS's rescues,
+erts_infobatch's per-class unreliable share, the class floor) counts a sample
+in each of its classes; a sample with no positive class belongs to none.
+
 Every decision carries a loss weight per sample (1 unless a rule says otherwise;
 0 for a dropped sample).
 """
@@ -88,10 +94,10 @@ class Scores:
     """Per-sample inputs of a policy, each ``(n,)``.
 
     Attributes:
-      p_true: softmax probability of the true class.
+      p_true: softmax probability of the true class (multi-label: ``exp(-mean BCE)``, ``training.task``).
       focus: focus score of the true-class Grad-CAM map (higher = focused).
-      label: true class index.
-      correct: whether the argmax prediction equals the label.
+      label: true class index ``(n,)``, or multi-hot ``(n, C)`` (multi-label).
+      correct: whether the argmax prediction equals the label (multi-label: every class right at 0.5).
       has_focus: whether ``focus`` was ever computed for the sample (a policy
         never ranks a sample by a focus that was not).
       scored: whether the sample was ever scored (``p_true`` is meaningful).
@@ -117,9 +123,15 @@ class Scores:
             p_true >= 0 if scored is None else tf.cast(tf.convert_to_tensor(scored), tf.bool),
         )
 
+    def membership(self, n_classes: int) -> tf.Tensor:
+        """``(n, n_classes)`` bool: the classes each sample belongs to (its class; multi-label: its positives)."""
+        if self.label.shape.rank == 2:
+            return self.label > 0
+        return tf.one_hot(self.label, n_classes, dtype=tf.int32) > 0
+
     @property
     def loss(self) -> tf.Tensor:
-        """``(n,)`` the unweighted cross-entropy ``-log p_true`` of the last score."""
+        """``(n,)`` the unweighted loss ``-log p_true`` of the last score (multi-label: the mean BCE)."""
         return -tf.math.log(tf.clip_by_value(self.p_true, 1e-7, 1.0))
 
 
@@ -157,13 +169,13 @@ def _candidates(scores: Scores, tau: float) -> tf.Tensor:
     return scores.p_true < tau
 
 
-def _first_of_each_class(label: tf.Tensor, n_classes: int) -> tf.Tensor:
-    """``(n,)`` bool: True at the first occurrence (group order) of every present class."""
-    onehot = tf.one_hot(label, n_classes, dtype=tf.int32)  # (n, C)
-    present = tf.reduce_any(onehot > 0, axis=0)
+def _first_of_each_class(membership: tf.Tensor) -> tf.Tensor:
+    """``(n,)`` bool: True at the first member (group order) of every present class of ``membership`` ``(n, C)``."""
+    onehot = tf.cast(membership, tf.int32)  # (n, C)
+    present = tf.reduce_any(membership, axis=0)
     first = tf.argmax(onehot, axis=0, output_type=tf.int32)  # first index per class
     first = tf.boolean_mask(first, present)
-    n = tf.shape(label)[0]
+    n = tf.shape(membership)[0]
     return tf.scatter_nd(first[:, None], tf.ones_like(first, tf.bool), [n])
 
 
@@ -186,7 +198,7 @@ def _focus_filter(scores: Scores, candidates: tf.Tensor, config: PolicyConfig) -
 
 def _class_rescue(scores: Scores, candidates: tf.Tensor, kept: tf.Tensor, n_classes: int) -> tf.Tensor:
     """Best-scoring candidate of every class present among candidates but absent from kept."""
-    onehot = tf.one_hot(scores.label, n_classes, dtype=tf.int32) > 0  # (n, C)
+    onehot = scores.membership(n_classes)  # (n, C)
     cand_c = tf.logical_and(onehot, candidates[:, None])
     kept_c = tf.logical_and(onehot, kept[:, None])
     needs = tf.logical_and(tf.reduce_any(cand_c, axis=0), tf.logical_not(tf.reduce_any(kept_c, axis=0)))
@@ -200,7 +212,7 @@ def _class_rescue(scores: Scores, candidates: tf.Tensor, kept: tf.Tensor, n_clas
 
 def full(scores: Scores, epoch, rng, config: PolicyConfig) -> Decision:
     del epoch, rng, config
-    keep = tf.ones_like(scores.label, tf.bool)
+    keep = tf.ones_like(scores.p_true, tf.bool)
     return Decision(keep, tf.fill(tf.shape(keep), int(Reason.FULL)))
 
 
@@ -209,7 +221,7 @@ def dbpd(scores: Scores, epoch, rng, config: PolicyConfig) -> Decision:
     hard = _candidates(scores, config.tau)
     if config.min_keep_frac > 0:  # the class floor (``decide``) replaces the first-of-each-class rescue
         return Decision(hard, _reason(Reason.HARD, Reason.CONFIDENT, hard))
-    rescued = tf.logical_and(_first_of_each_class(scores.label, config.n_classes), tf.logical_not(hard))
+    rescued = tf.logical_and(_first_of_each_class(scores.membership(config.n_classes)), tf.logical_not(hard))
     keep = tf.logical_or(hard, rescued)
     reason = tf.where(rescued, int(Reason.RESCUED), _reason(Reason.HARD, Reason.CONFIDENT, hard))
     return Decision(keep, reason)
@@ -301,8 +313,9 @@ def erts_infobatch(scores: Scores, epoch, rng, config: PolicyConfig, cam_active:
         return base
     hard = tf.logical_and(tf.equal(base.reason, int(Reason.HARD)), scores.has_focus)
     unreliable = tf.zeros_like(hard)
+    membership = scores.membership(config.n_classes)
     for c in range(config.n_classes):
-        members = tf.logical_and(hard, tf.equal(scores.label, c))
+        members = tf.logical_and(hard, membership[:, c])
         count = tf.reduce_sum(tf.cast(members, tf.float32))
         k = tf.cast(tf.floor(config.unreliable_frac * count), tf.int32)
         rank = _rank(tf.where(members, scores.focus, np.inf))  # least focused first
@@ -324,18 +337,22 @@ def _rank(values: tf.Tensor) -> tf.Tensor:
 def class_floor(decision: Decision, scores: Scores, min_keep_frac: float, rng, n_classes: int) -> Decision:
     """Tops every class up to ``ceil(min_keep_frac * n_c)`` kept samples with random ones of it (weight 1).
 
-    ``rng`` ``(2,)`` seeds the draw; the topped-up samples get reason ``RESCUED``.
+    ``rng`` ``(2,)`` seeds the draw; the topped-up samples get reason ``RESCUED``. Multi-label: a sample
+    counts in every class it belongs to, so one added for a class also counts for its other classes
+    (classes are topped up in order).
     """
     keep = decision.keep
     n = tf.shape(keep)[0]
     u = tf.random.stateless_uniform([n], seed=tf.cast(rng, tf.int64) + tf.constant([0, 7919], tf.int64))
     added = tf.zeros_like(keep)
+    membership = scores.membership(n_classes)
     for c in range(n_classes):
-        member = tf.equal(scores.label, c)
+        member = membership[:, c]
+        kept = tf.logical_or(keep, added)
         n_c = tf.reduce_sum(tf.cast(member, tf.float32))
         need = tf.cast(tf.math.ceil(min_keep_frac * n_c), tf.int32) - tf.reduce_sum(
-            tf.cast(tf.logical_and(member, keep), tf.int32))
-        free = tf.logical_and(member, tf.logical_not(keep))
+            tf.cast(tf.logical_and(member, kept), tf.int32))
+        free = tf.logical_and(member, tf.logical_not(kept))
         rank = _rank(tf.where(free, u, 2.0))
         added = tf.logical_or(added, tf.logical_and(free, rank < need))
     weights = decision.weights()

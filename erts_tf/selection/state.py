@@ -44,7 +44,8 @@ class SelectionState(tf.Module):
         step: batch-norm batch statistics, dropout); False: an inference-mode forward (batch-level
         scoring, re-scoring).
       correct: bool, last argmax == label.
-      label: int32 the sample's label (-1 until first seen).
+      label: int32 the sample's label (-1 until first seen): ``(n,)`` class indices, or ``(n, C)`` multi-hot
+        with ``label_shape=(C,)`` (a multi-label run).
       scored_epoch: int32 epoch of the last score (-1: never).
       dropped_epoch: int32 epoch the current drop began (-1: kept).
       backprop_count: int32 times back-propagated.
@@ -52,7 +53,7 @@ class SelectionState(tf.Module):
       counters: int64 scalars named in ``COUNTERS``.
     """
 
-    def __init__(self, n: int, name: str = "selection_state"):
+    def __init__(self, n: int, name: str = "selection_state", label_shape: tuple[int, ...] = ()):
         super().__init__(name=name)
         self.n = int(n)
 
@@ -69,7 +70,7 @@ class SelectionState(tf.Module):
             self.focus_epoch = variable(tf.fill([n], -1), "focus_epoch")
             self.scored_in_training = variable(tf.zeros([n], tf.bool), "scored_in_training")
             self.correct = variable(tf.zeros([n], tf.bool), "correct")
-            self.label = variable(tf.fill([n], -1), "label")
+            self.label = variable(tf.fill([n, *label_shape], -1), "label")
             self.scored_epoch = variable(tf.fill([n], -1), "scored_epoch")
             self.dropped_epoch = variable(tf.fill([n], -1), "dropped_epoch")
             self.backprop_count = variable(tf.zeros([n], tf.int32), "backprop_count")

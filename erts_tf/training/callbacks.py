@@ -219,7 +219,7 @@ class CostLedger(EpochPreparingCallback):
         if logs is not None:
             for key in ("kept_fraction", "effective_epochs", "total_work_ratio"):
                 logs[key] = entry[key]
-            for key in ("loss", "macro_f1", "val_loss", "val_macro_f1"):
+            for key in ("loss", "macro_f1", "macro_auc", "val_loss", "val_macro_f1", "val_macro_auc"):
                 if key in logs:
                     entry[key] = float(logs[key])
 
@@ -241,7 +241,8 @@ class CostLedger(EpochPreparingCallback):
 class AuditLog(keras.callbacks.Callback):
     """Appends to ``audit.csv`` one row per (sample_id, epoch) whose kept/dropped status changed.
 
-    Columns: epoch, sample_id, label (from the data), decision, reason, weight
+    Columns: epoch, sample_id, label (from the data; multi-label: the positive classes joined by ``+``),
+    decision, reason, weight
     (the loss weight), p_true, focus (empty if never computed), scored_epoch,
     focus_epoch, score_forward (``training`` or ``inference`` mode), then one
     column per dataset extra (e.g. ``corruption``; names for class-label
@@ -283,7 +284,7 @@ class AuditLog(keras.callbacks.Callback):
             for i in changed:
                 extras = [self._extra(k, v[i]) for k, v in self.extras.items()]
                 writer.writerow([
-                    epoch, i, self.class_names[labels[i]] if labels[i] >= 0 else "", "kept" if s["keep"][i] else "dropped",
+                    epoch, i, self.erts.task.label_text(labels[i], self.class_names), "kept" if s["keep"][i] else "dropped",
                     Reason(int(s["reason"][i])).name.lower(), f"{s['weight'][i]:.4f}",
                     f"{s['p_true'][i]:.5f}" if s["scored_epoch"][i] >= 0 else "",
                     f"{s['focus'][i]:.5f}" if s["focus_epoch"][i] >= 0 else "",
@@ -302,7 +303,8 @@ class AuditLog(keras.callbacks.Callback):
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Saves the backbone weights with the best ``val_macro_f1`` to ``path``."""
+    """Saves the backbone weights with the best ``monitor`` (``val_macro_f1``; a multi-label run's
+    ``task.monitor``, ``val_macro_auc``) to ``path``."""
 
     def __init__(self, model: ERTSModel, path: str, monitor: str = "val_macro_f1"):
         super().__init__()

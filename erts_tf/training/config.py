@@ -19,6 +19,9 @@ class RunConfig:
     window_s: float = 0.0
     eval_window_stride_s: float = 0.0
     window_aggregate: str = "mean"
+    task: str = "single"
+    label_feature: str = ""
+    min_label_count: int = 1
     model: str = "resnet1d"
     epochs: int = 100
     batch_size: int = 32

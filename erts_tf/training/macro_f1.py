@@ -7,7 +7,8 @@ from keras import ops
 
 
 class PresentClassesMacroF1(keras.metrics.F1Score):
-    """Macro-F1 of the argmax predictions over the classes present in the labels seen.
+    """Macro-F1 of the argmax predictions (``threshold`` None; multi-label: ``scores >= threshold``)
+    over the classes present in the labels seen.
 
     Keras's ``F1Score(average="macro")`` averages over every class, so a class
     with no record in a split (MIT-BIH's validation split holds no Q beat)
@@ -18,8 +19,8 @@ class PresentClassesMacroF1(keras.metrics.F1Score):
     scores.
     """
 
-    def __init__(self, name: str = "macro_f1", dtype=None):
-        super().__init__(average=None, threshold=None, name=name, dtype=dtype)
+    def __init__(self, name: str = "macro_f1", dtype=None, threshold: float | None = None):
+        super().__init__(average=None, threshold=threshold, name=name, dtype=dtype)
 
     def result(self):
         per_class = super().result()  # (n_classes,)
@@ -27,4 +28,4 @@ class PresentClassesMacroF1(keras.metrics.F1Score):
         return ops.divide(ops.sum(per_class * present), ops.maximum(ops.sum(present), 1.0))
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype}
+        return {"name": self.name, "dtype": self.dtype, "threshold": self.threshold}

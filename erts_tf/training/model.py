@@ -28,10 +28,10 @@ import tensorflow as tf
 
 from erts_tf.data import windows as windows_lib
 from erts_tf.explain import focus as focus_lib
-from erts_tf.explain.gradcam import cam_view, gradcam_over_time, true_class_logit_sum
+from erts_tf.explain.gradcam import cam_view, gradcam_over_time
 from erts_tf.selection import policies
 from erts_tf.selection.state import SelectionState
-from erts_tf.training.losses import weighted_cross_entropy
+from erts_tf.training import task as task_lib
 from erts_tf.training.macro_f1 import PresentClassesMacroF1
 from erts_tf.training.selection_config import SelectionConfig, StepPlan
 
@@ -42,7 +42,7 @@ class ERTSModel(keras.Model):
       backbone: Keras model ``(batch, time, leads) -> (batch, n_classes)`` logits.
       target_layer: name of the Grad-CAM target layer inside ``backbone``.
       n_train: number of training samples (sample ids are ``0..n_train-1``).
-      class_weights: ``(n_classes,)`` loss weight per class.
+      class_weights: ``(n_classes,)`` loss weight per class (multi-label: the positive weight per class).
       selection: the ``SelectionConfig``.
       skip_nonfinite: skip (and count) batches whose loss or gradients are not
         finite instead of stopping with an error.
@@ -50,10 +50,12 @@ class ERTSModel(keras.Model):
         (``windows.AGGREGATES``), when their batches hold windows (``pipeline.eval_dataset``
         of a split with a window): ``((windows (batch, k, window, leads), valid (batch, k)), label, id)``.
         Training batches hold one crop per record and need nothing of this.
+      task: the ``task.SingleLabel`` (softmax, labels ``(batch,)``) or ``task.MultiLabel`` (sigmoid, labels
+        ``(batch, n_classes)`` multi-hot): the loss, the confidence, "correct" and the Grad-CAM target.
     """
 
     def __init__(self, backbone, target_layer, n_train, class_weights, selection=SelectionConfig(),
-                 skip_nonfinite=False, window_aggregate="mean", **kwargs):
+                 skip_nonfinite=False, window_aggregate="mean", task=task_lib.SINGLE, **kwargs):
         super().__init__(name=kwargs.pop("name", "erts"), **kwargs)
         self.backbone = backbone
         self.target_layer = target_layer
@@ -63,17 +65,21 @@ class ERTSModel(keras.Model):
         self.selection = selection
         self.skip_nonfinite = bool(skip_nonfinite)
         self.window_aggregate = window_aggregate
-        self.state = SelectionState(n_train)
+        self.task = task
+        self.state = SelectionState(n_train, label_shape=task.label_shape(self.n_classes))
         self.focus_fn = focus_lib.get(selection.focus_score)
         self.plan = StepPlan()
         self._train_functions = {}  # StepPlan -> compiled train function
         self._score_steps = {}  # cam -> compiled scoring step of score_dataset
         self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.f1 = PresentClassesMacroF1()
+        self.f1 = PresentClassesMacroF1(threshold=task.f1_threshold)
         # F1Score creates its variables at its first update; do that here (in the strategy scope the
         # model is built in), never inside a replica's train step.
         self.f1.update_state(tf.zeros([1, self.n_classes]), tf.zeros([1, self.n_classes]))
         self.f1.reset_state()
+        # multi-label: the macro AUROC (the PTB-XL benchmark's metric), which selects the best weights
+        self.auc = keras.metrics.AUC(multi_label=True, num_labels=self.n_classes, name="macro_auc") \
+            if task.name == "multi" else None
 
     # -- Keras plumbing -----------------------------------------------------------------------
     def call(self, inputs, training=False):
@@ -81,7 +87,7 @@ class ERTSModel(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.f1]
+        return [self.loss_tracker, self.f1] + ([self.auc] if self.auc is not None else [])
 
     def compile(self, *args, **kwargs):
         self._train_functions = {}  # compiled against the previous optimizer
@@ -102,7 +108,10 @@ class ERTSModel(keras.Model):
     # -- pieces of the step -------------------------------------------------------------------
     def _update_metrics(self, loss, labels, logits):
         self.loss_tracker.update_state(loss)
-        self.f1.update_state(tf.one_hot(labels, self.n_classes), tf.nn.softmax(logits))
+        targets, probs = self.task.targets(labels, self.n_classes), self.task.probabilities(logits)
+        self.f1.update_state(targets, probs)
+        if self.auc is not None:
+            self.auc.update_state(targets, probs)
 
     def _logs(self):
         """The metric results, as a step returns them.
@@ -115,18 +124,10 @@ class ERTSModel(keras.Model):
             logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
 
-    @staticmethod
-    def _confidence(labels, logits):
-        """``p_true`` ``(batch,)`` and ``correct`` ``(batch,)`` from logits ``(batch, C)``."""
-        probs = tf.nn.softmax(tf.cast(logits, tf.float32))
-        p_true = tf.gather(probs, labels, axis=1, batch_dims=1)
-        correct = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), labels)
-        return p_true, correct
-
     def _focus(self, tape, activations, cam_target):
         """Focus ``(batch,)`` from the true-class Grad-CAM; one partial backward on ``tape``.
 
-        ``cam_target`` is ``true_class_logit_sum`` computed inside ``tape``.
+        ``cam_target`` is ``task.cam_target`` computed inside ``tape``.
         """
         grads = tape.gradient(cam_target, activations)
         return self.focus_fn(gradcam_over_time(activations, grads))
@@ -140,7 +141,7 @@ class ERTSModel(keras.Model):
         replica's loss is its sum over its samples divided by the GLOBAL batch size: the sum is
         then the gradient of the global batch's mean, as on one device (an empty share adds 0).
         """
-        per_sample = weighted_cross_entropy(labels, logits, self.class_weights) * sample_weights
+        per_sample = self.task.per_sample_loss(labels, logits, self.class_weights) * sample_weights
         regularization = tf.add_n(self.backbone.losses) if self.backbone.losses else 0.0
         replicas = tf.distribute.get_replica_context()
         if replicas is None or replicas.num_replicas_in_sync == 1:
@@ -213,11 +214,11 @@ class ERTSModel(keras.Model):
         with tf.GradientTape(persistent=self.plan.cam) as tape:
             activations, logits = self.cam_model(signal, training=True)
             loss, reported = self._loss(labels, logits, sample_weights)
-            cam_target = true_class_logit_sum(logits, labels)
+            cam_target = self.task.cam_target(logits, labels)
         grads = tape.gradient(loss, self.backbone.trainable_variables)
         focus = self._focus(tape, activations, cam_target) if self.plan.cam else None
         applied = self._apply(loss, grads, ids, statistics)
-        p_true, correct = self._confidence(labels, logits)
+        p_true, correct = self.task.confidence(labels, logits)
 
         def record():
             self.state.record_scores(ids, labels, p_true, correct, focus, training=True)
@@ -253,8 +254,8 @@ class ERTSModel(keras.Model):
             return self._score_windows(*signal, labels, cam)
         with tf.GradientTape() as tape:  # records via the weights; only logits -> activations is replayed
             activations, logits = self.cam_model(signal, training=training)
-            cam_target = true_class_logit_sum(logits, labels)
-        p_true, correct = self._confidence(labels, logits)
+            cam_target = self.task.cam_target(logits, labels)
+        p_true, correct = self.task.confidence(labels, logits)
         focus = self._focus(tape, activations, cam_target) if cam else None
         return p_true, correct, focus
 
@@ -266,10 +267,10 @@ class ERTSModel(keras.Model):
         k = shape[1]
         with tf.GradientTape() as tape:
             activations, logits = self.cam_model(tf.reshape(windows, tf.concat([[-1], shape[2:]], 0)), training=False)
-            cam_target = true_class_logit_sum(logits, tf.repeat(labels, k))
-        probs = windows_lib.aggregate(tf.reshape(tf.nn.softmax(tf.cast(logits, tf.float32)), [shape[0], k, -1]),
+            cam_target = self.task.cam_target(logits, tf.repeat(labels, k, axis=0))
+        probs = windows_lib.aggregate(tf.reshape(self.task.probabilities(logits), [shape[0], k, -1]),
                                       valid, self.window_aggregate)
-        p_true, correct = self._confidence(labels, _log_probs(probs))
+        p_true, correct = self.task.confidence(labels, self.task.logits_of(probs))
         focus = None
         if cam:
             focus = windows_lib.aggregate_valid(tf.reshape(self._focus(tape, activations, cam_target), [shape[0], k]),
@@ -392,16 +393,17 @@ class ERTSModel(keras.Model):
 
     def test_step(self, data):
         """Validation loss and macro-F1; a batch of windows is scored per record, its windows' probabilities
-        aggregated (``window_aggregate``; the loss is the cross-entropy of the aggregated, renormalised row)."""
+        aggregated (``window_aggregate``; the loss is the task's loss of the aggregated row: single-label, the
+        cross-entropy of the renormalised row; multi-label, the BCE of the aggregated sigmoid outputs)."""
         signal, labels, _ = data
         labels = tf.cast(labels, tf.int32)
         if isinstance(signal, tuple):
-            logits = _log_probs(windows_lib.record_probs(
-                lambda x: tf.nn.softmax(tf.cast(self.backbone(x, training=False), tf.float32)), *signal,
+            logits = self.task.logits_of(windows_lib.record_probs(
+                lambda x: self.task.probabilities(self.backbone(x, training=False)), *signal,
                 self.window_aggregate))
         else:
             logits = self.backbone(signal, training=False)
-        per_sample = weighted_cross_entropy(labels, logits, self.class_weights)
+        per_sample = self.task.per_sample_loss(labels, logits, self.class_weights)
         # a replica's share of a last, short batch can be empty under a strategy
         loss = tf.math.divide_no_nan(tf.reduce_sum(per_sample), tf.cast(tf.size(per_sample), tf.float32))
         self._update_metrics(loss, labels, logits)
@@ -409,12 +411,7 @@ class ERTSModel(keras.Model):
 
     def predict_step(self, data):
         signal = data[0] if isinstance(data, (tuple, list)) else data
-        return tf.nn.softmax(self.backbone(signal, training=False))
-
-
-def _log_probs(probs):
-    """Logits whose softmax is ``probs`` ``(batch, C)`` renormalised (``log``, floored away from 0)."""
-    return tf.math.log(tf.maximum(probs, 1e-12))
+        return self.task.probabilities(self.backbone(signal, training=False))
 
 
 class _RunCallbackList(keras.callbacks.CallbackList):

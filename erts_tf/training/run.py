@@ -28,7 +28,7 @@ from erts_tf.selection.schedule import Schedule, revision_start
 from erts_tf.training import callbacks as cbs
 from erts_tf.training import distribute, lr_schedule
 from erts_tf.training.config import RunConfig
-from erts_tf.training.losses import class_balanced_weights
+from erts_tf.training import task as task_lib
 from erts_tf.training.model import ERTSModel, SelectionConfig
 from erts_tf.training.tensorboard_extras import TensorBoardExtras
 
@@ -114,6 +114,8 @@ def check_data_fits_model(data: Data, input_shape, n_classes: int) -> None:
                        f"the model's input {tuple(input_shape)}")
     if len(data.train.class_names) != n_classes:
         raise RunError(f"the dataset has {len(data.train.class_names)} classes, the model expects {n_classes}")
+    if np.ndim(data.train.label) == 2 and data.train.label.shape[1] != n_classes:
+        raise RunError(f"the multi-hot labels have {data.train.label.shape[1]} columns, the model has {n_classes} outputs")
     for split in (data.validation, data.test):
         if split.input_shape != data.train.input_shape:
             raise RunError(f"validation/test signal shape {split.input_shape} differs from train {data.train.input_shape}")
@@ -124,8 +126,9 @@ def build_model(config: RunConfig, data: Data) -> ERTSModel:
     n_classes = len(data.train.class_names)
     backbone = models.build(config.model, data.train.input_shape, n_classes)
     check_data_fits_model(data, backbone.inputs[0].shape[1:], int(backbone.outputs[0].shape[-1]))
+    task = task_of(config, data)
     plain = config.loss == "plain" or (config.reference_loss_split and config.mode == "full")
-    weights = np.ones(n_classes, np.float32) if plain else class_balanced_weights(
+    weights = np.ones(n_classes, np.float32) if plain else task.class_weights(
         data.train.label, n_classes, config.cb_beta, config.cb_max_ratio)
     selection = SelectionConfig(
         mode=config.mode,
@@ -135,11 +138,20 @@ def build_model(config: RunConfig, data: Data) -> ERTSModel:
         seed=config.seed,
     )
     model = ERTSModel(backbone, models.get(config.model).target_layer, data.train.n, weights, selection,
-                      skip_nonfinite=config.skip_nonfinite, window_aggregate=config.window_aggregate)
+                      skip_nonfinite=config.skip_nonfinite, window_aggregate=config.window_aggregate, task=task)
     optimizer = keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=config.weight_decay)
     model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     optimizer.build(backbone.trainable_variables)
     return model
+
+
+def task_of(config: RunConfig, data: Data | None = None) -> task_lib.SingleLabel:
+    """The run's ``--task``; ``RunError`` when the data's labels are not its kind (``(n,)`` / ``(n, C)``)."""
+    task = task_lib.get(config.task)
+    if data is not None and task_lib.of_labels(data.train.label) is not task:
+        raise RunError(f"--task={config.task}: the training labels have shape {np.shape(data.train.label)} "
+                       f"({'multi-hot: --task=multi' if np.ndim(data.train.label) == 2 else 'class indices: --task=single'})")
+    return task
 
 
 def policy_config(config: RunConfig, n_classes: int) -> PolicyConfig:
@@ -220,7 +232,7 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
     sharded = strategy.num_replicas_in_sync > 1
     ledger = cbs.CostLedger(model, lambda e: cbs.effective_phase(config.mode, schedule, e),
                             sum_reads=(lambda reads: distribute.sum_over_workers(strategy, reads)) if sharded else None)
-    best = cbs.BestWeights(model, run_folder.path(out, run_folder.BEST_WEIGHTS))
+    best = cbs.BestWeights(model, run_folder.path(out, run_folder.BEST_WEIGHTS), monitor=model.task.monitor)
     initial_epoch = 0
     if config.resume:
         progress = run_folder.read_json(out, run_folder.PROGRESS)
@@ -254,7 +266,7 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
     ]
     callbacks[-1:-1] = list(extra_callbacks or [])  # before the checkpoint, after the run's own
     if config.early_stop_patience > 0:
-        callbacks.insert(-1, keras.callbacks.EarlyStopping("val_macro_f1", patience=config.early_stop_patience,
+        callbacks.insert(-1, keras.callbacks.EarlyStopping(model.task.monitor, patience=config.early_stop_patience,
                                                            mode="max"))
     read_counter = state.counters["samples_read"]
     pipeline_mask = state.keep if config.level == "epoch" else None  # batch level reads everything
@@ -280,9 +292,18 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
     distribute.synchronize_batch_norm(model.backbone, False)  # the saved model is a plain one-device model
     model.backbone.save(run_folder.path(out, run_folder.MODEL))
 
-    def scores(split: pipeline.SplitArrays) -> dict:
-        probs = inference.split_probs(model.backbone, split, config.batch_size)
-        return metrics.classification_metrics(split.label, probs, split.class_names)
+    def probs(split: pipeline.SplitArrays):
+        return inference.split_probs(model.backbone, split, config.batch_size, model.task.activation)
+
+    validation_probs, test_probs = probs(data.validation), probs(data.test)
+    if model.task.name == "multi":  # F1 thresholds per class chosen on validation, never on test
+        thresholds = metrics.f1_optimal_thresholds(data.validation.label, validation_probs)
+        validation_scores, test_scores = (
+            metrics.multilabel_metrics(split.label, p, split.class_names, tuned_thresholds=thresholds)
+            for split, p in ((data.validation, validation_probs), (data.test, test_probs)))
+    else:
+        validation_scores, test_scores = (metrics.classification_metrics(split.label, p, split.class_names)
+                                          for split, p in ((data.validation, validation_probs), (data.test, test_probs)))
 
     summary = {
         "config": config.to_json(),
@@ -290,8 +311,10 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
                     "classes": data.train.class_names, "input_shape": list(data.train.input_shape)},
         "distribution": distribute.describe(config.strategy, strategy),
         "best_epoch": best.best_epoch,
-        "validation": scores(data.validation),
-        "test": scores(data.test),
+        "task": model.task.name,
+        "label_feature": config.label_feature or "label",
+        "validation": validation_scores,
+        "test": test_scores,
         "cost": ledger.totals(),
         "epochs": ledger.history,
         "wall_clock_s": time.perf_counter() - start,
@@ -303,11 +326,17 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
 def result_table(summary: dict) -> str:
     """A plain-text table of a run's results."""
     cost = summary["cost"]
+    test = summary["test"]
+    multi = "macro_auroc" in test and "per_class_auroc" in test and "confusion_matrix" not in test
     lines = [
         f"{'metric':<28}{'value':>12}",
+        *([f"{'macro-AUC validation':<28}{summary['validation']['macro_auroc']:>12.4f}",
+           f"{'macro-AUC test':<28}{test['macro_auroc']:>12.4f}",
+           *(f"{'  AUC test ' + name:<28}{_num(v):>12}" for name, v in test["per_class_auroc"].items()),
+           f"{'macro-F1 test (val. thr.)':<28}{test['tuned']['macro_f1']:>12.4f}"] if multi else []),
         f"{'macro-F1 validation':<28}{summary['validation']['macro_f1']:>12.4f}",
-        f"{'macro-F1 test':<28}{summary['test']['macro_f1']:>12.4f}",
-        *(f"{'  F1 test ' + name:<28}{v['f1']:>12.4f}" for name, v in summary["test"]["per_class"].items()),
+        f"{'macro-F1 test' + (' (0.5)' if multi else ''):<28}{test['macro_f1']:>12.4f}",
+        *([] if multi else [f"{'  F1 test ' + name:<28}{v['f1']:>12.4f}" for name, v in test["per_class"].items()]),
         f"{'best epoch':<28}{summary['best_epoch']:>12d}",
         f"{'effective epochs':<28}{cost['effective_epochs']:>12.2f}",
         f"{'total-work ratio vs full':<28}{cost['total_work_ratio']:>12.3f}",
@@ -316,3 +345,7 @@ def result_table(summary: dict) -> str:
         f"{'run wall-clock (s)':<28}{summary['wall_clock_s']:>12.1f}",
     ]
     return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

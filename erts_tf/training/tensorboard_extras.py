@@ -29,16 +29,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from erts_tf.explain.gradcam import gradcam_over_time, true_class_logit_sum
+from erts_tf.explain.gradcam import gradcam_over_time
+from erts_tf.training import task as task_lib
 
 
-def gradcam_maps(cam_model: keras.Model, signal, labels) -> tuple[np.ndarray, np.ndarray]:
+def gradcam_maps(cam_model: keras.Model, signal, labels, task=task_lib.SINGLE) -> tuple[np.ndarray, np.ndarray]:
     """True-class Grad-CAM maps and class probabilities, in inference mode.
 
     Args:
       cam_model: ``x -> (target activations, logits)`` (``ERTSModel.cam_model``).
       signal: ``(batch, time, leads)`` z-scored.
-      labels: ``(batch,)`` class whose logit is explained.
+      labels: ``(batch,)`` class whose logit is explained (multi-label: ``(batch, C)``, ``task.cam_target``).
+      task: the run's ``training.task``.
 
     Returns:
       ``(maps (batch, time'), probs (batch, n_classes))`` as NumPy arrays.
@@ -47,17 +49,42 @@ def gradcam_maps(cam_model: keras.Model, signal, labels) -> tuple[np.ndarray, np
     labels = tf.convert_to_tensor(labels, tf.int32)
     with tf.GradientTape() as tape:
         activations, logits = cam_model(signal, training=False)
-        target = true_class_logit_sum(logits, labels)
+        target = task.cam_target(logits, labels)
     grads = tape.gradient(target, activations)
-    return gradcam_over_time(activations, grads).numpy(), tf.nn.softmax(tf.cast(logits, tf.float32)).numpy()
+    return gradcam_over_time(activations, grads).numpy(), task.probabilities(logits).numpy()
+
+
+def gradcam_titles(ids, labels, probs, maps, class_names, task=task_lib.SINGLE) -> list[str]:
+    """One title per drawn ECG: its id, true and predicted classes, its confidence."""
+    titles = []
+    for i, y, q, m in zip(ids, labels, probs, maps):
+        if task.name == "single":
+            confidence = f"p_true {q[y]:.2f}"
+        else:
+            confidence = "p " + " ".join(f"{n} {p:.2f}" for n, p, t in zip(class_names, q, y) if t > 0)
+        titles.append(f"validation #{i}: true {task.label_text(y, class_names)}, "
+                      f"predicted {task.predicted_text(q, class_names)}, {confidence}"
+                      + ("  (empty map: no positive evidence for the true class)" if m.max() == 0 else ""))
+    return titles
 
 
 def example_ids(labels: np.ndarray, n: int) -> np.ndarray:
-    """``n`` sample ids: the first of each class (class order), then the next ids not yet taken."""
+    """``n`` sample ids: the first of each class (class order; multi-label ``(n, C)``: the first member of
+    each class), then the next ids not yet taken."""
     labels = np.asarray(labels)
-    first = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)]
+    if labels.ndim == 2:
+        first = list(dict.fromkeys(int(np.flatnonzero(labels[:, c] > 0)[0]) for c in range(labels.shape[1])
+                                   if (labels[:, c] > 0).any()))
+    else:
+        first = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)]
     rest = [i for i in range(len(labels)) if i not in set(first)]
     return np.array((first + rest)[:n], np.int64)
+
+
+def class_count(labels: np.ndarray) -> int:
+    """The classes present in ``labels`` (``(n,)`` indices or ``(n, C)`` multi-hot)."""
+    labels = np.asarray(labels)
+    return int((labels > 0).any(axis=0).sum()) if labels.ndim == 2 else len(np.unique(labels))
 
 
 class TensorBoardExtras(keras.callbacks.Callback):
@@ -81,7 +108,7 @@ class TensorBoardExtras(keras.callbacks.Callback):
         self.lead = (1 if leads > 1 else 0) if lead is None else int(lead)
         if not 0 <= self.lead < leads:
             raise ValueError(f"lead {self.lead} out of range for {leads}-lead signals")
-        n_examples = n_examples or min(8, len(np.unique(validation.label)))
+        n_examples = n_examples or min(8, class_count(validation.label))
         self.ids = example_ids(validation.label, n_examples)
         self.signal = validation.model_inputs(self.ids)  # a run on windows: each record's first window
         self.labels = validation.label[self.ids]
@@ -130,13 +157,9 @@ class TensorBoardExtras(keras.callbacks.Callback):
         """The Grad-CAM overlay figure of the fixed validation ECGs, as PNG bytes."""
         from erts_tf import figures
 
-        maps, probs = gradcam_maps(self.erts.cam_model, self.signal, self.labels)
-        pred = probs.argmax(axis=-1)
-        titles = [
-            f"validation #{i}: true {self.class_names[y]}, predicted {self.class_names[p]}, p_true {q[y]:.2f}"
-            + ("  (empty map: no positive evidence for the true class)" if m.max() == 0 else "")
-            for i, y, p, q, m in zip(self.ids, self.labels, pred, probs, maps)
-        ]
+        task = self.erts.task
+        maps, probs = gradcam_maps(self.erts.cam_model, self.signal, self.labels, task)
+        titles = gradcam_titles(self.ids, self.labels, probs, maps, self.class_names, task)
         epoch = "" if self._last_epoch is None else f" after epoch {self._last_epoch}"
         fig = figures.gradcam_overlay_figure(self.signal[..., self.lead], maps, titles, lead_name=f"lead {self.lead}",
                                            title=f"Grad-CAM of the true class{epoch}")
