@@ -1,7 +1,7 @@
 """PTB-XL as its benchmark scores it: multi-label runs, test macro-AUC with its CI beside the leaderboard.
 
 Each run is the recommended windowed baseline (``--flagfile``, default
-``configs/ptbxl/recommended_full_windows.cfg``: mode full, 2.5 s crops, windows
+``configs/ptbxl/recommended_full.cfg``: mode full, 2.5 s crops, windows
 every 1.25 s) with a label set's flagfile (``configs/ptbxl/superdiagnostic.cfg``
 or ``configs/ptbxl/rhythm.cfg``: ``--task=multi``, sigmoid outputs, BCE with
 bounded positive weights) and the benchmark's window rule
@@ -52,7 +52,7 @@ import common  # noqa: E402
 
 NAME = "multilabel"
 LABEL_SETS = {"superdiagnostic": "configs/ptbxl/superdiagnostic.cfg", "rhythm": "configs/ptbxl/rhythm.cfg"}
-DEFAULT_FLAGFILE = "configs/ptbxl/recommended_full_windows.cfg"
+DEFAULT_FLAGFILE = "configs/ptbxl/recommended_full.cfg"
 SELECTION_FLAGFILE = "configs/recommended_selection.cfg"
 # The public leaderboard (Strodthoff et al. 2021, helme/ecg_ptbxl_benchmarking): macro-AUC on fold 10 of the
 # whole database, by label set and our backbone name -> (the leaderboard's model, its macro-AUC).
