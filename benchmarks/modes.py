@@ -16,7 +16,8 @@ Columns:
     set once and scores every seed's predictions on it; erts_tf.bootstrap);
   effective epochs: back-propagated samples / training-set size (the paper's);
   work: total-work ratio (forward + Grad-CAM + backward sample-passes relative
-    to full training's 2 per sample per epoch; from the run's cost ledger);
+    to full training's 2 per sample per epoch of full's epochs; from the run's
+    cost ledger, so full_matched's is its share of full's work);
   train wall: the ledger's training time (selection, re-scoring and training,
     no validation) relative to full's; "ep>=1" leaves out epoch 0 (full data in
     every mode, and it holds the first tracing of the train step); run wall: the whole run (model build,
@@ -335,8 +336,11 @@ def aggregate(args, records, labels, n_classes) -> dict:
             "cpu": r["cpu_s"] / base["cpu_s"],
             # without epoch 0 (a full-data epoch in every mode that also holds the first tracing)
             "train_wall_after_epoch0": _after0(r) / _after0(base),
+            # the run's own ledger ratio is relative to full training for the run's epochs: full_matched
+            # trains fewer epochs, so its share of full's work is scaled by the epoch counts
+            "work": r["total_work_ratio"] * len(r["epochs"]) / len(base["epochs"]),
         }
-        r["wall_vs_work"] = r["ratios"]["train_wall"] / r["total_work_ratio"] - 1.0
+        r["wall_vs_work"] = r["ratios"]["train_wall"] / r["ratios"]["work"] - 1.0
     rounds_by_key, rows = {}, {}
     for (level, mode), group in by_key.items():
         group = sorted(group, key=lambda g: g["seed"])
@@ -350,7 +354,7 @@ def aggregate(args, records, labels, n_classes) -> dict:
             "test_macro_f1_mean": point, "test_macro_f1_ci": _interval(point, boot),
             "test_macro_f1_by_seed": [g["test_macro_f1"] for g in group],
             "test_macro_f1_std": float(np.std([g["test_macro_f1"] for g in group], ddof=1)) if len(group) > 1 else None,
-            "effective_epochs": mean("effective_epochs"), "total_work_ratio": mean("total_work_ratio"),
+            "effective_epochs": mean("effective_epochs"), "total_work_ratio": ratio("work"),
             "train_wall_ratio": ratio("train_wall"), "run_wall_ratio": ratio("run_wall"), "cpu_ratio": ratio("cpu"),
             "train_s": mean("train_s"), "run_wall_s": mean("run_wall_s"), "cpu_s": mean("cpu_s"),
             "rss_peak_bytes": max(g["rss_peak_bytes"] for g in group),
