@@ -413,9 +413,7 @@ def main(argv=None) -> dict:
 
     started = time.perf_counter()
     machine_before = common.machine()
-    stem = common.output_path(args, NAME).with_suffix("")
-    runs_dir = pathlib.Path(args.runs_dir) if args.runs_dir else stem.parent / f"{stem.name}_runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir = common.runs_dir(args, NAME)
     store_probs = FIELD_METRIC.get(args.dataset) == "auroc"
     records, splits, configs, data_of = [], {}, {}, {}
     jobs = [(recipe, None) for recipe in args.recipes] + [("recommended", f) for f in args.train_fractions]

@@ -256,6 +256,15 @@ def flagfile_config(argv: list[str]):
         os.chdir(cwd)
 
 
+def runs_dir(args, name: str) -> pathlib.Path:
+    """The folder of a benchmark's per-run records (``--runs_dir``, default ``<output stem>_runs`` beside the
+    output), created if missing."""
+    stem = output_path(args, name).with_suffix("")
+    path = pathlib.Path(args.runs_dir) if args.runs_dir else stem.parent / f"{stem.name}_runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def pyplot():
     """matplotlib's pyplot on the file-only Agg backend (benchmarks run without a display)."""
     import matplotlib

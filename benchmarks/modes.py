@@ -617,9 +617,7 @@ def main(argv=None) -> dict:
     machine_before = common.machine()
     data = run.load_data(_config(args, "full", "epoch", 0, os.path.join(args.work_dir, "unused")))
     combos = _combos(args)
-    stem = common.output_path(args, NAME).with_suffix("")
-    runs_dir = pathlib.Path(args.runs_dir) if args.runs_dir else stem.parent / f"{stem.name}_runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir = common.runs_dir(args, NAME)
     records = []
     for index, seed in enumerate(args.seeds):
         shift = index % len(combos)

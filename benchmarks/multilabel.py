@@ -243,9 +243,7 @@ def main(argv=None) -> dict:
 
     started = time.perf_counter()
     machine_before = common.machine()
-    stem = common.output_path(args, NAME).with_suffix("")
-    runs_dir = pathlib.Path(args.runs_dir) if args.runs_dir else stem.parent / f"{stem.name}_runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir = common.runs_dir(args, NAME)
     modes = [False, True] if args.selection else [False]
     records, data_of, test_labels = [], {}, {}
     for label_set in args.label_sets:
