@@ -68,9 +68,18 @@ def read_feature(builder, split: str, name: str) -> np.ndarray:
     return values[np.argsort(ids, kind="stable")]
 
 
+_COUNTS: dict[tuple[str, str], np.ndarray] = {}  # (prepared dataset folder, feature) -> counts
+
+
 def positive_counts(builder, feature: str) -> np.ndarray:
-    """``(C,)`` int64: the records of the whole dataset (every split) positive for each class of ``feature``."""
-    return sum(np.asarray(read_feature(builder, split, feature) > 0, np.int64).sum(axis=0) for split in SPLITS)
+    """``(C,)`` int64: the records of the whole dataset (every split) positive for each class of ``feature``.
+
+    Read once per prepared dataset and feature in a process (every split's load needs them)."""
+    key = (str(builder.data_dir), feature)
+    if key not in _COUNTS:
+        _COUNTS[key] = sum(np.asarray(read_feature(builder, split, feature) > 0, np.int64).sum(axis=0)
+                           for split in SPLITS)
+    return _COUNTS[key].copy()
 
 
 def kept_classes(counts: np.ndarray, min_count: int) -> np.ndarray:

@@ -327,7 +327,7 @@ def result_table(summary: dict) -> str:
     """A plain-text table of a run's results."""
     cost = summary["cost"]
     test = summary["test"]
-    multi = "macro_auroc" in test and "per_class_auroc" in test and "confusion_matrix" not in test
+    multi = summary.get("task") == "multi"
     lines = [
         f"{'metric':<28}{'value':>12}",
         *([f"{'macro-AUC validation':<28}{summary['validation']['macro_auroc']:>12.4f}",
