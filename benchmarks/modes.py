@@ -128,6 +128,11 @@ def parse(argv=None):
     parser.add_argument("--recipe", default="reference", choices=sorted(RECIPES))
     parser.add_argument("--runs_dir", default=None,
                         help="folder of the per-run records (default: <output stem>_runs beside the output)")
+    parser.add_argument("--label_noise", type=float, default=0.0,
+                        help="flip this share of the training labels to another class (single-label; validation and "
+                             "test unchanged), drawn once from --label_noise_seed, the same for every run: how well "
+                             "each mode trains on noisy labels, and whether focus finds the flipped samples")
+    parser.add_argument("--label_noise_seed", type=int, default=0)
     parser.add_argument("--reaggregate", default=None,
                         help="recompute the tables, targets and plot of an existing modes JSON (no training)")
     args = parser.parse_args(argv)
@@ -232,7 +237,94 @@ def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:
     name = name or mode
     run_dir = os.path.join(args.work_dir, NAME, f"{args.dataset}_{args.dataset_config}", f"{level}_{name}_s{seed}")
     config = _config(args, mode, level, seed, run_dir, overrides)
-    return measured_run(config, data, name, args.rounds, args.keep_runs)
+    if not args.label_noise:
+        return measured_run(config, data, name, args.rounds, args.keep_runs)
+    epochs = []
+    callback = noisy_label_callback(data.train.extras[FLIPPED].astype(bool), epochs)
+    record = measured_run(config, data, name, args.rounds, args.keep_runs, extra_callbacks=[callback])
+    record["label_noise_epochs"] = epochs
+    return record
+
+
+# -- label noise -------------------------------------------------------------------------------
+FLIPPED = "label_flipped"  # the training split's extra (and audit.csv column) under --label_noise
+
+
+def with_label_noise(data, fraction: float, seed: int):
+    """``data`` with ``round(fraction * n)`` training labels, drawn from ``seed``, each moved to another class
+    (uniformly among the others); validation and test unchanged. The training split gains the extra
+    ``label_flipped`` ``(n,)`` int64 (1: flipped), which audit.csv writes beside every row."""
+    import dataclasses
+
+    import numpy as np
+
+    train = data.train
+    if train.label.ndim != 1:
+        raise SystemExit("--label_noise: single-label datasets only")
+    if not 0.0 < fraction < 1.0:
+        raise SystemExit(f"--label_noise={fraction}: give a share in (0, 1)")
+    rng = np.random.default_rng(seed)
+    n, n_classes = len(train.label), len(train.class_names)
+    flipped = np.zeros(n, bool)
+    flipped[rng.choice(n, round(fraction * n), replace=False)] = True
+    shift = rng.integers(1, n_classes, n)  # never 0: a flipped label always changes
+    label = np.where(flipped, (train.label + shift) % n_classes, train.label).astype(train.label.dtype)
+    noisy = dataclasses.replace(train, label=label, extras={**train.extras, FLIPPED: flipped.astype(np.int64)})
+    return dataclasses.replace(data, train=noisy)
+
+
+def noisy_label_facts(flipped, p_true, focus, focus_epoch, reason) -> dict:
+    """What the selection state says of the flipped samples ``flipped`` ``(n,)`` bool after an epoch.
+
+    ``p_true``, ``focus``, ``focus_epoch``, ``reason`` ``(n,)``: the state's arrays. Returns the AUROC
+    (flipped as positives) of the loss ``-log p_true`` over the scored samples, and of ``-focus`` over the
+    samples with a computed focus and over the hard ones among them (loss >= the mean, where
+    erts_infobatch's filter ranks by focus); the flipped share among all samples, the hard ones, the
+    kept ones and the ``low_focus`` drops (None where a group is empty or has one kind only)."""
+    import numpy as np
+
+    from erts_tf import bootstrap
+    from erts_tf.selection.policies import Reason
+
+    def auroc(mask, score):
+        pos = flipped[mask]
+        if pos.all() or not pos.any():
+            return None
+        return float(bootstrap.auroc_by_rank(pos[None], np.asarray(score, np.float64)[mask][None])[0])
+
+    def share(mask):
+        return float(flipped[mask].mean()) if mask.any() else None
+
+    scored = p_true >= 0
+    loss = -np.log(np.clip(p_true, 1e-7, 1.0))
+    hard = scored & (loss >= loss[scored].mean()) if scored.any() else scored
+    has_focus = focus_epoch >= 0
+    kept = np.isin(reason, [int(r) for r in Reason if r.kept])
+    return {
+        "loss_auroc": auroc(scored, loss),
+        "focus_auroc": auroc(has_focus, -focus),
+        "focus_auroc_hard": auroc(has_focus & hard, -focus),
+        "flipped_share": share(np.ones_like(flipped)),
+        "flipped_share_hard": share(hard),
+        "flipped_share_kept": share(kept),
+        "flipped_share_low_focus": share(reason == int(Reason.LOW_FOCUS)),
+        "low_focus": int((reason == int(Reason.LOW_FOCUS)).sum()),
+    }
+
+
+def noisy_label_callback(flipped, epochs: list):
+    """A Keras callback that appends ``{"epoch", **noisy_label_facts(...)}`` to ``epochs`` after every epoch
+    (the keep-mask and reasons are those the epoch trained with)."""
+    import keras
+
+    class NoisyLabelFacts(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            state = self.model.state  # the run's ERTSModel
+            epochs.append({"epoch": int(epoch), **noisy_label_facts(
+                flipped, state.p_true.numpy(), state.focus.numpy(), state.focus_epoch.numpy(),
+                state.reason.numpy())})
+
+    return NoisyLabelFacts()
 
 
 def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False, extra_callbacks=None) -> dict:
@@ -385,7 +477,31 @@ def aggregate(args, records, labels, n_classes) -> dict:
                 "verdict": _verdict(a, b, _interval(0.0, diff)),
             }
     return {"rows": rows, "comparisons": comparisons, "targets": _targets(rows, records, focus, comparisons, peer),
-            "convergence": _convergence(records)}
+            "convergence": _convergence(records), "label_noise": noisy_label_summary(records)}
+
+
+NOISE_FACTS = ("loss_auroc", "focus_auroc", "focus_auroc_hard", "flipped_share", "flipped_share_hard",
+               "flipped_share_kept", "flipped_share_low_focus")
+
+
+def noisy_label_summary(records) -> dict:
+    """Per mode (runs with ``label_noise_epochs``): each of ``NOISE_FACTS`` averaged over the epochs >= 1
+    where it is defined and then over seeds; ``{}`` without label noise."""
+    import numpy as np
+
+    by_mode = {}
+    for r in records:
+        if r.get("label_noise_epochs"):
+            by_mode.setdefault(r["mode"], []).append(r["label_noise_epochs"])
+    summary = {}
+    for mode, runs in by_mode.items():
+        row = {}
+        for fact in NOISE_FACTS:
+            per_run = [np.mean(v) for v in ([e[fact] for e in run if e["epoch"] >= 1 and e[fact] is not None]
+                                            for run in runs) if v]
+            row[fact] = float(np.mean(per_run)) if per_run else None
+        summary[mode] = row
+    return summary
 
 
 def _convergence(records, last: int = 5) -> dict:
@@ -532,6 +648,14 @@ def tables(result) -> str:
         else:
             lines.append(f"- {t['target']}: difference {common.fmt_ci(t['difference'], '+.3f')} -> "
                          f"{'MET' if t['met'] else 'NOT MET'}")
+    noise = result["aggregate"].get("label_noise") or {}
+    if noise:
+        lines.append(f"- label noise: {result['settings']['label_noise']:.0%} of the training labels flipped; per mode, "
+                     "mean over epochs >= 1 and seeds (AUROC with the flipped samples as positives):\n")
+        lines.append(common.markdown_table(
+            ["mode", "AUROC loss", "AUROC -focus", "AUROC -focus, hard", "flipped: all", "hard", "kept",
+             "low_focus drops"],
+            [[mode, *(common.fmt(row[f], ".3f") for f in NOISE_FACTS)] for mode, row in noise.items()]))
     convergence = result["aggregate"].get("convergence") or {}
     for seed, c in convergence.items():
         lines.append(f"- full converged ({seed}): last validation macro-F1 {', '.join(f'{v:.3f}' for v in c['last_val_macro_f1'])}"
@@ -616,6 +740,8 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     machine_before = common.machine()
     data = run.load_data(_config(args, "full", "epoch", 0, os.path.join(args.work_dir, "unused")))
+    if args.label_noise:
+        data = with_label_noise(data, args.label_noise, args.label_noise_seed)
     combos = _combos(args)
     runs_dir = common.runs_dir(args, NAME)
     records = []

@@ -215,3 +215,57 @@ def test_baselines_stratified_part_keeps_each_class_share_and_depends_on_the_see
     assert np.bincount(labels[part]).tolist() == [20, 4, 1]
     assert part.tolist() == module.stratified_part(labels, 0.25, seed=0).tolist()
     assert part.tolist() != module.stratified_part(labels, 0.25, seed=1).tolist()
+
+
+def test_label_noise_flips_the_asked_share_of_training_labels_only_and_depends_on_its_seed(tiny_data):
+    import numpy as np
+
+    modes = _load("modes")
+    noisy = modes.with_label_noise(tiny_data, 0.25, seed=3)
+    flipped = noisy.train.extras[modes.FLIPPED].astype(bool)
+    assert flipped.sum() == round(0.25 * tiny_data.train.n)
+    np.testing.assert_array_equal(noisy.train.label != tiny_data.train.label, flipped)  # every flip changes the class
+    np.testing.assert_array_equal(noisy.validation.label, tiny_data.validation.label)
+    np.testing.assert_array_equal(noisy.test.label, tiny_data.test.label)
+    again = modes.with_label_noise(tiny_data, 0.25, seed=3)
+    np.testing.assert_array_equal(again.train.label, noisy.train.label)
+    other = modes.with_label_noise(tiny_data, 0.25, seed=4)
+    assert (other.train.extras[modes.FLIPPED] != noisy.train.extras[modes.FLIPPED]).any()
+    with pytest.raises(SystemExit):
+        modes.with_label_noise(tiny_data, 1.0, seed=0)
+
+
+def test_noisy_label_facts_on_a_hand_computed_state():
+    import numpy as np
+
+    from erts_tf.selection.policies import Reason
+
+    modes = _load("modes")
+    flipped = np.array([True, True, False, False, False, False])
+    p_true = np.array([0.1, 0.2, 0.9, 0.8, 0.05, -1.0])  # the last one never scored
+    focus = np.array([0.1, 0.5, 0.9, 0.3, 0.4, 0.0])
+    focus_epoch = np.array([2, 2, 2, 2, 2, -1])
+    reason = np.array([Reason.LOW_FOCUS, Reason.FOCUSED, Reason.PRUNED, Reason.REWEIGHTED, Reason.LOW_FOCUS,
+                       Reason.FULL], np.int32)
+    facts = modes.noisy_label_facts(flipped, p_true, focus, focus_epoch, reason)
+    # losses -log p: 2.30, 1.61, 0.11, 0.22, 3.00 (mean 1.45): hard = samples 0, 1, 4
+    assert facts["loss_auroc"] == pytest.approx(4 / 6)  # flipped {2.30, 1.61} vs {0.11, 0.22, 3.00}
+    assert facts["focus_auroc"] == pytest.approx(4 / 6)  # -focus {-0.1, -0.5} vs {-0.9, -0.3, -0.4}
+    assert facts["focus_auroc_hard"] == pytest.approx(1 / 2)  # {-0.1, -0.5} vs {-0.4}
+    assert facts["flipped_share_hard"] == pytest.approx(2 / 3)
+    assert facts["flipped_share_kept"] == pytest.approx(1 / 3)  # kept: 1, 3, 5
+    assert facts["flipped_share_low_focus"] == pytest.approx(1 / 2) and facts["low_focus"] == 2
+
+
+def test_modes_with_label_noise_records_what_selection_did_with_the_flipped_samples(tmp_path, common_args):
+    out = tmp_path / "modes_noise.json"
+    result = _load("modes").main([*common_args, "--output", str(out), "--epochs", "4", "--label_noise", "0.3",
+                                  "--variants", "erts_infobatch"])
+    runs = {r["mode"]: r for r in result["runs"]}
+    for run in runs.values():
+        assert [e["epoch"] for e in run["label_noise_epochs"]] == list(range(4))
+        assert run["label_noise_epochs"][0]["flipped_share"] == pytest.approx(round(0.3 * 96) / 96)
+    assert any(e["focus_auroc"] is not None for e in runs["erts_infobatch"]["label_noise_epochs"])
+    assert all(e["focus_auroc"] is None for e in runs["full"]["label_noise_epochs"])  # full computes no focus
+    assert set(result["aggregate"]["label_noise"]) == {"full", "erts_infobatch"}
+    assert "label_flipped" in (tmp_path / "work" / "modes").rglob("audit.csv").__next__().read_text().splitlines()[0]
