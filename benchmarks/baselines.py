@@ -248,19 +248,10 @@ def stratified_part(labels, fraction: float, seed: int):
 
 def learning_curve(rows, metric: str, size_factor: float) -> dict | None:
     """Least-squares fit of ``metric`` (seed mean) against ln(training records) over the recommended
-    rows, and its value at ``size_factor`` times the whole split."""
-    import numpy as np
-
-    points = sorted((r["n_train"], r["metrics"][metric]["point"]) for k, r in rows.items()
-                    if k.startswith("recommended") and r.get("n_train"))
-    if len(points) < 2:
-        return None
-    n, y = np.array(points, float).T
-    slope, intercept = np.polyfit(np.log(n), y, 1)
-    target = n.max() * size_factor
-    return {"metric": metric, "points": [{"n_train": int(a), "value": float(b)} for a, b in points],
-            "slope_per_ln_records": float(slope), "size_factor": size_factor, "extrapolated_n_train": int(target),
-            "extrapolated_value": float(intercept + slope * np.log(target))}
+    rows, and its value at ``size_factor`` times the whole split (``common.log_linear_fit``)."""
+    fit = common.log_linear_fit([(r["n_train"], r["metrics"][metric]["point"]) for k, r in rows.items()
+                                 if k.startswith("recommended") and r.get("n_train")], size_factor)
+    return None if fit is None else {"metric": metric, **fit}
 
 
 def test_each_epoch_callback(test, batch_size: int):

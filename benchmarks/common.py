@@ -105,6 +105,22 @@ def write_json(path, payload: dict) -> pathlib.Path:
     return path
 
 
+def log_linear_fit(points, size_factor: float) -> dict | None:
+    """Least-squares fit of ``value = a + b * ln(n)`` over ``points`` ``[(n, value), ...]`` (a learning curve over
+    training-set sizes ``n``) and its value at ``size_factor`` times the largest ``n``; None with < 2 sizes."""
+    import numpy as np
+
+    points = sorted((float(n), float(v)) for n, v in points)
+    if len({n for n, _ in points}) < 2:
+        return None
+    n, y = np.array(points).T
+    slope, intercept = np.polyfit(np.log(n), y, 1)
+    target = n.max() * size_factor
+    return {"points": [{"n_train": int(a), "value": b} for a, b in points], "slope_per_ln_records": float(slope),
+            "size_factor": size_factor, "extrapolated_n_train": int(target),
+            "extrapolated_value": float(intercept + slope * np.log(target))}
+
+
 def markdown_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
     """A Markdown table; ``align`` one char per column (``l`` or ``r``; default: first l, rest r)."""
     align = align or "l" + "r" * (len(headers) - 1)

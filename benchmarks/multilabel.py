@@ -41,6 +41,7 @@ Writes benchmarks/results/multilabel.json (its table under "table").
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import sys
@@ -218,6 +219,27 @@ def aggregate(result) -> list[dict]:
     return rows
 
 
+SUBSET_SIZE_FACTOR = 5.0  # the PTB-XL subset holds every 5th record of the database
+
+
+def learning_curves(rows) -> list[dict]:
+    """Per (label set, backbone, mode) with runs on parts of the training split: the seed-mean test macro-AUC
+    against the training records, fitted log-linearly and extrapolated to the whole database
+    (``SUBSET_SIZE_FACTOR`` x the subset's split; an estimate, not a result)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["label_set"], r["model"], r["mode"]), []).append(r)
+    curves = []
+    for (label_set, model, mode), group in groups.items():
+        if all(r["train_fraction"] is None for r in group):
+            continue
+        fit = common.log_linear_fit([(r["n_train"], r["test_macro_auc"]["point"]) for r in group], SUBSET_SIZE_FACTOR)
+        if fit is not None:
+            curves.append({"label_set": label_set, "model": model, "mode": mode,
+                           "seeds": {str(r["train_fraction"] or "all"): r["seeds"] for r in group}, **fit})
+    return curves
+
+
 def table(rows) -> str:
     lines = [common.markdown_table(
         ["label set", "backbone", "mode", "train part", "seeds", "test macro-AUC [95% CI]", "macro-F1 (val. thr.)",
@@ -230,6 +252,12 @@ def table(rows) -> str:
           f"{r['leaderboard']['model']} {r['leaderboard']['macro_auc']:.3f}" if r["leaderboard"] else "–"]
          for r in rows])]
     lines += ["", f"Leaderboard: {LEADERBOARD_NOTE}."]
+    for c in learning_curves(rows):
+        points = ", ".join(f"{p['value']:.3f} at {p['n_train']}" for p in c["points"])
+        lines.append(f"Learning curve, {c['label_set']} {c['model']} {c['mode']} (test macro-AUC at training records): "
+                     f"{points}; {c['slope_per_ln_records'] * math.log(2):+.3f} per doubling; extrapolated to "
+                     f"{c['extrapolated_n_train']} records ({c['size_factor']:g}x, the whole database): "
+                     f"{c['extrapolated_value']:.3f} (a log-linear fit: an estimate, not a result)")
     return "\n".join(lines)
 
 
@@ -282,6 +310,7 @@ def main(argv=None) -> dict:
         "runs": records,
     }
     result["aggregate"] = aggregate(result)
+    result["learning_curves"] = learning_curves(result["aggregate"])
     return common.publish(args, NAME, result, table(result["aggregate"]))
 
 

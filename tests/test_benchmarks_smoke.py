@@ -269,3 +269,15 @@ def test_modes_with_label_noise_records_what_selection_did_with_the_flipped_samp
     assert all(e["focus_auroc"] is None for e in runs["full"]["label_noise_epochs"])  # full computes no focus
     assert set(result["aggregate"]["label_noise"]) == {"full", "erts_infobatch"}
     assert "label_flipped" in (tmp_path / "work" / "modes").rglob("audit.csv").__next__().read_text().splitlines()[0]
+
+
+def test_log_linear_fit_recovers_a_log_linear_curve_and_needs_two_sizes():
+    import math
+
+    common = _load("common")
+    fit = common.log_linear_fit([(400, 0.7 + 0.05 * math.log(400)), (100, 0.7 + 0.05 * math.log(100)),
+                                 (200, 0.7 + 0.05 * math.log(200))], size_factor=5)
+    assert fit["slope_per_ln_records"] == pytest.approx(0.05)
+    assert [p["n_train"] for p in fit["points"]] == [100, 200, 400] and fit["extrapolated_n_train"] == 2000
+    assert fit["extrapolated_value"] == pytest.approx(0.7 + 0.05 * math.log(2000))
+    assert common.log_linear_fit([(100, 0.5), (100, 0.6)], size_factor=5) is None

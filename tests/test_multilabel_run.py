@@ -162,5 +162,11 @@ def test_multilabel_benchmark_smoke(tmp_path, ptbxl_dummy, tiny_backbone):
     assert "not the same data" in result["table"]
     saved = json.loads((tmp_path / "multilabel.json").read_text())
     assert saved["aggregate"][0]["test_macro_auc"]["point"] is not None
+    curves = {c["mode"]: c for c in saved["learning_curves"]}
+    assert set(curves) == {"full", "erts_infobatch"}
+    full_points = [(rows[("full", f)]["n_train"], rows[("full", f)]["test_macro_auc"]["point"]) for f in (0.5, None)]
+    assert [(p["n_train"], p["value"]) for p in curves["full"]["points"]] == sorted(full_points)
+    assert curves["full"]["extrapolated_n_train"] == 5 * rows[("full", None)]["n_train"]
+    assert "Learning curve, superdiagnostic" in result["table"]
     again = module.main(argv)  # every run reused
     assert [r["test_macro_auc"] for r in again["runs"]] == [r["test_macro_auc"] for r in result["runs"]]
