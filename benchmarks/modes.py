@@ -86,6 +86,9 @@ VARIANTS = {
                            **_INFOBATCH},
     "erts_infobatch_r09": {"mode": "erts_infobatch", "prune_ratio": 0.9, "cam_start_epoch": 1, "focus_every": 3,
                            **_INFOBATCH},
+    # r 0.9 with focus refreshed half as often: Grad-CAM passes were 0.046 of full's work at focus_every 3
+    "erts_infobatch_r09_f6": {"mode": "erts_infobatch", "prune_ratio": 0.9, "cam_start_epoch": 1, "focus_every": 6,
+                              **_INFOBATCH},
 }
 RECIPES = {
     "reference": {},
@@ -672,7 +675,8 @@ def plot(result, path) -> pathlib.Path | None:
     colors = {"full": "black", "dbpd": "tab:blue", "srd": "tab:gray", "smrd": "tab:orange", "erts": "tab:red",
               "erts_srd": "tab:pink", "erts_smrd": "tab:purple", "full_matched": "tab:brown", "infobatch": "tab:cyan",
               "infobatch_r07": "tab:olive", "erts_infobatch": "tab:green", "erts_reference": "darkred",
-              "erts_infobatch_r05": "lime", "infobatch_r09": "tab:blue", "erts_infobatch_r09": "darkgreen"}
+              "erts_infobatch_r05": "lime", "infobatch_r09": "tab:blue", "erts_infobatch_r09": "darkgreen",
+              "erts_infobatch_r09_f6": "olive"}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     for r in rows.values():
         if "reused_from" in r:
