@@ -57,7 +57,7 @@ def _counted(split):
     """``split`` reading through a ``_CountingSource`` (returned too)."""
     source = _CountingSource(split.signal.source)
     return dataclasses.replace(split, signal=lazy.LazySignal(source, split.signal.positions,
-                                                             split.signal.record_shape)), source
+                                                             split.signal.record_shape, split.signal.decode)), source
 
 
 def test_exclude_classes_selects_without_reading(lazy_data, tiny_data):
@@ -126,3 +126,28 @@ def test_training_decisions_and_resume_are_identical_on_both_backends(tiny_confi
     resumed = run.run(dataclasses.replace(killed, resume=True), lazy_data)
     assert (tmp_path / "killed" / "audit.csv").read_text() == audit
     assert run_helpers.decisions(resumed) == run_helpers.decisions(memory)
+
+
+@pytest.mark.parametrize("encoding", [None, "BYTES"])
+def test_the_signal_decoder_parses_what_tfds_serialized(encoding):
+    """Records of several lengths, stored as a float list or as raw bytes, come back zero-padded to the longest."""
+    import tensorflow_datasets as tfds
+
+    kwargs = {"encoding": tfds.features.Encoding.BYTES} if encoding else {}
+    feature = tfds.features.FeaturesDict({"signal": tfds.features.Tensor(shape=(None, 2), dtype=np.float32, **kwargs)})
+    records = [np.arange(6, dtype=np.float32).reshape(3, 2) + 0.5, -np.ones((5, 2), np.float32)]
+    serialized = tf.constant([feature.serialize_example({"signal": r}) for r in records])
+    got = lazy.SignalDecoder(feature["signal"])(serialized).numpy()
+    assert got.shape == (2, 5, 2)
+    np.testing.assert_array_equal(got[0, :3], records[0])
+    np.testing.assert_array_equal(got[0, 3:], 0.0)
+    np.testing.assert_array_equal(got[1], records[1])
+    assert lazy.SignalDecoder(feature["signal"])(tf.constant([], tf.string)).shape[0] == 0
+
+
+def test_a_compressed_signal_is_refused_by_name():
+    import tensorflow_datasets as tfds
+
+    feature = tfds.features.Tensor(shape=(10, 1), dtype=np.float32, encoding=tfds.features.Encoding.ZLIB)
+    with pytest.raises(ValueError, match="raw bytes"):
+        lazy.SignalDecoder(feature)

@@ -157,7 +157,7 @@ def test_a_dropped_record_is_never_read_when_cropping(full_cinc):
             return split.signal.source.__getitems__(positions)
 
     counted = dataclasses.replace(split, signal=lazy.LazySignal(Counting(), split.signal.positions,
-                                                                split.signal.record_shape))
+                                                                split.signal.record_shape, split.signal.decode))
     keep = np.zeros(split.n, bool)
     keep[[1, 8, 20]] = True
     _batches(pipeline.train_dataset(counted, tf.Variable(keep), 2, 0, 0))

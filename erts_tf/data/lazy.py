@@ -24,6 +24,12 @@ indexing it reads and z-scores exactly the records indexed (``pipeline.zscore``
 per record, the z-score of the memory backend and of the exported model).
 A run on windows (``--window_s``) reads raw windows of the kept records instead
 (``window_reader``; records may then differ in length).
+
+Decoding. The records are read as serialized bytes and their signal is parsed
+in TensorFlow, a batch at a time (``SignalDecoder``: ``tf.io.parse_example``, and
+``tf.io.decode_raw`` for a signal stored as bytes), not by TFDS's per-record
+NumPy decoding under Python's lock: the values are the same, and the pipeline's
+reader threads no longer queue for the lock while the training step runs.
 """
 
 from __future__ import annotations
@@ -79,23 +85,60 @@ def add_array_record(builder: tfds.core.DatasetBuilder) -> None:
     dataset_info.write_dataset_info_proto(proto, builder.data_dir)
 
 
+class SignalDecoder:
+    """Serialized records ``(batch,)`` tf.string -> their ``signal`` ``(batch, time, leads)`` float32, in TensorFlow.
+
+    ``feature``: the dataset's ``signal`` feature, a float ``tfds.features.Tensor`` ``(time, leads)`` stored as a
+    float list or as raw bytes (``physionet.features.signal_feature``); ``time`` may be None (records of several
+    lengths: each is zero-padded to the longest of its batch, what ``windows`` cuts past a record's end).
+    ``ValueError`` for any other storage (a compressed encoding), named, when the split is opened.
+    """
+
+    def __init__(self, feature):
+        info = feature.get_serialized_info()
+        encoding = getattr(feature, "_encoding", None)
+        self.shape = tuple(feature.shape)
+        self.dtype = tf.as_dtype(feature.np_dtype)
+        self.stored_as_bytes = info.tf_dtype == tf.string
+        if len(self.shape) != 2 or None in self.shape[1:] or not self.dtype.is_floating or (
+                self.stored_as_bytes and encoding != tfds.features.Encoding.BYTES):
+            raise ValueError(f"--data_backend=lazy reads a float signal (time, leads) stored as a float list or as raw "
+                             f"bytes; this dataset stores {feature!r}")
+        if self.stored_as_bytes:
+            self.spec = tf.io.FixedLenFeature([], tf.string)
+        elif self.shape[0] is None:
+            self.spec = tf.io.FixedLenSequenceFeature(self.shape[1:], self.dtype, allow_missing=True)
+        else:
+            self.spec = tf.io.FixedLenFeature(self.shape, self.dtype)
+
+    def __call__(self, serialized: tf.Tensor) -> tf.Tensor:
+        values = tf.io.parse_example(serialized, {"signal": self.spec})["signal"]
+        if self.stored_as_bytes:
+            row_bytes = self.dtype.size * self.shape[1]
+            longest = tf.reduce_max(tf.concat([tf.strings.length(values), [row_bytes]], 0))  # >= one row: an empty batch
+            values = tf.io.decode_raw(values, self.dtype, fixed_length=longest)
+            values = tf.reshape(values, [tf.shape(values)[0], longest // row_bytes, self.shape[1]])
+        return tf.cast(values, tf.float32)
+
+
 class LazySignal:
     """The z-scored signal ``(n, time, leads)`` float32 of a split, read from disk when indexed.
 
-    Index ``i`` is a sample id; ``positions[i]`` is its record in the ArrayRecord
-    data source. Indexing with an int, a slice, an int array or a bool mask
-    returns a NumPy array and reads exactly those records; ``take`` selects
-    samples without reading. There is deliberately no ``__array__``: turning the
+    Index ``i`` is a sample id; ``positions[i]`` is its record in ``source``, a random-access source of serialized
+    records (the ArrayRecord files: ``__getitems__(positions) -> list of bytes``), which ``decode`` parses.
+    Indexing with an int, a slice, an int array or a bool mask returns a NumPy array and reads exactly those
+    records; ``take`` selects samples without reading. There is deliberately no ``__array__``: turning the
     whole split into an array is what this class exists to avoid.
     """
 
     ndim = 3
     dtype = np.dtype(np.float32)
 
-    def __init__(self, source, positions: np.ndarray, record_shape: tuple[int | None, int]):
+    def __init__(self, source, positions: np.ndarray, record_shape: tuple[int | None, int], decode: SignalDecoder):
         self.source = source
         self.positions = np.asarray(positions, np.int64)
         self.record_shape = tuple(None if d is None else int(d) for d in record_shape)
+        self.decode = decode
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -116,27 +159,31 @@ class LazySignal:
         """The samples ``index`` ``(k,)`` (positions, in that order), not read (``np.ndarray.take``)."""
         if axis != 0:
             raise ValueError("LazySignal.take selects samples (axis 0) only")
-        return LazySignal(self.source, self.positions[np.asarray(index)], self.record_shape)
+        return LazySignal(self.source, self.positions[np.asarray(index)], self.record_shape, self.decode)
+
+    def _serialized(self, ids: tf.Tensor) -> tf.Tensor:
+        """The serialized records of sample ids ``ids`` ``(batch,)``: ``(batch,)`` tf.string, each read once."""
+        def read(ids):
+            positions = self.positions[np.asarray(ids, np.int64)]
+            return np.array(self.source.__getitems__(positions.tolist()) if len(positions) else [], dtype=object)
+
+        serialized = tf.numpy_function(read, [ids], tf.string, stateful=False)
+        serialized.set_shape([None])
+        return serialized
 
     def window_reader(self, window: int):
         """``(ids (batch,), starts (batch, k)) -> raw windows (batch, k, window, leads)`` float32, a TF op.
 
         Each record of ``ids`` is read once, NOT z-scored (windows are z-scored one by one), and cut at its
-        ``starts`` (``windows.slice_windows``: zero past its end), as ``FlatSignal.window_reader`` cuts it."""
-        from erts_tf.data import windows
-
+        ``starts``, zero past its end (``windows.slice_windows``'s rule, as ``FlatSignal.window_reader`` cuts)."""
         leads = self.record_shape[-1]
 
-        def read(ids, starts):
-            positions = self.positions[np.asarray(ids, np.int64)]
-            records = self.source.__getitems__(positions.tolist()) if len(positions) else []
-            out = np.zeros((len(positions), starts.shape[1], window, leads), np.float32)
-            for i, record in enumerate(records):
-                out[i] = windows.slice_windows(np.asarray(record["signal"], np.float32), starts[i], window)
-            return out
-
         def gather(ids, starts):
-            signal = tf.numpy_function(read, [ids, tf.cast(starts, tf.int64)], tf.float32, stateful=False)
+            records = self.decode(self._serialized(ids))  # (batch, longest, leads), zero past each record's end
+            records = tf.pad(records, [[0, 0], [0, window], [0, 0]])
+            index = tf.cast(starts, tf.int64)[..., None] + tf.range(window, dtype=tf.int64)  # (batch, k, window)
+            index = tf.minimum(index, tf.cast(tf.shape(records)[1] - 1, tf.int64))  # the padding's last zero
+            signal = tf.gather(records, index, batch_dims=1)
             signal.set_shape([None, None, window, leads])
             return signal
 
@@ -149,23 +196,27 @@ class LazySignal:
         positions = np.asarray(positions, np.int64).reshape(-1)
         if not len(positions):
             return np.zeros((0, *self.record_shape), np.float32)
-        records = self.source.__getitems__(positions.tolist())
-        return pipeline.zscore(np.stack([r["signal"] for r in records]))
+        serialized = tf.constant(np.array(self.source.__getitems__(positions.tolist()), dtype=object))
+        return pipeline.zscore(self.decode(serialized).numpy())
 
     def gather(self, ids: tf.Tensor) -> tf.Tensor:
         """The records of sample ids ``ids`` ``(batch,)`` int64 as a TF op: ``(batch, time, leads)`` float32."""
-        signal = tf.numpy_function(lambda i: self[i], [ids], tf.float32, stateful=False)
+        from erts_tf.data import pipeline
+
+        signal = tf.numpy_function(pipeline.zscore, [self.decode(self._serialized(ids))], tf.float32, stateful=False)
         signal.set_shape([None, *self.record_shape])
         return signal
 
 
 def scalar_columns(builder: tfds.core.DatasetBuilder, split: str, keys: list[str]):
-    """The ArrayRecord data source of ``split`` and its features ``keys`` (scalars, each ``(n,)``, record order).
+    """The serialized records of ``split`` (random access, ``__getitems__``), the ``SignalDecoder`` of their
+    signal, and their features ``keys`` (scalars, each ``(n,)``, record order).
 
     The signal of each record is skipped, not decoded; the records are still read once.
     """
     reader = array_record_reader(builder)
-    source = reader.as_data_source(split)
+    source = reader.as_data_source(split).data_source
+    decode = SignalDecoder(reader.info.features["signal"])
     metadata = reader.as_data_source(split, decoders={k: tfds.decode.SkipDecoding()
                                                       for k in reader.info.features if k not in keys})
     columns = {k: [] for k in keys}
@@ -173,4 +224,4 @@ def scalar_columns(builder: tfds.core.DatasetBuilder, split: str, keys: list[str
         for record in metadata.__getitems__(list(range(start, min(start + _METADATA_CHUNK, len(metadata))))):
             for k in keys:
                 columns[k].append(record[k])
-    return source, {k: np.asarray(v) for k, v in columns.items()}
+    return source, decode, {k: np.asarray(v) for k, v in columns.items()}

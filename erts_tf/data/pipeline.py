@@ -53,11 +53,17 @@ def zscore(signal: np.ndarray) -> np.ndarray:
     below float32 resolution at the lead's level, ``std <= 1e-6 * max(1, |mean|)``
     (a float32 lead constant at 0.7 has std ~1e-7, not 0).
     """
-    signal = np.nan_to_num(np.asarray(signal, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    signal = np.asarray(signal, np.float32)
+    if not np.isfinite(signal).all():  # the copy and the three tests of nan_to_num only where needed
+        signal = np.nan_to_num(signal, nan=0.0, posinf=0.0, neginf=0.0)
     mean = signal.mean(axis=-2, keepdims=True)
     std = signal.std(axis=-2, keepdims=True)
     flat = std <= 1e-6 * np.maximum(1.0, np.abs(mean))
-    return np.where(flat, 0.0, (signal - mean) / np.where(flat, 1.0, std)).astype(np.float32)
+    out = signal - mean
+    out /= np.where(flat, np.float32(1.0), std)
+    if flat.any():
+        out[np.broadcast_to(flat, out.shape)] = 0.0
+    return out
 
 
 def zscore_tf(signal: tf.Tensor) -> tf.Tensor:
@@ -233,9 +239,9 @@ def load_split(builder: tfds.core.DatasetBuilder, split: str, backend: str = "me
         columns = _decoded_columns(builder, split, [*scalars, "signal"])
         return _split_arrays(builder, split, columns, lambda order: zscore(columns["signal"][order]), label_feature)
     if backend == "lazy":
-        source, columns = lazy.scalar_columns(builder, split, scalars)
+        source, decode, columns = lazy.scalar_columns(builder, split, scalars)
         shape = builder.info.features["signal"].shape
-        return _split_arrays(builder, split, columns, lambda order: lazy.LazySignal(source, order, shape),
+        return _split_arrays(builder, split, columns, lambda order: lazy.LazySignal(source, order, shape, decode),
                              label_feature)
     raise ValueError(f"unknown data backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
@@ -253,10 +259,10 @@ def _raw_split(builder: tfds.core.DatasetBuilder, split: str, backend: str, scal
                                label_feature)
         return dataclasses.replace(arrays, lengths=arrays.signal.lengths)
     if backend == "lazy":
-        source, columns = lazy.scalar_columns(builder, split, scalars)
+        source, decode, columns = lazy.scalar_columns(builder, split, scalars)
         if shape[0] is None and "num_samples" not in columns:
             raise ValueError(f"{builder.info.full_name}: records of several lengths need a num_samples feature")
-        arrays = _split_arrays(builder, split, columns, lambda order: lazy.LazySignal(source, order, shape),
+        arrays = _split_arrays(builder, split, columns, lambda order: lazy.LazySignal(source, order, shape, decode),
                                label_feature)
         lengths = arrays.extras["num_samples"] if shape[0] is None else np.full(arrays.n, shape[0])
         return dataclasses.replace(arrays, lengths=np.asarray(lengths, np.int64))
