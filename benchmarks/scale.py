@@ -39,11 +39,14 @@ with its ArrayRecord copy (``--data_backend=lazy``). Then
    ``full``, cut after ``--max_train_samples``, default 2048 here), with the
    lazy/memory ratio of samples/s and the epoch time over the kept fraction.
 
-A larger-than-memory check: generate more than the machine's RAM, e.g.
-``--sizes 250000`` (12 GB, about an hour of generation), and run the lazy
-probe under a memory limit, e.g. ``systemd-run --scope -p MemoryMax=4G python
-benchmarks/scale.py --compare_backends --sizes 250000 --backends lazy``; the
-memory backend would be killed there.
+5. larger than the memory the run may use (``--limited_size N --memory_limit_mb M``):
+   a dataset of ``N`` records (48 KB each) is generated, and the RSS probe of
+   each backend runs on it in a fresh memory cgroup limited to ``M`` MiB (the
+   kernel's limit on the process, page cache included: cgroup v1 ``memory`` or
+   v2, written under ``/sys/fs/cgroup``, which needs root; a clear error
+   otherwise). A probe the limit kills is recorded as killed, not as a failure
+   of the benchmark: that is the memory backend's expected end when the
+   dataset is larger than ``M``.
 
 Usage:
   python benchmarks/scale.py                                  # MIT-BIH, ~100k beats
@@ -51,6 +54,7 @@ Usage:
   python benchmarks/scale.py --max_train_samples 0            # train every epoch to the end
   python benchmarks/scale.py --compare_backends               # memory vs lazy, RSS against size
   python benchmarks/scale.py --compare_backends --smoke       # the same at 64 and 128 records
+  python benchmarks/scale.py --compare_backends --limited_size 50000 --memory_limit_mb 1536  # 2.3 GB under 1.5 GiB
 """
 
 from __future__ import annotations
@@ -92,6 +96,10 @@ def parse(argv=None):
                         help="--compare_backends: training records per generated dataset (default 1000,4000,16000)")
     parser.add_argument("--throughput_size", type=int, default=None,
                         help="--compare_backends: the size of the throughput comparison (default the largest)")
+    parser.add_argument("--limited_size", type=int, default=0,
+                        help="--compare_backends: also probe both backends on a dataset of this many records, each "
+                             "in a memory cgroup of --memory_limit_mb (0: no such check)")
+    parser.add_argument("--memory_limit_mb", type=int, default=1536, help="the cgroup limit of --limited_size's probes")
     parser.add_argument("--rss_probe", default=None, help=argparse.SUPPRESS)  # backend,size: one RSS measurement
     args = parser.parse_args(argv)
     if args.compare_backends or args.rss_probe:
@@ -298,19 +306,95 @@ def rss_probe(args) -> dict:
             "epoch_s": epoch.result["wall_s"], "read": int(reads.numpy()), "yielded": seen, "evaluated": evaluated}
 
 
+def _probe(args, backend: str, n: int, cgroup: pathlib.Path | None = None) -> dict:
+    """``rss_probe`` of ``backend`` on the dataset of ``n`` records in a fresh process, inside ``cgroup`` if given.
+
+    A probe killed by the cgroup's limit (SIGKILL, or the cgroup's OOM count grew) gives a row with
+    ``killed_by_limit``; any other failure raises with the probe's error output."""
+    command = [sys.executable, __file__, "--rss_probe", f"{backend},{n}", "--data_dir", args.data_dir,
+               "--batch_size", str(args.batch_size)]
+    ooms = memory_cgroup_ooms(cgroup) if cgroup else 0
+    enter = None if cgroup is None else (lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())))
+    done = subprocess.run(command, capture_output=True, text=True, preexec_fn=enter)
+    if cgroup is not None and (done.returncode == -9 or memory_cgroup_ooms(cgroup) > ooms):
+        return {"backend": backend, "n": n, "killed_by_limit": True, "returncode": done.returncode,
+                "memory_limit_bytes": args.memory_limit_mb * 2**20}
+    if done.returncode:
+        raise RuntimeError(f"rss probe {backend},{n} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _print_probe(r: dict) -> None:
+    if r.get("killed_by_limit"):
+        print(f"rss {r['backend']} n={r['n']}: killed by the {common.mib(r['memory_limit_bytes'])} MiB limit", flush=True)
+    else:
+        print(f"rss {r['backend']} n={r['n']}: peak {common.mib(r['rss_peak_bytes'])} MiB "
+              f"(dataset {common.mib(r['dataset_bytes'])} MiB), read {r['read']}", flush=True)
+
+
 def rss_against_size(args) -> list[dict]:
     """``rss_probe`` of every backend and size, each in its own process (peak RSS is per process)."""
     rows = []
     for n in args.sizes:
         open_train(args, n, "lazy")  # generate and convert here, so that the probes only read
         for backend in args.backends:
-            command = [sys.executable, __file__, "--rss_probe", f"{backend},{n}", "--data_dir", args.data_dir,
-                       "--batch_size", str(args.batch_size)]
-            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
-            r = rows[-1]
-            print(f"rss {backend} n={n}: peak {common.mib(r['rss_peak_bytes'])} MiB "
-                  f"(dataset {common.mib(r['dataset_bytes'])} MiB), read {r['read']}", flush=True)
+            rows.append(_probe(args, backend, n))
+            _print_probe(rows[-1])
+    return rows
+
+
+def memory_cgroup(name: str, limit_bytes: int) -> pathlib.Path:
+    """A new memory cgroup ``name`` limited to ``limit_bytes`` (v2 ``memory.max``, else v1
+    ``memory.limit_in_bytes``, with swap held to the same limit where the kernel accounts it).
+
+    ``RuntimeError`` if neither hierarchy can be written (not root, or no memory controller)."""
+    root = pathlib.Path("/sys/fs/cgroup")
+    v1 = root / "memory"
+    try:
+        if (root / "cgroup.controllers").exists() and "memory" in (root / "cgroup.controllers").read_text().split():
+            group = root / name
+            group.mkdir(exist_ok=True)
+            (group / "memory.max").write_text(str(limit_bytes))
+            if (group / "memory.swap.max").exists():
+                (group / "memory.swap.max").write_text("0")
+            return group
+        if (v1 / "memory.limit_in_bytes").exists():
+            group = v1 / name
+            group.mkdir(exist_ok=True)
+            (group / "memory.limit_in_bytes").write_text(str(limit_bytes))
+            if (group / "memory.memsw.limit_in_bytes").exists():
+                (group / "memory.memsw.limit_in_bytes").write_text(str(limit_bytes))
+            return group
+    except OSError as error:
+        raise RuntimeError(f"--limited_size needs a writable memory cgroup under {root} (root): {error}") from error
+    raise RuntimeError(f"--limited_size: no memory cgroup controller under {root}")
+
+
+def memory_cgroup_ooms(group: pathlib.Path) -> int:
+    """How many times the kernel's OOM killer acted in ``group`` (v2 ``memory.events``; v1: the limit's failures)."""
+    events = group / "memory.events"
+    if events.exists():
+        return int(dict(line.split() for line in events.read_text().splitlines()).get("oom_kill", 0))
+    oom_control = group / "memory.oom_control"
+    if oom_control.exists():
+        return int(dict(line.split() for line in oom_control.read_text().splitlines()).get("oom_kill", 0))
+    return 0
+
+
+def rss_under_limit(args) -> list[dict]:
+    """``rss_probe`` of every backend on ``--limited_size`` records, each in a memory cgroup of ``--memory_limit_mb``."""
+    import numpy as np
+
+    split = open_train(args, args.limited_size, "lazy")  # generated outside the limit
+    dataset_bytes = int(split.n * np.prod(split.input_shape) * 4)
+    group = memory_cgroup(f"erts_tf_scale_{os.getpid()}", args.memory_limit_mb * 2**20)
+    rows = []
+    try:
+        for backend in args.backends:
+            rows.append({"dataset_bytes": dataset_bytes, **_probe(args, backend, args.limited_size, group)})
+            _print_probe(rows[-1])
+    finally:
+        group.rmdir()
     return rows
 
 
@@ -371,6 +455,16 @@ def compare_tables(result) -> str:
         [[r["backend"], r["n"], common.mib(r["dataset_bytes"]), common.mib(r["rss_baseline_bytes"]),
           common.mib(r["rss_peak_bytes"]), common.mib(r["rss_peak_bytes"] - r["rss_baseline_bytes"]),
           "yes" if r["read"] == r["yielded"] == r["n"] else "NO"] for r in result["rss"]]))
+    if result.get("rss_under_limit"):
+        lines.append(f"\nlarger than the memory the run may use: {s['limited_size']} records under a "
+                     f"{s['memory_limit_mb']} MiB memory cgroup (one process per row)\n")
+        lines.append(common.markdown_table(
+            ["backend", "train records", "dataset MiB", "limit MiB", "outcome", "peak RSS MiB", "read == records"],
+            [[r["backend"], r["n"], common.mib(r["dataset_bytes"]), s["memory_limit_mb"],
+              "killed by the limit" if r.get("killed_by_limit") else "completed",
+              "" if r.get("killed_by_limit") else common.mib(r["rss_peak_bytes"]),
+              "" if r.get("killed_by_limit") else ("yes" if r["read"] == r["yielded"] == r["n"] else "NO")]
+             for r in result["rss_under_limit"]]))
     side = result["side_by_side"]
     lines.append(f"\npipeline alone, {s['throughput_size']} records, batch {s['batch_size']} "
                  "(epoch / (fraction x epoch@1.0): 1.000 = proportional)\n")
@@ -419,11 +513,14 @@ def compare_main(args) -> dict:
     started = time.perf_counter()
     result = {"benchmark": LAZY_NAME, "settings": dict(vars(args)), "machine": common.machine()}
     result["rss"] = rss_against_size(args)
+    if args.limited_size:
+        result["rss_under_limit"] = rss_under_limit(args)
     result["side_by_side"] = backends_side_by_side(args)
     side = result["side_by_side"]
+    probes = [r for r in [*result["rss"], *result.get("rss_under_limit", [])] if not r.get("killed_by_limit")]
     result["all_reads_match"] = all(r["read_equals_kept"] and r["ids_are_the_kept"] for r in side["pipeline"]) and all(
         r["read"] == r["trained"] for r in side["training"] if not r["cut"]) and all(
-        r["read"] == r["yielded"] == r["n"] for r in result["rss"])
+        r["read"] == r["yielded"] == r["n"] for r in probes)
     result["total_wall_s"] = time.perf_counter() - started
     return common.publish(args, LAZY_NAME, result, compare_tables(result), compare_plot)
 

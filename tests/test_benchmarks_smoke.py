@@ -136,6 +136,34 @@ def test_scale_smoke(tmp_path, common_args):
     assert all(r["gradcam"] == r["trained"] for r in erts)
 
 
+def _memory_cgroups_writable() -> bool:
+    import os
+
+    root = pathlib.Path("/sys/fs/cgroup")
+    return os.access(root / "memory", os.W_OK) or (
+        (root / "cgroup.controllers").exists() and os.access(root, os.W_OK))
+
+
+@pytest.mark.skipif(not _memory_cgroups_writable(), reason="needs a writable memory cgroup (root) for the limited probes")
+def test_scale_compare_backends_smoke_with_a_memory_limit(tmp_path, common_args):
+    """Both backends side by side, RSS against size, and the probes under a memory cgroup: a limit below what
+    TensorFlow alone takes kills both, and the benchmark records that rather than failing."""
+    out = tmp_path / "scale_lazy.json"
+    _load("scale").main([*common_args, "--output", str(out), "--compare_backends", "--data_dir", str(tmp_path / "tfds"),
+                         "--limited_size", "96", "--memory_limit_mb", "200"])
+    saved = json.loads(out.read_text())
+    _check_machine(saved)
+    assert saved["all_reads_match"]
+    assert [(r["backend"], r["n"]) for r in saved["rss"]] == [("memory", 64), ("lazy", 64), ("memory", 128), ("lazy", 128)]
+    assert all(r["read"] == r["yielded"] == r["n"] for r in saved["rss"])
+    limited = saved["rss_under_limit"]
+    assert [(r["backend"], r["n"], r["killed_by_limit"]) for r in limited] == [("memory", 96, True), ("lazy", 96, True)]
+    assert all(r["dataset_bytes"] == 96 * 1000 * 12 * 4 for r in limited)
+    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/memory"):
+        assert not list(pathlib.Path(root).glob("erts_tf_scale_*"))  # the cgroup is removed
+    assert {r["backend"] for r in saved["side_by_side"]["training"]} == {"memory", "lazy"}
+
+
 def test_modes_on_a_shipped_flagfile(tmp_path, common_args):
     """``--flagfile``: every variant trains the flagfile's recipe, with its own mode and selection settings
     over it, and full_matched compresses the flagfile's warm-up with its epochs."""
