@@ -28,8 +28,8 @@ A run on windows (``--window_s``) reads raw windows of the kept records instead
 Decoding. The records are read as serialized bytes and their signal is parsed
 in TensorFlow, a batch at a time (``SignalDecoder``: ``tf.io.parse_example``, and
 ``tf.io.decode_raw`` for a signal stored as bytes), not by TFDS's per-record
-NumPy decoding under Python's lock: the values are the same, and the pipeline's
-reader threads no longer queue for the lock while the training step runs.
+NumPy decoding under Python's lock: the values are the same, and only the
+read and the z-score (``pipeline.zscore``, the memory backend's) stay in Python.
 """
 
 from __future__ import annotations
