@@ -360,6 +360,10 @@ def memory_cgroup(name: str, limit_bytes: int) -> pathlib.Path:
         if (root / "cgroup.controllers").exists() and "memory" in (root / "cgroup.controllers").read_text().split():
             group = root / name
             group.mkdir(exist_ok=True)
+            if not (group / "memory.max").exists():  # the memory controller is not enabled for children here
+                group.rmdir()
+                raise RuntimeError(f"--limited_size: the memory controller is not enabled under {root} "
+                                   "(cgroup.subtree_control)")
             (group / "memory.max").write_text(str(limit_bytes))
             if (group / "memory.swap.max").exists():
                 (group / "memory.swap.max").write_text("0")
