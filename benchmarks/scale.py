@@ -381,13 +381,11 @@ def memory_cgroup(name: str, limit_bytes: int) -> pathlib.Path:
 
 
 def memory_cgroup_ooms(group: pathlib.Path) -> int:
-    """How many times the kernel's OOM killer acted in ``group`` (v2 ``memory.events``; v1: the limit's failures)."""
-    events = group / "memory.events"
-    if events.exists():
-        return int(dict(line.split() for line in events.read_text().splitlines()).get("oom_kill", 0))
-    oom_control = group / "memory.oom_control"
-    if oom_control.exists():
-        return int(dict(line.split() for line in oom_control.read_text().splitlines()).get("oom_kill", 0))
+    """How many times the kernel's OOM killer acted in ``group`` (the ``oom_kill`` line of v2 ``memory.events``
+    or v1 ``memory.oom_control``; 0 where the kernel reports none)."""
+    for name in ("memory.events", "memory.oom_control"):
+        if (group / name).exists():
+            return int(dict(line.split() for line in (group / name).read_text().splitlines()).get("oom_kill", 0))
     return 0
 
 
@@ -436,9 +434,10 @@ def backends_side_by_side(args) -> dict:
         # the backends alternate, --train_repeats times, and each keeps its fastest epoch: a burst of load
         # on the shared machine then slows one try of one backend, not the comparison
         tries = {backend: [] for backend in splits}
+        for model in models.values():
+            model.state.keep.assign(keep_mask(n, fraction, args.seed))
         for repeat in range(args.train_repeats):
             for backend, split in splits.items():
-                models[backend].state.keep.assign(keep_mask(n, fraction, args.seed))
                 tries[backend].append(train_epoch(args, models[backend], split, False,
                                                   epoch=repeat * len(args.fractions) + i))
         for backend, rows in tries.items():

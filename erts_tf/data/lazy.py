@@ -161,13 +161,14 @@ class LazySignal:
             raise ValueError("LazySignal.take selects samples (axis 0) only")
         return LazySignal(self.source, self.positions[np.asarray(index)], self.record_shape, self.decode)
 
+    def _records(self, positions: np.ndarray) -> np.ndarray:
+        """The serialized records at data-source ``positions`` ``(k,)``: ``(k,)`` bytes objects, each read once."""
+        return np.array(self.source.__getitems__(positions.tolist()) if len(positions) else [], dtype=object)
+
     def _serialized(self, ids: tf.Tensor) -> tf.Tensor:
         """The serialized records of sample ids ``ids`` ``(batch,)``: ``(batch,)`` tf.string, each read once."""
-        def read(ids):
-            positions = self.positions[np.asarray(ids, np.int64)]
-            return np.array(self.source.__getitems__(positions.tolist()) if len(positions) else [], dtype=object)
-
-        serialized = tf.numpy_function(read, [ids], tf.string, stateful=False)
+        serialized = tf.numpy_function(lambda i: self._records(self.positions[np.asarray(i, np.int64)]), [ids],
+                                       tf.string, stateful=False)
         serialized.set_shape([None])
         return serialized
 
@@ -196,8 +197,7 @@ class LazySignal:
         positions = np.asarray(positions, np.int64).reshape(-1)
         if not len(positions):
             return np.zeros((0, *self.record_shape), np.float32)
-        serialized = tf.constant(np.array(self.source.__getitems__(positions.tolist()), dtype=object))
-        return pipeline.zscore(self.decode(serialized).numpy())
+        return pipeline.zscore(self.decode(tf.constant(self._records(positions))).numpy())
 
     def gather(self, ids: tf.Tensor) -> tf.Tensor:
         """The records of sample ids ``ids`` ``(batch,)`` int64 as a TF op: ``(batch, time, leads)`` float32."""
