@@ -89,6 +89,10 @@ VARIANTS = {
     # r 0.9 with focus refreshed half as often: Grad-CAM passes were 0.046 of full's work at focus_every 3
     "erts_infobatch_r09_f6": {"mode": "erts_infobatch", "prune_ratio": 0.9, "cam_start_epoch": 1, "focus_every": 6,
                               **_INFOBATCH},
+    # the two above with 2 annealing epochs of 24 rather than 3 (ceil(0.08 x 24) = 2): r 0.9 alone ended at 0.45-0.46
+    "infobatch_r09_a2": {"mode": "infobatch", "prune_ratio": 0.9, **_INFOBATCH, "anneal_frac": 0.08},
+    "erts_infobatch_r09_f6_a2": {"mode": "erts_infobatch", "prune_ratio": 0.9, "cam_start_epoch": 1, "focus_every": 6,
+                                 **_INFOBATCH, "anneal_frac": 0.08},
 }
 RECIPES = {
     "reference": {},
@@ -676,7 +680,7 @@ def plot(result, path) -> pathlib.Path | None:
               "erts_srd": "tab:pink", "erts_smrd": "tab:purple", "full_matched": "tab:brown", "infobatch": "tab:cyan",
               "infobatch_r07": "tab:olive", "erts_infobatch": "tab:green", "erts_reference": "darkred",
               "erts_infobatch_r05": "lime", "infobatch_r09": "tab:blue", "erts_infobatch_r09": "darkgreen",
-              "erts_infobatch_r09_f6": "olive"}
+              "erts_infobatch_r09_f6": "olive", "infobatch_r09_a2": "navy", "erts_infobatch_r09_f6_a2": "yellowgreen"}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     for r in rows.values():
         if "reused_from" in r:
