@@ -180,24 +180,51 @@ def rss_bytes() -> int | None:
             return None
 
 
+_RSS_PARTS = ("RssAnon", "RssFile", "RssShmem")
+
+
+def rss_parts() -> dict[str, int] | None:
+    """This process's resident memory by kind (``/proc/self/status``, Linux): ``RssAnon`` (heap, what the
+    process allocated), ``RssFile`` (pages of mapped files: libraries and memory-mapped data, which the kernel
+    can drop and re-read) and ``RssShmem``, in bytes; None where the kernel does not report them."""
+    try:
+        with open("/proc/self/status") as f:
+            fields = dict(line.split(":", 1) for line in f if line.startswith(_RSS_PARTS))
+    except OSError:
+        return None
+    if set(fields) != set(_RSS_PARTS):
+        return None
+    return {k: int(v.split()[0]) * 1024 for k, v in fields.items()}  # reported in kB
+
+
 class Meter:
     """Measures a block: wall time, process CPU time, RSS at start and peak RSS during it.
 
     Peak RSS is sampled every ``interval`` seconds by a background thread
     (psutil if installed, else /proc/self/statm); ``getrusage``'s lifetime
-    peak is recorded too. In one process that runs several measured blocks,
-    memory the allocator kept from an earlier block counts in a later one:
-    ``rss_start`` says how much was resident when the block began.
+    peak is recorded too, and (where Linux reports them, ``rss_parts``) the
+    peaks of its anonymous and file-backed parts, each sampled on its own.
+    In one process that runs several measured blocks, memory the allocator
+    kept from an earlier block counts in a later one: ``rss_start`` says how
+    much was resident when the block began.
     """
 
     def __init__(self, interval: float = 0.05):
         self.interval = interval
         self.result: dict = {}
 
+    def _sample_parts(self):
+        parts = rss_parts()
+        if parts is not None:
+            for k, v in parts.items():
+                self._part_peaks[k] = max(self._part_peaks.get(k, 0), v)
+
     def __enter__(self):
         self._stop = threading.Event()
         self._start_rss = rss_bytes()
         self._peak = self._start_rss or 0
+        self._part_peaks: dict[str, int] = {}
+        self._sample_parts()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         self._cpu = cpu_seconds()
@@ -210,6 +237,7 @@ class Meter:
             current = rss_bytes()
             if current is not None and current > self._peak:
                 self._peak = current
+            self._sample_parts()
 
     def __exit__(self, *exc):
         wall = time.perf_counter() - self._wall
@@ -217,6 +245,7 @@ class Meter:
         self._stop.set()
         self._thread.join()
         end = rss_bytes()
+        self._sample_parts()
         self.result = {
             "wall_s": wall,
             "cpu_s": cpu,
@@ -226,6 +255,7 @@ class Meter:
             "maxrss_lifetime_bytes": max_rss_bytes(),
             "loadavg_start": list(self._load),
             "loadavg_end": list(os.getloadavg()),
+            **{f"rss_{k[3:].lower()}_peak_bytes": v for k, v in self._part_peaks.items()},
         }
         return False
 

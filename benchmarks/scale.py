@@ -105,6 +105,11 @@ def parse(argv=None):
                         help="--compare_backends: also probe both backends on a dataset of this many records, each "
                              "in a memory cgroup of --memory_limit_mb (0: no such check)")
     parser.add_argument("--memory_limit_mb", type=int, default=1536, help="the cgroup limit of --limited_size's probes")
+    parser.add_argument("--malloc_arena_max", default="0",
+                        help="--compare_backends: glibc malloc arena limits the RSS probes run under, each probe "
+                             "with MALLOC_ARENA_MAX set to it (0: the allocator's default; e.g. 0,1 runs both)")
+    parser.add_argument("--rss_only", action="store_true",
+                        help="--compare_backends: only the RSS probes, not the backends' throughput side by side")
     parser.add_argument("--rss_probe", default=None, help=argparse.SUPPRESS)  # backend,size: one RSS measurement
     args = parser.parse_args(argv)
     if args.compare_backends or args.rss_probe:
@@ -266,6 +271,7 @@ def compare_args(args):
     if args.max_train_samples is None:
         args.max_train_samples = 0 if args.smoke else 2048
     args.train_repeats = args.train_repeats or (1 if args.smoke else 3)
+    args.malloc_arena_max = [int(a) for a in str(args.malloc_arena_max).split(",") if a]
     args.data_dir = args.data_dir or os.path.join(args.work_dir, "tfds_scale_lazy")
     return args
 
@@ -297,7 +303,7 @@ def rss_probe(args) -> dict:
     common.quiet_tensorflow()
     import tensorflow as tf  # noqa: F401  (its own memory is the baseline)
 
-    baseline = common.rss_bytes()
+    baseline, baseline_parts = common.rss_bytes(), common.rss_parts() or {}
     with common.Meter() as opened:
         train = open_train(args, int(n), backend)
         validation = open_train(args, int(n), backend, "validation")
@@ -309,11 +315,16 @@ def rss_probe(args) -> dict:
     return {"backend": backend, "n": int(n), "dataset_bytes": int(train.n * np.prod(train.input_shape) * 4),
             "rss_baseline_bytes": baseline, "rss_after_open_bytes": opened.result["rss_end_bytes"],
             "rss_peak_bytes": common.max_rss_bytes(), "open_s": opened.result["wall_s"],
-            "epoch_s": epoch.result["wall_s"], "read": int(reads.numpy()), "yielded": seen, "evaluated": evaluated}
+            "epoch_s": epoch.result["wall_s"], "read": int(reads.numpy()), "yielded": seen, "evaluated": evaluated,
+            # the sampled peaks of RSS's parts (anonymous: allocated; file: mapped files' pages), where reported
+            **{f"rss_{k[3:].lower()}_baseline_bytes": v for k, v in baseline_parts.items()},
+            **{key: max(m.result[key] for m in (opened, epoch)) for key in opened.result
+               if key.startswith("rss_") and key.endswith("_peak_bytes") and key != "rss_peak_bytes"}}
 
 
-def _probe(args, backend: str, n: int, cgroup: pathlib.Path | None = None) -> dict:
-    """``rss_probe`` of ``backend`` on the dataset of ``n`` records in a fresh process, inside ``cgroup`` if given.
+def _probe(args, backend: str, n: int, cgroup: pathlib.Path | None = None, arenas: int = 0) -> dict:
+    """``rss_probe`` of ``backend`` on the dataset of ``n`` records in a fresh process, inside ``cgroup`` if given,
+    with glibc's ``MALLOC_ARENA_MAX`` set to ``arenas`` (0: left as it is).
 
     A probe killed by the cgroup's limit (SIGKILL, or the cgroup's OOM count grew) gives a row with
     ``killed_by_limit``; any other failure raises with the probe's error output."""
@@ -321,31 +332,40 @@ def _probe(args, backend: str, n: int, cgroup: pathlib.Path | None = None) -> di
                "--batch_size", str(args.batch_size)]
     ooms = memory_cgroup_ooms(cgroup) if cgroup else 0
     enter = None if cgroup is None else (lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())))
-    done = subprocess.run(command, capture_output=True, text=True, preexec_fn=enter)
+    env = {**os.environ, "MALLOC_ARENA_MAX": str(arenas)} if arenas else None
+    done = subprocess.run(command, capture_output=True, text=True, preexec_fn=enter, env=env)
     if cgroup is not None and (done.returncode == -9 or memory_cgroup_ooms(cgroup) > ooms):
-        return {"backend": backend, "n": n, "killed_by_limit": True, "returncode": done.returncode,
-                "memory_limit_bytes": args.memory_limit_mb * 2**20}
+        return {"backend": backend, "n": n, "malloc_arena_max": arenas, "killed_by_limit": True,
+                "returncode": done.returncode, "memory_limit_bytes": args.memory_limit_mb * 2**20}
     if done.returncode:
         raise RuntimeError(f"rss probe {backend},{n} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "malloc_arena_max": arenas}
+
+
+def _probe_name(r: dict) -> str:
+    """A probe row's backend, with its malloc arena limit if it had one."""
+    return r["backend"] + (f" (MALLOC_ARENA_MAX={r['malloc_arena_max']})" if r.get("malloc_arena_max") else "")
 
 
 def _print_probe(r: dict) -> None:
     if r.get("killed_by_limit"):
-        print(f"rss {r['backend']} n={r['n']}: killed by the {common.mib(r['memory_limit_bytes'])} MiB limit", flush=True)
+        print(f"rss {_probe_name(r)} n={r['n']}: killed by the {common.mib(r['memory_limit_bytes'])} MiB limit",
+              flush=True)
     else:
-        print(f"rss {r['backend']} n={r['n']}: peak {common.mib(r['rss_peak_bytes'])} MiB "
-              f"(dataset {common.mib(r['dataset_bytes'])} MiB), read {r['read']}", flush=True)
+        print(f"rss {_probe_name(r)} n={r['n']}: peak {common.mib(r['rss_peak_bytes'])} MiB, anonymous "
+              f"{common.mib(r.get('rss_anon_peak_bytes'))} MiB (dataset {common.mib(r['dataset_bytes'])} MiB), "
+              f"read {r['read']}", flush=True)
 
 
 def rss_against_size(args) -> list[dict]:
-    """``rss_probe`` of every backend and size, each in its own process (peak RSS is per process)."""
+    """``rss_probe`` of every backend, size and arena limit, each in its own process (peak RSS is per process)."""
     rows = []
     for n in args.sizes:
         open_train(args, n, "lazy")  # generate and convert here, so that the probes only read
-        for backend in args.backends:
-            rows.append(_probe(args, backend, n))
-            _print_probe(rows[-1])
+        for arenas in args.malloc_arena_max:
+            for backend in args.backends:
+                rows.append(_probe(args, backend, n, arenas=arenas))
+                _print_probe(rows[-1])
     return rows
 
 
@@ -398,9 +418,10 @@ def rss_under_limit(args) -> list[dict]:
     group = memory_cgroup(f"erts_tf_scale_{os.getpid()}", args.memory_limit_mb * 2**20)
     rows = []
     try:
-        for backend in args.backends:
-            rows.append({"dataset_bytes": dataset_bytes, **_probe(args, backend, args.limited_size, group)})
-            _print_probe(rows[-1])
+        for arenas in args.malloc_arena_max:
+            for backend in args.backends:
+                rows.append({"dataset_bytes": dataset_bytes, **_probe(args, backend, args.limited_size, group, arenas)})
+                _print_probe(rows[-1])
     finally:
         group.rmdir()
     return rows
@@ -469,20 +490,23 @@ def compare_tables(result) -> str:
     lines = ["\npeak RSS against dataset size (synthetic_ecg; one process per row: open, one epoch of every record)\n"]
     lines.append(common.markdown_table(
         ["backend", "train records", "dataset MiB", "baseline RSS MiB", "peak RSS MiB", "peak - baseline MiB",
-         "read == records"],
-        [[r["backend"], r["n"], common.mib(r["dataset_bytes"]), common.mib(r["rss_baseline_bytes"]),
+         "peak anonymous MiB", "peak file-backed MiB", "probe epoch s", "read == records"],
+        [[_probe_name(r), r["n"], common.mib(r["dataset_bytes"]), common.mib(r["rss_baseline_bytes"]),
           common.mib(r["rss_peak_bytes"]), common.mib(r["rss_peak_bytes"] - r["rss_baseline_bytes"]),
+          common.mib(r.get("rss_anon_peak_bytes")), common.mib(r.get("rss_file_peak_bytes")), f"{r['epoch_s']:.2f}",
           "yes" if r["read"] == r["yielded"] == r["n"] else "NO"] for r in result["rss"]]))
     if result.get("rss_under_limit"):
         lines.append(f"\nlarger than the memory the run may use: {s['limited_size']} records under a "
                      f"{s['memory_limit_mb']} MiB memory cgroup (one process per row)\n")
         lines.append(common.markdown_table(
             ["backend", "train records", "dataset MiB", "limit MiB", "outcome", "peak RSS MiB", "read == records"],
-            [[r["backend"], r["n"], common.mib(r["dataset_bytes"]), s["memory_limit_mb"],
+            [[_probe_name(r), r["n"], common.mib(r["dataset_bytes"]), s["memory_limit_mb"],
               "killed by the limit" if r.get("killed_by_limit") else "completed",
               "" if r.get("killed_by_limit") else common.mib(r["rss_peak_bytes"]),
               "" if r.get("killed_by_limit") else ("yes" if r["read"] == r["yielded"] == r["n"] else "NO")]
              for r in result["rss_under_limit"]]))
+    if "side_by_side" not in result:  # --rss_only
+        return "\n".join(lines)
     side = result["side_by_side"]
     lines.append(f"\npipeline alone, {s['throughput_size']} records, batch {s['batch_size']} "
                  "(epoch / (fraction x epoch@1.0): 1.000 = proportional)\n")
@@ -510,11 +534,12 @@ def compare_tables(result) -> str:
 def compare_plot(result, path):
     plt = common.pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in dict.fromkeys(_probe_name(r) for r in result["rss"]):
+        rss = [r for r in result["rss"] if _probe_name(r) == name]
+        ax1.plot([r["dataset_bytes"] / 2**20 for r in rss], [r["rss_peak_bytes"] / 2**20 for r in rss],
+                 "s-" if rss[0]["backend"] == "memory" else "o-", label=name)
     for backend, style in (("memory", "s-"), ("lazy", "o-")):
-        rss = [r for r in result["rss"] if r["backend"] == backend]
-        ax1.plot([r["dataset_bytes"] / 2**20 for r in rss], [r["rss_peak_bytes"] / 2**20 for r in rss], style,
-                 label=backend)
-        rows = [r for r in result["side_by_side"]["pipeline"] if r["backend"] == backend]
+        rows = [r for r in result.get("side_by_side", {}).get("pipeline", []) if r["backend"] == backend]
         ax2.plot([r["fraction"] for r in rows], [r["wall_s"] for r in rows], style, label=f"pipeline ({backend})")
     ax1.set_xlabel("training split (MiB)")
     ax1.set_ylabel("peak RSS (MiB)")
@@ -534,12 +559,13 @@ def compare_main(args) -> dict:
     result["rss"] = rss_against_size(args)
     if args.limited_size:
         result["rss_under_limit"] = rss_under_limit(args)
-    result["side_by_side"] = backends_side_by_side(args)
-    side = result["side_by_side"]
     probes = [r for r in [*result["rss"], *result.get("rss_under_limit", [])] if not r.get("killed_by_limit")]
-    result["all_reads_match"] = all(r["read_equals_kept"] and r["ids_are_the_kept"] for r in side["pipeline"]) and all(
-        r["read"] == r["trained"] for r in side["training"] if not r["cut"]) and all(
-        r["read"] == r["yielded"] == r["n"] for r in probes)
+    result["all_reads_match"] = all(r["read"] == r["yielded"] == r["n"] for r in probes)
+    if not args.rss_only:
+        result["side_by_side"] = side = backends_side_by_side(args)
+        result["all_reads_match"] = result["all_reads_match"] and all(
+            r["read_equals_kept"] and r["ids_are_the_kept"] for r in side["pipeline"]) and all(
+            r["read"] == r["trained"] for r in side["training"] if not r["cut"])
     result["total_wall_s"] = time.perf_counter() - started
     return common.publish(args, LAZY_NAME, result, compare_tables(result), compare_plot)
 

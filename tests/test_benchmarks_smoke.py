@@ -312,3 +312,38 @@ def test_log_linear_fit_recovers_a_log_linear_curve_and_needs_two_sizes():
     assert [p["n_train"] for p in fit["points"]] == [100, 200, 400] and fit["extrapolated_n_train"] == 2000
     assert fit["extrapolated_value"] == pytest.approx(0.7 + 0.05 * math.log(2000))
     assert common.log_linear_fit([(100, 0.5), (100, 0.6)], size_factor=5) is None
+
+
+def test_scale_rss_only_under_two_allocator_settings(tmp_path, common_args):
+    """``--rss_only --malloc_arena_max 0,1``: one probe per size and allocator setting, each row saying its
+    setting, the anonymous and file-backed peaks beside the total, and no side-by-side throughput."""
+    out = tmp_path / "scale_rss.json"
+    result = _load("scale").main([*common_args, "--output", str(out), "--compare_backends", "--rss_only",
+                                  "--backends", "lazy", "--malloc_arena_max", "0,1", "--data_dir", str(tmp_path / "tfds")])
+    saved = json.loads(out.read_text())
+    assert "side_by_side" not in saved and saved["all_reads_match"]
+    assert [(r["n"], r["malloc_arena_max"]) for r in saved["rss"]] == [(64, 0), (64, 1), (128, 0), (128, 1)]
+    if _load("common").rss_parts() is not None:  # Linux
+        for r in saved["rss"]:
+            assert 0 < r["rss_anon_peak_bytes"] < r["rss_peak_bytes"] and 0 < r["rss_file_peak_bytes"] < r["rss_peak_bytes"]
+    assert "lazy (MALLOC_ARENA_MAX=1)" in result["table"]
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_rss_parts_add_up_to_the_resident_set():
+    """RssAnon + RssFile + RssShmem is the kernel's VmRSS; a fresh 64 MiB array shows up as anonymous."""
+    import numpy as np
+
+    common = _load("common")
+
+    def vm_rss():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+    before = common.rss_parts()
+    assert abs(sum(before.values()) - vm_rss()) < 4 * 2**20
+    held = np.ones(64 * 2**20 // 8)
+    after = common.rss_parts()
+    assert after["RssAnon"] - before["RssAnon"] > 60 * 2**20
+    assert abs(after["RssFile"] - before["RssFile"]) < 16 * 2**20
+    del held

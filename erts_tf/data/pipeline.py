@@ -345,15 +345,15 @@ def train_dataset(
     if keep_mask is not None:
         # One gather per chunk of ids rather than one filter call per id: at a kept fraction
         # of 5 % the per-id filter, not the kept records, dominated the epoch.
-        ids = ids.batch(_FILTER_CHUNK).map(lambda chunk: tf.boolean_mask(chunk, tf.gather(keep_mask, chunk))).unbatch()
+        ids = ids.batch(_FILTER_CHUNK).map(_plain(lambda chunk: tf.boolean_mask(chunk, tf.gather(keep_mask, chunk)))).unbatch()
     n_kept = arrays.n if keep_mask is None else int(tf.reduce_sum(tf.cast(tf.convert_to_tensor(keep_mask), tf.int64)))
     read_signal = None if arrays.window is None else _crop_reader(arrays, seed, epoch)
     id_batches = ids.batch(batch_size)
     if shard is not None:
-        id_batches = id_batches.flat_map(lambda ids: _replica_parts(ids, shard))
+        id_batches = id_batches.flat_map(_plain(lambda ids: _replica_parts(ids, shard)))
     ds = _read(arrays, id_batches, read_counter, read_signal)
     if augmentations:
-        ds = ds.map(lambda x, y, i: (augment_lib.augment_batch(x, augmentations, seed, epoch, i), y, i))
+        ds = ds.map(_plain(lambda x, y, i: (augment_lib.augment_batch(x, augmentations, seed, epoch, i), y, i)))
     per_batch = 1 if shard is None else len(shard.replicas)
     ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n_kept // batch_size) * per_batch))
     return _prefetched(ds)
@@ -364,7 +364,7 @@ def _replica_parts(ids: tf.Tensor, shard: Shard) -> tf.data.Dataset:
     n = tf.size(ids, out_type=tf.int64)
     replicas = tf.constant(shard.replicas, tf.int64)
     bounds = tf.stack([replicas * n // shard.num_replicas, (replicas + 1) * n // shard.num_replicas], axis=1)
-    return tf.data.Dataset.from_tensor_slices(bounds).map(lambda bound: ids[bound[0]:bound[1]])
+    return tf.data.Dataset.from_tensor_slices(bounds).map(_plain(lambda bound: ids[bound[0]:bound[1]]))
 
 
 def eval_dataset(arrays: SplitArrays, batch_size: int, ids: np.ndarray | None = None) -> tf.data.Dataset:
@@ -438,7 +438,14 @@ def _read(arrays: SplitArrays, id_batches: tf.data.Dataset, read_counter: tf.Var
             read_counter.assign_add(tf.cast(tf.size(ids), read_counter.dtype))
         return signal_of(ids), tf.gather(label, ids), ids
 
-    return id_batches.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return id_batches.map(_plain(read), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _plain(fn):
+    """``fn`` for ``Dataset.map``, traced as written: the pipeline's functions hold no Python control flow on
+    tensors, and AutoGraph's conversion of them, redone for every epoch's new pipeline, was most of the cost
+    of building it."""
+    return tf.autograph.experimental.do_not_convert(fn)
 
 
 def _prefetched(ds: tf.data.Dataset) -> tf.data.Dataset:
