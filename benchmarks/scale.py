@@ -499,12 +499,18 @@ def compare_tables(result) -> str:
         lines.append(f"\nlarger than the memory the run may use: {s['limited_size']} records under a "
                      f"{s['memory_limit_mb']} MiB memory cgroup (one process per row)\n")
         lines.append(common.markdown_table(
-            ["backend", "train records", "dataset MiB", "limit MiB", "outcome", "peak RSS MiB", "read == records"],
+            ["backend", "train records", "dataset MiB", "limit MiB", "outcome", "peak RSS MiB", "peak anonymous MiB",
+             "read == records"],
             [[_probe_name(r), r["n"], common.mib(r["dataset_bytes"]), s["memory_limit_mb"],
               "killed by the limit" if r.get("killed_by_limit") else "completed",
               "" if r.get("killed_by_limit") else common.mib(r["rss_peak_bytes"]),
+              "" if r.get("killed_by_limit") else common.mib(r.get("rss_anon_peak_bytes")),
               "" if r.get("killed_by_limit") else ("yes" if r["read"] == r["yielded"] == r["n"] else "NO")]
              for r in result["rss_under_limit"]]))
+    for name, flat in result.get("lazy_rss_flatness", {}).items():
+        lines.append(f"- {name}: peak RSS {', '.join(f'{n}: {common.mib(v)}' for n, v in flat['peak_by_size'].items())} "
+                     f"MiB; largest change from the smallest size {flat['max_change']:+.1%} "
+                     f"({'within' if flat['met'] else 'NOT within'} 10 %)")
     if "side_by_side" not in result:  # --rss_only
         return "\n".join(lines)
     side = result["side_by_side"]
@@ -551,6 +557,18 @@ def compare_plot(result, path):
     return common.save_figure(fig, path)
 
 
+def lazy_rss_flatness(probes: list[dict]) -> dict:
+    """Per lazy probe setting: peak RSS by dataset size and its largest relative change from the smallest
+    size's (the target: within 10 %)."""
+    flatness = {}
+    for name in dict.fromkeys(_probe_name(r) for r in probes if r["backend"] == "lazy"):
+        peaks = {r["n"]: r["rss_peak_bytes"] for r in sorted(probes, key=lambda r: r["n"]) if _probe_name(r) == name}
+        smallest = next(iter(peaks.values()))
+        change = max((v - smallest for v in peaks.values()), key=abs) / smallest
+        flatness[name] = {"peak_by_size": peaks, "max_change": change, "met": abs(change) <= 0.10}
+    return flatness
+
+
 def compare_main(args) -> dict:
     """``--compare_backends``: RSS against size, then the backends side by side; writes ``scale_lazy.json``."""
     common.quiet_tensorflow()
@@ -560,6 +578,7 @@ def compare_main(args) -> dict:
     if args.limited_size:
         result["rss_under_limit"] = rss_under_limit(args)
     probes = [r for r in [*result["rss"], *result.get("rss_under_limit", [])] if not r.get("killed_by_limit")]
+    result["lazy_rss_flatness"] = lazy_rss_flatness(probes)
     result["all_reads_match"] = all(r["read"] == r["yielded"] == r["n"] for r in probes)
     if not args.rss_only:
         result["side_by_side"] = side = backends_side_by_side(args)
