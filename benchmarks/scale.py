@@ -324,7 +324,7 @@ def rss_probe(args) -> dict:
 
 def _probe(args, backend: str, n: int, cgroup: pathlib.Path | None = None, arenas: int = 0) -> dict:
     """``rss_probe`` of ``backend`` on the dataset of ``n`` records in a fresh process, inside ``cgroup`` if given,
-    with glibc's ``MALLOC_ARENA_MAX`` set to ``arenas`` (0: left as it is).
+    with glibc's ``MALLOC_ARENA_MAX`` set to ``arenas`` (0: unset, the allocator's default).
 
     A probe killed by the cgroup's limit (SIGKILL, or the cgroup's OOM count grew) gives a row with
     ``killed_by_limit``; any other failure raises with the probe's error output."""
@@ -332,7 +332,9 @@ def _probe(args, backend: str, n: int, cgroup: pathlib.Path | None = None, arena
                "--batch_size", str(args.batch_size)]
     ooms = memory_cgroup_ooms(cgroup) if cgroup else 0
     enter = None if cgroup is None else (lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())))
-    env = {**os.environ, "MALLOC_ARENA_MAX": str(arenas)} if arenas else None
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}  # 0: the allocator's default
+    if arenas:
+        env["MALLOC_ARENA_MAX"] = str(arenas)
     done = subprocess.run(command, capture_output=True, text=True, preexec_fn=enter, env=env)
     if cgroup is not None and (done.returncode == -9 or memory_cgroup_ooms(cgroup) > ooms):
         return {"backend": backend, "n": n, "malloc_arena_max": arenas, "killed_by_limit": True,
@@ -573,7 +575,8 @@ def compare_main(args) -> dict:
     """``--compare_backends``: RSS against size, then the backends side by side; writes ``scale_lazy.json``."""
     common.quiet_tensorflow()
     started = time.perf_counter()
-    result = {"benchmark": LAZY_NAME, "settings": dict(vars(args)), "machine": common.machine()}
+    result = {"benchmark": LAZY_NAME, "settings": dict(vars(args)), "machine": common.machine(),
+              "malloc_arena_max_of_this_process": os.environ.get("MALLOC_ARENA_MAX")}
     result["rss"] = rss_against_size(args)
     if args.limited_size:
         result["rss_under_limit"] = rss_under_limit(args)
