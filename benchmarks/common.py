@@ -180,7 +180,12 @@ def rss_bytes() -> int | None:
             return None
 
 
-_RSS_PARTS = ("RssAnon", "RssFile", "RssShmem")
+RSS_PARTS = ("RssAnon", "RssFile", "RssShmem")
+
+
+def rss_part_key(part: str, what: str) -> str:
+    """The result key of RSS part ``part`` (one of ``RSS_PARTS``) measured as ``what``: ``rss_anon_peak_bytes``."""
+    return f"rss_{part[3:].lower()}_{what}_bytes"
 
 
 def rss_parts() -> dict[str, int] | None:
@@ -189,10 +194,10 @@ def rss_parts() -> dict[str, int] | None:
     can drop and re-read) and ``RssShmem``, in bytes; None where the kernel does not report them."""
     try:
         with open("/proc/self/status") as f:
-            fields = dict(line.split(":", 1) for line in f if line.startswith(_RSS_PARTS))
+            fields = dict(line.split(":", 1) for line in f if line.startswith(RSS_PARTS))
     except OSError:
         return None
-    if set(fields) != set(_RSS_PARTS):
+    if set(fields) != set(RSS_PARTS):
         return None
     return {k: int(v.split()[0]) * 1024 for k, v in fields.items()}  # reported in kB
 
@@ -255,7 +260,7 @@ class Meter:
             "maxrss_lifetime_bytes": max_rss_bytes(),
             "loadavg_start": list(self._load),
             "loadavg_end": list(os.getloadavg()),
-            **{f"rss_{k[3:].lower()}_peak_bytes": v for k, v in self._part_peaks.items()},
+            **{rss_part_key(k, "peak"): v for k, v in self._part_peaks.items()},
         }
         return False
 

@@ -317,9 +317,9 @@ def rss_probe(args) -> dict:
             "rss_peak_bytes": common.max_rss_bytes(), "open_s": opened.result["wall_s"],
             "epoch_s": epoch.result["wall_s"], "read": int(reads.numpy()), "yielded": seen, "evaluated": evaluated,
             # the sampled peaks of RSS's parts (anonymous: allocated; file: mapped files' pages), where reported
-            **{f"rss_{k[3:].lower()}_baseline_bytes": v for k, v in baseline_parts.items()},
-            **{key: max(m.result[key] for m in (opened, epoch)) for key in opened.result
-               if key.startswith("rss_") and key.endswith("_peak_bytes") and key != "rss_peak_bytes"}}
+            **{common.rss_part_key(k, "baseline"): v for k, v in baseline_parts.items()},
+            **{key: max(m.result[key] for m in (opened, epoch))
+               for key in (common.rss_part_key(part, "peak") for part in common.RSS_PARTS) if key in opened.result}}
 
 
 def _probe(args, backend: str, n: int, cgroup: pathlib.Path | None = None, arenas: int = 0) -> dict:

@@ -318,8 +318,8 @@ def test_scale_rss_only_under_two_allocator_settings(tmp_path, common_args):
     """``--rss_only --malloc_arena_max 0,1``: one probe per size and allocator setting, each row saying its
     setting, the anonymous and file-backed peaks beside the total, and no side-by-side throughput."""
     out = tmp_path / "scale_rss.json"
-    scale_name = _load("scale")._probe_name
-    result = _load("scale").main([*common_args, "--output", str(out), "--compare_backends", "--rss_only",
+    scale = _load("scale")
+    result = scale.main([*common_args, "--output", str(out), "--compare_backends", "--rss_only",
                                   "--backends", "lazy", "--malloc_arena_max", "0,1", "--data_dir", str(tmp_path / "tfds")])
     saved = json.loads(out.read_text())
     assert "side_by_side" not in saved and saved["all_reads_match"]
@@ -330,7 +330,7 @@ def test_scale_rss_only_under_two_allocator_settings(tmp_path, common_args):
     assert "lazy (MALLOC_ARENA_MAX=1)" in result["table"]
     for name in ("lazy", "lazy (MALLOC_ARENA_MAX=1)"):
         flat = saved["lazy_rss_flatness"][name]
-        peaks = [r["rss_peak_bytes"] for r in saved["rss"] if scale_name(r) == name]
+        peaks = [r["rss_peak_bytes"] for r in saved["rss"] if scale._probe_name(r) == name]
         assert list(flat["peak_by_size"].values()) == peaks
         assert flat["max_change"] == pytest.approx(max((p - peaks[0] for p in peaks), key=abs) / peaks[0])
 
