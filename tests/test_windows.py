@@ -123,6 +123,25 @@ def test_both_backends_give_identical_windowed_batches_and_reads(full_cinc):
     np.testing.assert_array_equal(valid.sum(1), windows.window_counts(memory.lengths[ids], 900, 450))
 
 
+def test_one_stream_gives_every_epoch_what_a_fresh_pipeline_gives(full_cinc):
+    """A run's pipeline is built once (``TrainStream``): each epoch's order, crops, augmentation and keep-mask
+    (changed between epochs) are those of a pipeline built for that epoch alone, and so are the reads."""
+    split = _split(full_cinc, "memory")
+    keep = tf.Variable(np.ones(split.n, bool))
+    stream_reads, fresh_reads = tf.Variable(tf.constant(0, tf.int64)), tf.Variable(tf.constant(0, tf.int64))
+    stream = pipeline.TrainStream(split, keep, 4, seed=5, read_counter=stream_reads, augmentations=("shift", "noise"))
+    for epoch, kept in enumerate([np.ones(split.n, bool), np.arange(split.n) % 3 == 1, np.arange(split.n) < 7]):
+        keep.assign(kept)
+        from_stream = _batches(stream.epoch_dataset(epoch))
+        fresh = _batches(pipeline.train_dataset(split, keep, 4, seed=5, epoch=epoch, read_counter=fresh_reads,
+                                                augmentations=("shift", "noise")))
+        assert len(from_stream) == len(fresh) == -(-int(kept.sum()) // 4)
+        for a, b in zip(from_stream, fresh, strict=True):
+            tf.nest.map_structure(np.testing.assert_array_equal, a, b)
+        assert int(stream_reads.numpy()) == int(fresh_reads.numpy())
+    assert sorted(np.concatenate([ids for _, _, ids in from_stream]).tolist()) == list(range(7))
+
+
 def test_a_crop_is_the_records_window_z_scored(full_cinc):
     split = _split(full_cinc, "memory")
     ((x, _, ids),) = _batches(pipeline.train_dataset(split, None, split.n, seed=0, epoch=3))

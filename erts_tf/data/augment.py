@@ -30,9 +30,9 @@ def parse(names: str | None) -> tuple[str, ...]:
     return chosen
 
 
-def sample_seed(seed: int, epoch: int, sample_id: tf.Tensor) -> tf.Tensor:
-    """``(2,)`` int64 stateless seed of one sample in one epoch."""
-    return tf.stack([tf.constant(seed * 1_000_003 + epoch, tf.int64), tf.cast(sample_id, tf.int64)])
+def sample_seed(seed: int, epoch: int | tf.Tensor, sample_id: tf.Tensor) -> tf.Tensor:
+    """``(2,)`` int64 stateless seed of one sample in one epoch (``epoch``: an int or an int64 scalar tensor)."""
+    return tf.stack([tf.constant(seed * 1_000_003, tf.int64) + tf.cast(epoch, tf.int64), tf.cast(sample_id, tf.int64)])
 
 
 def augment(signal: tf.Tensor, names: tuple[str, ...], seed: tf.Tensor) -> tf.Tensor:
@@ -65,7 +65,7 @@ def augment(signal: tf.Tensor, names: tuple[str, ...], seed: tf.Tensor) -> tf.Te
     return signal
 
 
-def augment_batch(signal: tf.Tensor, names: tuple[str, ...], seed: int, epoch: int, sample_ids: tf.Tensor) -> tf.Tensor:
+def augment_batch(signal: tf.Tensor, names: tuple[str, ...], seed: int, epoch: int | tf.Tensor, sample_ids: tf.Tensor) -> tf.Tensor:
     """``augment`` of every record of ``signal`` ``(batch, time, leads)``, each seeded by ``(seed, epoch, sample_id)``
     (``sample_ids`` ``(batch,)``): the same records as augmenting them one by one."""
     return tf.map_fn(lambda record: augment(record[0], names, sample_seed(seed, epoch, record[1])),

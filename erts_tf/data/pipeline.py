@@ -15,8 +15,10 @@ reads the records (``_read``, per batch of kept ids, the one place either
 backend reads): a dropped record is never read or decoded, and
 ``read_counter`` counts exactly the records that were. Kept records are then
 augmented (``augment``, seeded by ``(seed, epoch, sample_id)``) if the run asks
-for it. Each epoch's dataset knows how many batches it holds (the keep-mask is
-decided before the dataset is built). Both backends give identical batches.
+for it. A run builds its training pipeline once (``TrainStream``); each epoch's
+dataset is that pipeline with the epoch's order, seeds and keep-mask, and knows
+how many batches it holds (the keep-mask is decided before the epoch's dataset
+is made). Both backends give identical batches.
 Elements are ``(signal (batch, time, leads), label (batch,), sample_id (batch,))``.
 
 Windows (``SplitArrays.window``, ``--window_s``; ``windows`` gives the rules):
@@ -321,6 +323,70 @@ _FILTER_CHUNK = 4096
 _BUFFER_BUDGET_BYTES = 256 * 2**20
 
 
+class TrainStream:
+    """A run's training batches: one input pipeline, built once and iterated once per epoch.
+
+    ``epoch_dataset(epoch)`` gives the batches of the kept samples of ``epoch`` in its ``(seed, epoch)``
+    order. The pipeline's functions are traced when the stream is made, not every epoch (tracing them
+    anew was most of a fixed 0.2 s per epoch on the windowed PTB-XL subset): what changes from epoch to
+    epoch, the order (``epoch_permutation``), the epoch (crop and augmentation seeds) and the keep-mask,
+    are variables the pipeline reads when it is iterated. So only the dataset of the latest
+    ``epoch_dataset`` call may be iterated; ``train_dataset`` makes a one-epoch stream.
+
+    Args:
+      arrays: the training split.
+      keep_mask: ``(n,)`` bool variable, read when an epoch's dataset is iterated; None keeps all.
+      batch_size, seed: the run's.
+      read_counter: grows by the records read (``_read``).
+      augmentations: names from ``augment.AUGMENTATIONS``, applied to kept records (to the crop, with
+        ``arrays.window``: each kept record is read as one window, ``windows.crop_starts``).
+      shard: this worker's replicas under a strategy; a dataset then holds their parts of each global
+        batch of ``batch_size`` kept ids, one element per replica, and reads only those records.
+    """
+
+    def __init__(self, arrays: SplitArrays, keep_mask: tf.Variable | None, batch_size: int, seed: int,
+                 read_counter: tf.Variable | None = None, augmentations: tuple[str, ...] = (),
+                 shard: Shard | None = None):
+        self.arrays, self.keep_mask, self.batch_size, self.seed, self.shard = arrays, keep_mask, batch_size, seed, shard
+        self._order = tf.Variable(np.zeros(arrays.n, np.int64), trainable=False, name="epoch_order")
+        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self._batches = self._build(read_counter, augmentations)
+
+    def _build(self, read_counter, augmentations) -> tf.data.Dataset:
+        order, keep_mask, epoch, shard = self._order, self.keep_mask, self._epoch, self.shard
+        chunks = tf.data.Dataset.range(self.arrays.n).batch(_FILTER_CHUNK)
+        if keep_mask is None:
+            ids = chunks.map(_plain(lambda index: tf.gather(order, index)))
+        else:
+            # One gather per chunk of ids rather than one filter call per id: at a kept fraction
+            # of 5 % the per-id filter, not the kept records, dominated the epoch.
+            def kept(index):
+                chunk = tf.gather(order, index)
+                return tf.boolean_mask(chunk, tf.gather(keep_mask, chunk))
+            ids = chunks.map(_plain(kept))
+        id_batches = ids.unbatch().batch(self.batch_size)
+        if shard is not None:
+            id_batches = id_batches.flat_map(_plain(lambda ids: _replica_parts(ids, shard)))
+        read_signal = None if self.arrays.window is None else _crop_reader(self.arrays, self.seed, epoch)
+        ds = _read(self.arrays, id_batches, read_counter, read_signal)
+        if augmentations:
+            seed = self.seed
+            ds = ds.map(_plain(lambda x, y, i: (augment_lib.augment_batch(x, augmentations, seed, epoch, i), y, i)))
+        return ds
+
+    def epoch_dataset(self, epoch: int) -> tf.data.Dataset:
+        """The batches of ``epoch`` (``(signal (batch, time, leads), label, sample_id (batch,))``). Its cardinality
+        is the batch count of the keep-mask as it is now: iterating it after the mask changed size fails
+        loudly, never silently."""
+        self._order.assign(epoch_permutation(self.arrays.n, self.seed, epoch).astype(np.int64))
+        self._epoch.assign(epoch)
+        n_kept = self.arrays.n if self.keep_mask is None else int(
+            tf.reduce_sum(tf.cast(tf.convert_to_tensor(self.keep_mask), tf.int64)))
+        per_batch = 1 if self.shard is None else len(self.shard.replicas)
+        batches = -(-n_kept // self.batch_size) * per_batch
+        return _prefetched(self._batches.apply(tf.data.experimental.assert_cardinality(batches)))
+
+
 def train_dataset(
     arrays: SplitArrays,
     keep_mask: tf.Variable | None,
@@ -331,32 +397,9 @@ def train_dataset(
     augmentations: tuple[str, ...] = (),
     shard: Shard | None = None,
 ) -> tf.data.Dataset:
-    """Batches of the kept samples of one epoch, in a ``(seed, epoch)`` order.
-
-    ``keep_mask`` ``(n,)`` bool is read when the dataset is iterated; None keeps all.
-    The dataset's cardinality is the batch count of the mask as it is when this is
-    called (iterating it after the mask changed size fails loudly, never silently).
-    ``augmentations``: names from ``augment.AUGMENTATIONS``, applied to kept records (to the crop, with
-    ``arrays.window``: each kept record is read as one window, ``windows.crop_starts``).
-    ``shard``: this worker's replicas under a strategy; the dataset then holds their parts of each
-    global batch of ``batch_size`` kept ids, one element per replica, and reads only those records.
-    """
-    ids = tf.data.Dataset.from_tensor_slices(epoch_permutation(arrays.n, seed, epoch).astype(np.int64))
-    if keep_mask is not None:
-        # One gather per chunk of ids rather than one filter call per id: at a kept fraction
-        # of 5 % the per-id filter, not the kept records, dominated the epoch.
-        ids = ids.batch(_FILTER_CHUNK).map(_plain(lambda chunk: tf.boolean_mask(chunk, tf.gather(keep_mask, chunk)))).unbatch()
-    n_kept = arrays.n if keep_mask is None else int(tf.reduce_sum(tf.cast(tf.convert_to_tensor(keep_mask), tf.int64)))
-    read_signal = None if arrays.window is None else _crop_reader(arrays, seed, epoch)
-    id_batches = ids.batch(batch_size)
-    if shard is not None:
-        id_batches = id_batches.flat_map(_plain(lambda ids: _replica_parts(ids, shard)))
-    ds = _read(arrays, id_batches, read_counter, read_signal)
-    if augmentations:
-        ds = ds.map(_plain(lambda x, y, i: (augment_lib.augment_batch(x, augmentations, seed, epoch, i), y, i)))
-    per_batch = 1 if shard is None else len(shard.replicas)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n_kept // batch_size) * per_batch))
-    return _prefetched(ds)
+    """Batches of the kept samples of one epoch, in a ``(seed, epoch)`` order: ``TrainStream(...).epoch_dataset(epoch)``
+    (a run makes one stream and takes every epoch from it)."""
+    return TrainStream(arrays, keep_mask, batch_size, seed, read_counter, augmentations, shard).epoch_dataset(epoch)
 
 
 def _replica_parts(ids: tf.Tensor, shard: Shard) -> tf.data.Dataset:
@@ -396,8 +439,9 @@ def raw_windows(arrays: SplitArrays, ids: np.ndarray) -> tuple[np.ndarray, np.nd
     return raw[valid], np.repeat(ids, valid.sum(axis=1))
 
 
-def _crop_reader(arrays: SplitArrays, seed: int, epoch: int):
-    """``ids (batch,) -> (batch, window, leads)``: each record's training crop of ``epoch``, z-scored."""
+def _crop_reader(arrays: SplitArrays, seed: int, epoch: int | tf.Variable):
+    """``ids (batch,) -> (batch, window, leads)``: each record's training crop of ``epoch`` (an int, or a variable
+    read when the function runs), z-scored."""
     length = arrays.window.length
     windows_of = arrays.signal.window_reader(length)
     lengths = tf.constant(arrays.lengths)

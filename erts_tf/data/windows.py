@@ -74,13 +74,13 @@ def from_seconds(window_s: float, stride_s: float, aggregate: str, sampling_rate
     return WindowSpec(length, stride, aggregate)
 
 
-def crop_starts(lengths: tf.Tensor, window: int, seed: int, epoch: int, sample_ids: tf.Tensor) -> tf.Tensor:
+def crop_starts(lengths: tf.Tensor, window: int, seed: int, epoch: int | tf.Tensor, sample_ids: tf.Tensor) -> tf.Tensor:
     """``(batch,)`` int64 start of each record's training crop, uniform in ``0 .. max(length - window, 0)``.
 
     Args:
       lengths: ``(batch,)`` record lengths in samples.
       window: crop length in samples.
-      seed, epoch: the run's seed and the epoch.
+      seed, epoch: the run's seed and the epoch (an int or an int64 scalar tensor).
       sample_ids: ``(batch,)`` the records' sample ids; each start depends on ``(seed, epoch, sample_id)`` only.
     """
     lengths = tf.cast(lengths, tf.int64)

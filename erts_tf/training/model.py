@@ -205,7 +205,6 @@ class ERTSModel(keras.Model):
         return logs
 
     def _full_batch_step(self, signal, labels, ids):
-        """Trains on every sample of the batch; scores them from the same forward."""
         """Trains on every sample of the batch, each with its loss weight from the selection state;
         scores them from the same forward."""
         n = tf.shape(ids)[0]

@@ -270,9 +270,13 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
                                                            mode="max"))
     read_counter = state.counters["samples_read"]
     pipeline_mask = state.keep if config.level == "epoch" else None  # batch level reads everything
+    streams = {}  # shard -> its pipeline.TrainStream, built once per run
+
     def train_data(epoch, shard=None):
-        return pipeline.train_dataset(data.train, pipeline_mask, config.batch_size, config.seed, epoch, read_counter,
-                                      augment.parse(config.augment), shard)
+        if shard not in streams:
+            streams[shard] = pipeline.TrainStream(data.train, pipeline_mask, config.batch_size, config.seed,
+                                                  read_counter, augment.parse(config.augment), shard)
+        return streams[shard].epoch_dataset(epoch)
 
     def sharded_train_data(epoch):
         """Each worker reads only its replicas' parts of the global batches (``pipeline.Shard``)."""
