@@ -105,9 +105,10 @@ def parse(argv=None):
                         help="--compare_backends: also probe both backends on a dataset of this many records, each "
                              "in a memory cgroup of --memory_limit_mb (0: no such check)")
     parser.add_argument("--memory_limit_mb", type=int, default=1536, help="the cgroup limit of --limited_size's probes")
-    parser.add_argument("--malloc_arena_max", default="0",
-                        help="--compare_backends: glibc malloc arena limits the RSS probes run under, each probe "
-                             "with MALLOC_ARENA_MAX set to it (0: the allocator's default; e.g. 0,1 runs both)")
+    parser.add_argument("--malloc_arena_max", default="-1",
+                        help="--compare_backends: the runs' --malloc_arena_max settings the RSS probes run under, each "
+                             "applied in the probe as a run applies it (erts_tf.data.allocator; -1: a run's default, "
+                             "one arena on the lazy backend; 0: glibc's default; e.g. -1,0 runs both)")
     parser.add_argument("--rss_only", action="store_true",
                         help="--compare_backends: only the RSS probes, not the backends' throughput side by side")
     parser.add_argument("--rss_probe", default=None, help=argparse.SUPPRESS)  # backend,size: one RSS measurement
@@ -297,11 +298,14 @@ def rss_probe(args) -> dict:
     """One backend and size in this (fresh) process: open, one epoch of every record, the validation split."""
     import numpy as np
 
-    from erts_tf.data import pipeline
+    from erts_tf.data import allocator, pipeline
 
     backend, n = args.rss_probe.split(",")
     common.quiet_tensorflow()
     import tensorflow as tf  # noqa: F401  (its own memory is the baseline)
+
+    (setting,) = args.malloc_arena_max
+    arenas = allocator.apply(backend, setting)  # where a run applies it: after TensorFlow, before the data
 
     baseline, baseline_parts = common.rss_bytes(), common.rss_parts() or {}
     with common.Meter() as opened:
@@ -312,7 +316,7 @@ def rss_probe(args) -> dict:
         seen = sum(int(ids.shape[0]) for _, _, ids in pipeline.train_dataset(
             train, None, args.batch_size, args.seed, 0, reads))
         evaluated = sum(int(ids.shape[0]) for _, _, ids in pipeline.eval_dataset(validation, args.batch_size))
-    return {"backend": backend, "n": int(n), "dataset_bytes": int(train.n * np.prod(train.input_shape) * 4),
+    return {"backend": backend, "n": int(n), "arena_cap": arenas, "dataset_bytes": int(train.n * np.prod(train.input_shape) * 4),
             "rss_baseline_bytes": baseline, "rss_after_open_bytes": opened.result["rss_end_bytes"],
             "rss_peak_bytes": common.max_rss_bytes(), "open_s": opened.result["wall_s"],
             "epoch_s": epoch.result["wall_s"], "read": int(reads.numpy()), "yielded": seen, "evaluated": evaluated,
@@ -322,19 +326,18 @@ def rss_probe(args) -> dict:
                for key in (common.rss_part_key(part, "peak") for part in common.RSS_PARTS) if key in opened.result}}
 
 
-def _probe(args, backend: str, n: int, cgroup: pathlib.Path | None = None, arenas: int = 0) -> dict:
+def _probe(args, backend: str, n: int, cgroup: pathlib.Path | None = None, arenas: int = -1) -> dict:
     """``rss_probe`` of ``backend`` on the dataset of ``n`` records in a fresh process, inside ``cgroup`` if given,
-    with glibc's ``MALLOC_ARENA_MAX`` set to ``arenas`` (0: unset, the allocator's default).
+    with the run setting ``--malloc_arena_max=arenas`` (``allocator.apply``; the probe's environment has no
+    ``MALLOC_ARENA_MAX``, so that the setting is what is measured).
 
     A probe killed by the cgroup's limit (SIGKILL, or the cgroup's OOM count grew) gives a row with
     ``killed_by_limit``; any other failure raises with the probe's error output."""
     command = [sys.executable, __file__, "--rss_probe", f"{backend},{n}", "--data_dir", args.data_dir,
-               "--batch_size", str(args.batch_size)]
+               "--batch_size", str(args.batch_size), f"--malloc_arena_max={arenas}"]
     ooms = memory_cgroup_ooms(cgroup) if cgroup else 0
     enter = None if cgroup is None else (lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())))
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}  # 0: the allocator's default
-    if arenas:
-        env["MALLOC_ARENA_MAX"] = str(arenas)
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     done = subprocess.run(command, capture_output=True, text=True, preexec_fn=enter, env=env)
     if cgroup is not None and (done.returncode == -9 or memory_cgroup_ooms(cgroup) > ooms):
         return {"backend": backend, "n": n, "malloc_arena_max": arenas, "killed_by_limit": True,
@@ -345,8 +348,9 @@ def _probe(args, backend: str, n: int, cgroup: pathlib.Path | None = None, arena
 
 
 def _probe_name(r: dict) -> str:
-    """A probe row's backend, with its malloc arena limit if it had one."""
-    return r["backend"] + (f" (MALLOC_ARENA_MAX={r['malloc_arena_max']})" if r.get("malloc_arena_max") else "")
+    """A probe row's backend, with its ``--malloc_arena_max`` setting unless a run's default (-1)."""
+    arenas = r.get("malloc_arena_max", -1)
+    return r["backend"] + ("" if arenas == -1 else " (glibc's arenas)" if arenas == 0 else f" (<= {arenas} arenas)")
 
 
 def _print_probe(r: dict) -> None:

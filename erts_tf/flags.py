@@ -31,6 +31,10 @@ flags.DEFINE_string("manual_dir", None, "Folder with the manually downloaded arc
 flags.DEFINE_enum("data_backend", "memory", list(BACKENDS),
                   "memory: decode every split into RAM once (small data); lazy: read kept records by sample id "
                   "from an ArrayRecord copy of the dataset (larger than memory). Same batches, same decisions.")
+flags.DEFINE_integer("malloc_arena_max", -1,
+                     "Cap on glibc's malloc arenas for this process (erts_tf/data/allocator.py): -1: 1 with "
+                     "--data_backend=lazy, so that resident memory does not grow with the dataset, none with memory "
+                     "(a MALLOC_ARENA_MAX environment variable stands); 0: none (glibc's default); n: n.", lower_bound=-1)
 flags.DEFINE_string("exclude_classes", "",
                     "Comma-separated classes left out of training, validation, test and the macro metrics "
                     "(e.g. Q for MIT-BIH, the AAMI convention).")

@@ -315,20 +315,22 @@ def test_log_linear_fit_recovers_a_log_linear_curve_and_needs_two_sizes():
 
 
 def test_scale_rss_only_under_two_allocator_settings(tmp_path, common_args):
-    """``--rss_only --malloc_arena_max 0,1``: one probe per size and allocator setting, each row saying its
-    setting, the anonymous and file-backed peaks beside the total, and no side-by-side throughput."""
+    """``--rss_only --malloc_arena_max -1,0``: one probe per size and allocator setting (a run's default, which
+    caps the lazy backend at one arena, and glibc's), each row saying its setting and the cap applied, the
+    anonymous and file-backed peaks beside the total, and no side-by-side throughput."""
     out = tmp_path / "scale_rss.json"
     scale = _load("scale")
     result = scale.main([*common_args, "--output", str(out), "--compare_backends", "--rss_only",
-                                  "--backends", "lazy", "--malloc_arena_max", "0,1", "--data_dir", str(tmp_path / "tfds")])
+                         "--backends", "lazy", "--malloc_arena_max", "-1,0", "--data_dir", str(tmp_path / "tfds")])
     saved = json.loads(out.read_text())
     assert "side_by_side" not in saved and saved["all_reads_match"]
-    assert [(r["n"], r["malloc_arena_max"]) for r in saved["rss"]] == [(64, 0), (64, 1), (128, 0), (128, 1)]
+    assert [(r["n"], r["malloc_arena_max"], r["arena_cap"]) for r in saved["rss"]] == [
+        (64, -1, 1), (64, 0, 0), (128, -1, 1), (128, 0, 0)]
     if _load("common").rss_parts() is not None:  # Linux
         for r in saved["rss"]:
             assert 0 < r["rss_anon_peak_bytes"] < r["rss_peak_bytes"] and 0 < r["rss_file_peak_bytes"] < r["rss_peak_bytes"]
-    assert "lazy (MALLOC_ARENA_MAX=1)" in result["table"]
-    for name in ("lazy", "lazy (MALLOC_ARENA_MAX=1)"):
+    assert "lazy (glibc's arenas)" in result["table"]
+    for name in ("lazy", "lazy (glibc's arenas)"):
         flat = saved["lazy_rss_flatness"][name]
         peaks = [r["rss_peak_bytes"] for r in saved["rss"] if scale._probe_name(r) == name]
         assert list(flat["peak_by_size"].values()) == peaks

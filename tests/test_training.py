@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 import pytest
+import run_helpers
 
 from erts_tf.selection.policies import FOCUS_MODES, MODES
+from erts_tf.training import model as model_lib
 from erts_tf.training import run
 
 N_TRAIN = 96
@@ -91,6 +93,21 @@ def test_same_flags_and_seed_give_identical_decisions(tiny_config, tiny_data, tm
     audit_a, audit_b = _read(tmp_path / "a" / "audit.csv"), _read(tmp_path / "b" / "audit.csv")
     assert audit_a == audit_b and audit_a.count("\n") > 1
     assert [e["kept"] for e in a["epochs"]] == [e["kept"] for e in b["epochs"]]
+
+
+def test_one_step_with_grad_cam_behind_a_switch_decides_as_one_step_per_setting(tiny_config, tiny_data, tmp_path,
+                                                                               monkeypatch):
+    """Focus refreshed every 2nd epoch: the one compiled step with Grad-CAM behind ``cam_switch`` gives the
+    same scores, focus epochs, decisions and counters as compiling a step for focus on and one for off."""
+    settings = dict(mode="erts_infobatch", focus_every=2, epochs=6, cam_start_epoch=1, start_revision=5)
+    switched = run.run(tiny_config(**settings, output_dir=str(tmp_path / "switched")), tiny_data)
+    monkeypatch.setattr(model_lib, "switches_cam", lambda selection, replicas: False)
+    per_setting = run.run(tiny_config(**settings, output_dir=str(tmp_path / "per_setting")), tiny_data)
+    gradcam = [e["gradcam"] for e in switched["epochs"]]
+    assert 0 in gradcam and max(gradcam) > 0  # focus was on in some epochs and off in others
+    assert run_helpers.decisions(switched) == run_helpers.decisions(per_setting)
+    audit_switched, audit_per_setting = _read(tmp_path / "switched" / "audit.csv"), _read(tmp_path / "per_setting" / "audit.csv")
+    assert audit_switched == audit_per_setting and "low_focus" in audit_switched
 
 
 def test_run_writes_its_files_and_refuses_to_overwrite(tiny_config, tiny_data, tmp_path):

@@ -88,9 +88,11 @@ class SelectionState(tf.Module):
             amount = replicas.all_reduce(tf.distribute.ReduceOp.SUM, amount)
         self.counters[name].assign_add(amount)
 
-    def record_scores(self, ids, labels, p_true, correct, focus=None, training=False) -> None:
+    def record_scores(self, ids, labels, p_true, correct, focus=None, training=False, focus_on=None) -> None:
         """Scatters the labels and scores of samples ``ids`` ``(batch,)`` scored in the current epoch;
-        ``training``: the scores come from a training-mode forward."""
+        ``training``: the scores come from a training-mode forward. ``focus_on``: a scalar bool tensor
+        saying whether ``focus`` was computed (a step with Grad-CAM behind a switch); where it is False the
+        samples keep their focus and focus epoch. None: ``focus`` is recorded if given."""
         ids, labels, p_true, correct, focus = _gather_replicas(
             tf.cast(ids, tf.int32), tf.cast(labels, tf.int32), tf.cast(p_true, tf.float32), correct,
             None if focus is None else tf.cast(focus, tf.float32))
@@ -102,8 +104,12 @@ class SelectionState(tf.Module):
         _scatter(self.scored_epoch, index, epoch)
         _scatter(self.scored_in_training, index, tf.fill(tf.shape(ids), bool(training)))
         if focus is not None:
+            focus_epoch = epoch
+            if focus_on is not None:
+                focus = tf.where(focus_on, focus, tf.gather(self.focus, ids))
+                focus_epoch = tf.where(focus_on, epoch, tf.gather(self.focus_epoch, ids))
             _scatter(self.focus, index, focus)
-            _scatter(self.focus_epoch, index, epoch)
+            _scatter(self.focus_epoch, index, focus_epoch)
 
     def record_decision(self, ids, keep, reason, weight) -> None:
         """Scatters a batch-level decision (``(batch,)`` each) for samples ``ids``."""

@@ -15,6 +15,7 @@ class RunConfig:
     data_dir: str | None = None
     manual_dir: str | None = None
     data_backend: str = "memory"
+    malloc_arena_max: int = -1
     exclude_classes: str = ""
     window_s: float = 0.0
     eval_window_stride_s: float = 0.0

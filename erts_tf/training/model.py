@@ -35,6 +35,18 @@ from erts_tf.training import task as task_lib
 from erts_tf.training.macro_f1 import PresentClassesMacroF1
 from erts_tf.training.selection_config import SelectionConfig, StepPlan
 
+def switches_cam(selection: SelectionConfig, replicas: int) -> bool:
+    """Whether the model compiles ONE epoch-level train step with its Grad-CAM part behind ``cam_switch``.
+
+    Epoch level, focus modes: Grad-CAM is on in some epochs and off in others; one step for both rather
+    than one per setting saves tracing (each step is traced twice, for the full and the last, partial
+    batch: ~5 s of a run on the PTB-XL subset, a tenth of erts_infobatch's training time there). Not
+    under a multi-replica strategy (``replicas > 1``): the Grad-CAM backward may hold a collective
+    (synchronized batch norm), which a strategy does not allow inside a conditional.
+    """
+    return selection.level == "epoch" and selection.mode in policies.FOCUS_MODES and replicas == 1
+
+
 class ERTSModel(keras.Model):
     """A backbone trained with per-sample selection.
 
@@ -69,7 +81,10 @@ class ERTSModel(keras.Model):
         self.state = SelectionState(n_train, label_shape=task.label_shape(self.n_classes))
         self.focus_fn = focus_lib.get(selection.focus_score)
         self.plan = StepPlan()
-        self._train_functions = {}  # StepPlan -> compiled train function
+        self.cam_switch = tf.Variable(False, trainable=False, name="cam_switch")
+        self.switched_cam = switches_cam(selection, tf.distribute.get_strategy().num_replicas_in_sync)
+        self._compiled_plan = self.plan  # the plan the current train function was compiled for
+        self._train_functions = {}  # compiled plan -> compiled train function
         self._score_steps = {}  # cam -> compiled scoring step of score_dataset
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.f1 = PresentClassesMacroF1(threshold=task.f1_threshold)
@@ -95,13 +110,17 @@ class ERTSModel(keras.Model):
 
     def set_plan(self, plan: StepPlan) -> None:
         """Sets what the next train steps do. Each plan's compiled train function is kept, so going
-        back to a plan seen before (focus on, off, on ...) does not trace the step again."""
-        if plan == self.plan:
+        back to a plan seen before does not trace the step again; with ``switched_cam`` an epoch-level
+        plan's ``cam`` only sets ``cam_switch`` (one compiled step for focus on and off)."""
+        self.plan = plan
+        self.cam_switch.assign(plan.cam)
+        compiled = StepPlan(batch_select=False) if self.switched_cam and not plan.batch_select else plan
+        if compiled == self._compiled_plan:
             return
         if self.train_function is not None:
-            self._train_functions[self.plan] = self.train_function
-        self.plan = plan
-        self.train_function = self._train_functions.get(plan)
+            self._train_functions[self._compiled_plan] = self.train_function
+        self._compiled_plan = compiled
+        self.train_function = self._train_functions.get(compiled)
         if self.train_function is None:
             self.make_train_function(force=True)
 
@@ -210,24 +229,32 @@ class ERTSModel(keras.Model):
         n = tf.shape(ids)[0]
         statistics = self._snapshot_statistics()
         sample_weights = tf.gather(self.state.weight, ids)
-        with tf.GradientTape(persistent=self.plan.cam) as tape:
+        switched = self.switched_cam
+        with tf.GradientTape(persistent=switched or self.plan.cam) as tape:
             activations, logits = self.cam_model(signal, training=True)
             loss, reported = self._loss(labels, logits, sample_weights)
             cam_target = self.task.cam_target(logits, labels)
         grads = tape.gradient(loss, self.backbone.trainable_variables)
-        focus = self._focus(tape, activations, cam_target) if self.plan.cam else None
+        if switched:
+            focus = tf.cond(self.cam_switch, lambda: self._focus(tape, activations, cam_target),
+                            lambda: tf.zeros([n], tf.float32))
+        else:
+            focus = self._focus(tape, activations, cam_target) if self.plan.cam else None
         applied = self._apply(loss, grads, ids, statistics)
         p_true, correct = self.task.confidence(labels, logits)
 
         def record():
-            self.state.record_scores(ids, labels, p_true, correct, focus, training=True)
+            self.state.record_scores(ids, labels, p_true, correct, focus, training=True,
+                                     focus_on=self.cam_switch if switched else None)
             self._update_metrics(reported, labels, logits)
 
         self._if_applied(applied, record)
         self.state.record_backprop(ids, applied)
         self.state.count("forward_train", n)
         self.state.count("backward", n * tf.cast(applied, tf.int32))
-        if self.plan.cam:
+        if switched:
+            self.state.count("gradcam", n * tf.cast(self.cam_switch, tf.int32))
+        elif self.plan.cam:
             self.state.count("gradcam", n)
         return self._logs()
 

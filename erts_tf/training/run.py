@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from erts_tf import inference, metrics, models, run_data, run_folder
-from erts_tf.data import augment, pipeline
+from erts_tf.data import allocator, augment, pipeline
 from erts_tf.selection.policy_config import PolicyConfig
 from erts_tf.selection.schedule import Schedule, revision_start
 from erts_tf.training import callbacks as cbs
@@ -80,7 +80,7 @@ def _check_output_dir(config: RunConfig) -> None:
 # Settings a resumed run may change: where things are, how they are read (both data backends give the
 # same batches), how much is printed or reported. Every other setting changes a decision or the result,
 # and must equal the original run's.
-_RESUME_FREE = ("output_dir", "data_dir", "manual_dir", "data_backend", "resume", "overwrite", "verbose", "verbosity",
+_RESUME_FREE = ("output_dir", "data_dir", "manual_dir", "data_backend", "malloc_arena_max", "resume", "overwrite", "verbose", "verbosity",
                 "report", "tensorboard_images_every")
 
 
@@ -219,6 +219,7 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
     out = config.output_dir
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
+    allocator.apply(config.data_backend, config.malloc_arena_max)  # before the data's threads allocate
     data = data or load_data(config)
     with strategy.scope():
         model = build_model(config, data)
