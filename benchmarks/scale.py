@@ -108,7 +108,7 @@ def parse(argv=None):
     parser.add_argument("--malloc_arena_max", default="-1",
                         help="--compare_backends: the runs' --malloc_arena_max settings the RSS probes run under, each "
                              "applied in the probe as a run applies it (erts_tf.data.allocator; -1: a run's default, "
-                             "one arena on the lazy backend; 0: glibc's default; e.g. -1,0 runs both)")
+                             "one arena on the lazy backend; 0: glibc's default; --malloc_arena_max=-1,0 runs both)")
     parser.add_argument("--rss_only", action="store_true",
                         help="--compare_backends: only the RSS probes, not the backends' throughput side by side")
     parser.add_argument("--rss_probe", default=None, help=argparse.SUPPRESS)  # backend,size: one RSS measurement

@@ -321,7 +321,7 @@ def test_scale_rss_only_under_two_allocator_settings(tmp_path, common_args):
     out = tmp_path / "scale_rss.json"
     scale = _load("scale")
     result = scale.main([*common_args, "--output", str(out), "--compare_backends", "--rss_only",
-                         "--backends", "lazy", "--malloc_arena_max", "-1,0", "--data_dir", str(tmp_path / "tfds")])
+                         "--backends", "lazy", "--malloc_arena_max=-1,0", "--data_dir", str(tmp_path / "tfds")])
     saved = json.loads(out.read_text())
     assert "side_by_side" not in saved and saved["all_reads_match"]
     assert [(r["n"], r["malloc_arena_max"], r["arena_cap"]) for r in saved["rss"]] == [
