@@ -36,8 +36,10 @@ with its ArrayRecord copy (``--data_backend=lazy``). Then
 4. side by side in one process, on the dataset of ``--throughput_size``
    (default the largest): for each kept fraction, one pipeline epoch of each
    backend (read == kept checked) and training epochs of each (mode
-   ``full``, cut after ``--max_train_samples``, default 2048 here; the
-   backends alternate ``--train_repeats`` times and each keeps its fastest),
+   ``full``, cut after ``--max_train_samples``, default 2048 here; one
+   pipeline per backend for all its epochs, as a run; the backends alternate
+   ``--train_repeats`` tries, more for epochs under a fifth of the data, and
+   each reports its median try),
    with the lazy/memory ratio of samples/s and the epoch time over the kept
    fraction.
 
@@ -63,6 +65,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -100,7 +103,8 @@ def parse(argv=None):
                         help="--compare_backends: the size of the throughput comparison (default the largest)")
     parser.add_argument("--train_repeats", type=int, default=None,
                         help="--compare_backends: training epochs per backend and kept fraction, the backends "
-                             "alternating; the fastest is kept (default 3; 1 with --smoke)")
+                             "alternating, more below a kept fraction of 0.2 (training_tries); the median is "
+                             "reported (default 3; 1 with --smoke)")
     parser.add_argument("--limited_size", type=int, default=0,
                         help="--compare_backends: also probe both backends on a dataset of this many records, each "
                              "in a memory cgroup of --memory_limit_mb (0: no such check)")
@@ -191,14 +195,22 @@ def build_model(args, arrays):
     return model
 
 
-def train_epoch(args, model, arrays, cam, epoch) -> dict:
-    """One (possibly cut) training epoch on the current keep-mask; counts and times it."""
+def training_stream(args, model, arrays):
+    """``model``'s training batches of ``arrays``, one pipeline for all its epochs, as a run builds it."""
+    from erts_tf.data import pipeline
+
+    return pipeline.TrainStream(arrays, model.state.keep, args.batch_size, args.seed, model.state.counters["samples_read"])
+
+
+def train_epoch(args, model, stream, cam, epoch) -> dict:
+    """One (possibly cut) training epoch of ``stream`` (``training_stream``) on the current keep-mask; counts and
+    times the ``fit`` call, as a run makes one per epoch."""
     import numpy as np
 
     from erts_tf.data import pipeline
     from erts_tf.training.selection_config import StepPlan
 
-    state = model.state
+    arrays, state = stream.arrays, model.state
     model.set_plan(StepPlan(cam=cam))
     kept = int(state.keep.numpy().sum())
     limit = kept if args.max_train_samples <= 0 else min(kept, args.max_train_samples)
@@ -207,9 +219,9 @@ def train_epoch(args, model, arrays, cam, epoch) -> dict:
     warm_ids = np.flatnonzero(state.keep.numpy())[:args.batch_size + max(1, args.batch_size // 4)]
     model.fit(pipeline.eval_dataset(arrays, args.batch_size, warm_ids), epochs=1, verbose=0)
     before = state.counter_values()
-    ds = pipeline.train_dataset(arrays, state.keep, args.batch_size, args.seed, epoch, state.counters["samples_read"])
+    ds = stream.epoch_dataset(epoch)
     with common.Meter() as meter:
-        model.fit(ds.take(steps), epochs=1, verbose=0)
+        model.fit(ds.take(steps) if limit < kept else ds, epochs=1, verbose=0)
     after = state.counter_values()
     trained = after["backward"] - before["backward"]
     rate = trained / meter.result["wall_s"]
@@ -457,25 +469,36 @@ def backends_side_by_side(args) -> dict:
     keras.backend.clear_session()
     gc.collect()
     models = {backend: build_model(args, split) for backend, split in splits.items()}
-    for i, fraction in enumerate(args.fractions):
-        # the backends alternate, --train_repeats times, and each keeps its fastest epoch: a burst of load
-        # on the shared machine then slows one try of one backend, not the comparison
+    streams = {backend: training_stream(args, models[backend], split) for backend, split in splits.items()}
+    epoch = 0
+    for fraction in args.fractions:
+        # The backends alternate, try by try, and each reports its median try: a burst of load on the
+        # shared machine then slows one try of one backend, not the comparison. Short epochs get more
+        # tries (training_tries), so that every fraction's median rests on a similar stretch of time.
         tries = {backend: [] for backend in splits}
         for model in models.values():
             model.state.keep.assign(keep_mask(n, fraction, args.seed))
-        for repeat in range(args.train_repeats):
-            for backend, split in splits.items():
-                tries[backend].append(train_epoch(args, models[backend], split, False,
-                                                  epoch=repeat * len(args.fractions) + i))
+        for _ in range(training_tries(args.train_repeats, fraction)):
+            for backend in splits:
+                tries[backend].append(train_epoch(args, models[backend], streams[backend], False, epoch))
+            epoch += 1
         for backend, rows in tries.items():
-            row = max(rows, key=lambda r: r["samples_per_s"])
-            row.update(backend=backend, mode="full", fraction=fraction, tries_samples_per_s=[r["samples_per_s"] for r in rows])
+            rates = [r["samples_per_s"] for r in rows]
+            row = sorted(rows, key=lambda r: r["samples_per_s"])[len(rows) // 2]
+            row.update(backend=backend, mode="full", fraction=fraction, tries_samples_per_s=rates,
+                       fastest_epoch_s=row["kept"] / max(rates))
             training_rows.append(row)
             print(f"train {backend} fraction {fraction}: {row['samples_per_s']:,.0f} samples/s "
                   f"(tries {', '.join(f'{r:,.0f}' for r in row['tries_samples_per_s'])})", flush=True)
-    del models
+    del models, streams
     training_rows.sort(key=lambda r: args.backends.index(r["backend"]))  # the table's order: backend, then fraction
     return {"pipeline": pipeline_rows, "training": training_rows}
+
+
+def training_tries(repeats: int, fraction: float) -> int:
+    """Training epochs timed at ``fraction``: ``repeats``, and for epochs shorter than a fifth of the data
+    proportionally more (12 at 0.05 for 3), so that their tries add up to as many samples as ``repeats`` at 0.2."""
+    return max(repeats, math.ceil(repeats * 0.2 / fraction - 1e-9))
 
 
 def _ratio(rows, backend, fraction, key="samples_per_s"):
@@ -529,15 +552,18 @@ def compare_tables(result) -> str:
           "yes" if r["read_equals_kept"] and r["ids_are_the_kept"] else "NO", f"{r['samples_per_s']:,.0f}",
           common.fmt(_ratio(side["pipeline"], r["backend"], r["fraction"])), f"{r['wall_s']:.2f}",
           common.fmt(_proportionality(side["pipeline"], r["backend"], r["fraction"]))] for r in side["pipeline"]]))
-    lines.append(f"\ntraining epochs, {s['model']}, mode full (plan cam=0), the fastest of {s['train_repeats']} per "
-                 f"backend and fraction; * = cut after {s['max_train_samples']} samples, epoch time projected\n")
+    lines.append(f"\ntraining epochs, {s['model']}, mode full (plan cam=0), one pipeline per backend for all its epochs "
+                 f"(as a run), the median of {s['train_repeats']} tries per backend and fraction (more for shorter "
+                 f"epochs: {', '.join(str(training_tries(s['train_repeats'], f)) for f in s['fractions'])}); "
+                 f"* = cut after {s['max_train_samples']} samples, epoch time projected\n")
     lines.append(common.markdown_table(
-        ["backend", "kept fraction", "kept", "trained", "samples/s", "lazy / memory", "epoch s",
-         "epoch vs proportional", "read == trained", "peak RSS MiB"],
-        [[r["backend"], f"{r['fraction']:.2f}", r["kept"], r["trained"], f"{r['samples_per_s']:,.0f}",
-          common.fmt(_ratio(side["training"], r["backend"], r["fraction"])),
+        ["backend", "kept fraction", "kept", "trained", "tries", "samples/s", "lazy / memory", "epoch s",
+         "epoch vs proportional", "the same, fastest tries", "read == trained", "peak RSS MiB"],
+        [[r["backend"], f"{r['fraction']:.2f}", r["kept"], r["trained"], len(r["tries_samples_per_s"]),
+          f"{r['samples_per_s']:,.0f}", common.fmt(_ratio(side["training"], r["backend"], r["fraction"])),
           f"{r['epoch_s']:.1f}{'*' if r['epoch_s_projected'] else ''}",
           common.fmt(_proportionality(side["training"], r["backend"], r["fraction"], "epoch_s")),
+          common.fmt(_proportionality(side["training"], r["backend"], r["fraction"], "fastest_epoch_s")),
           "n/a (cut)" if r["cut"] else ("yes" if r["read"] == r["trained"] else "NO"), common.mib(r["rss_peak_bytes"])]
          for r in side["training"]]))
     return "\n".join(lines)
@@ -633,14 +659,15 @@ def main(argv=None) -> dict:
         keras.backend.clear_session()
         gc.collect()
         model = build_model(args, arrays)
+        stream = training_stream(args, model, arrays)
         for i, fraction in enumerate(args.fractions):
             model.state.keep.assign(keep_mask(arrays.n, fraction, args.seed))
-            row = train_epoch(args, model, arrays, cam, epoch=i)
+            row = train_epoch(args, model, stream, cam, epoch=i)
             row.update(mode=mode, fraction=fraction)
             result["training"].append(row)
             print(f"train {mode} fraction {fraction}: {row['samples_per_s']:,.0f} samples/s, epoch {row['epoch_s']:.1f} s"
                   f"{' (projected)' if row['epoch_s_projected'] else ''}", flush=True)
-        del model
+        del model, stream
     result["all_reads_match"] = all(r["read_equals_kept"] and r["ids_are_the_kept"] for r in result["pipeline"]) and all(
         r["read"] == r["trained"] for r in result["training"] if not r["cut"])
     result["total_wall_s"] = time.perf_counter() - started

@@ -224,3 +224,39 @@ def test_context_window_holds_the_neighbouring_beats(tmp_path):
     for ex in found:
         peak = int(ex["sample"])
         np.testing.assert_allclose(ex["signal"][:, 0], direct.p_signal[peak - 360: peak + 360, mlii], atol=1e-6)
+
+
+def test_rhythm_channel_marks_each_r_peak_at_its_time():
+    """One bump per R peak within the half width, at its place on the squeezed axis; a premature beat's bump
+    sits nearer the previous one."""
+    beats = np.array([0, 300, 600, 900, 1200, 1500, 1800, 2400])  # regular at 300 samples, one outside 900 +- 900
+    channel = mitbih.rhythm_channel(900, beats, 181, 900)  # 10 samples per point
+    assert channel.shape == (181,) and channel.dtype == np.float32
+    peaks = [i for i in range(1, 180) if channel[i] > channel[i - 1] and channel[i] >= channel[i + 1]]
+    assert peaks == [30, 60, 90, 120, 150] and channel[0] > 0.99 and channel[180] > 0.99  # and at both ends
+    premature = mitbih.rhythm_channel(900, np.array([300, 600, 780, 1200, 1500]), 181, 900)
+    assert int(np.argmax(premature[65:100])) + 65 == 78  # 780 -> point 78: nearer 60 (600) than 120 (1200)
+
+
+def test_rhythm_config_adds_the_rhythm_channel(tmp_path):
+    shipped = next(c for c in mitbih.Builder.BUILDER_CONFIGS if c.name == "mlii_rhythm")
+    assert (shipped.before, shipped.after, shipped.two_leads, shipped.rhythm_s) == (128, 128, False, 5.0)
+    manual, annotations = dummy_manual()
+    config = mitbih.MitbihConfig(name="tiny_rhythm", description="test records", rhythm_s=5.0,
+                                 train_records=("101",), validation_records=("114",), test_records=("100",))
+    builder = dummy.build("mitbih_arrhythmia", config, tmp_path / "data", manual)
+    assert builder.info.features["signal"].shape == (256, 2)
+    plain = {int(ex["sample"]): ex["signal"] for ex in dummy.examples(built_plain(tmp_path), "test")}
+    beats = np.array([s for s, sym in annotations["100"] if sym in mitbih.AAMI])
+    found = dummy.examples(builder, "test")
+    assert [int(ex["sample"]) for ex in found] == sorted(plain)  # the same beats as mlii
+    for ex in found:
+        peak = int(ex["sample"])
+        np.testing.assert_array_equal(ex["signal"][:, :1], plain[peak])
+        np.testing.assert_allclose(ex["signal"][:, 1], mitbih.rhythm_channel(peak, beats, 256, 1800), atol=1e-6)
+        assert abs(int(np.argmax(ex["signal"][120:136, 1])) + 120 - 127.5) <= 0.5  # the beat itself: the middle
+        assert ex["leads"].decode() == "MLII,rhythm"
+
+
+def built_plain(tmp_path):
+    return dummy.build("mitbih_arrhythmia", tiny_config("tiny_plain"), tmp_path / "plain", dummy_manual()[0])

@@ -275,3 +275,27 @@ def test_class_floor_keeps_erts_from_collapsing_where_the_reference_collapses(tm
             assert all(e["kept"] >= floor for e in selection), [e["kept"] for e in selection]
     assert drops[0.3] <= margin, drops
     assert drops[0.0] > margin, drops  # the reference rule does collapse here, so the guard is what holds it
+
+
+def test_fit_starts_one_iterator_per_epoch_and_steps_exactly_the_batches(monkeypatch):
+    """Keras, given a dataset of known length, starts the next epoch's iterator when one ends; with one
+    ``fit`` call per epoch that iterator is never used (a fixed cost of every epoch)."""
+    import keras
+    import tensorflow as tf
+
+    from erts_tf import models
+
+    keras.utils.set_random_seed(0)
+    backbone = models.build("tiny_cnn", (64, 1), 2)
+    model = model_lib.ERTSModel(backbone, "block2", n_train=12, class_weights=np.ones(2))
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    model.optimizer.build(backbone.trainable_variables)
+    x = np.random.default_rng(0).normal(size=(12, 64, 1)).astype(np.float32)
+    data = tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 2, np.arange(12, dtype=np.int64)))
+    train, validation = data.batch(5), data.take(8).batch(4)  # 3 training batches, the last partial; 2 validation
+    started = []
+    iterate = tf.data.Dataset.__iter__
+    monkeypatch.setattr(tf.data.Dataset, "__iter__", lambda self: started.append(self) or iterate(self))
+    model.fit(lambda epoch: train, epochs=2, validation_data=validation, verbose=0)
+    assert len(started) == 4  # per epoch: one for training, one for validation
+    assert model.state.counters["optimizer_steps"].numpy() == 6 and model.state.counters["backward"].numpy() == 24

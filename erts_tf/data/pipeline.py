@@ -493,9 +493,16 @@ def _plain(fn):
 
 
 def _prefetched(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """``ds`` prefetched, its autotuned buffers held to ``_BUFFER_BUDGET_BYTES`` (RSS bounded on either backend)."""
+    """``ds`` prefetched, its autotuned buffers held to ``_BUFFER_BUDGET_BYTES`` (RSS bounded on either backend).
+
+    tf.data's default graph rewrites are off: they run when a new dataset object is first iterated (a
+    run makes one per epoch), and their cost grows with the tensors the pipeline holds, the whole split
+    on the memory backend (first iterator 0.021 s at 48 MB, 0.061 s at 432 MB; 0.012 s at both without
+    them). The pipeline is already parallel and prefetched where it pays; its batches are the same.
+    """
     options = tf.data.Options()
     options.autotune.ram_budget = _BUFFER_BUDGET_BYTES
+    options.experimental_optimization.apply_default_optimizations = False
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 

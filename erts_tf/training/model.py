@@ -35,6 +35,21 @@ from erts_tf.training import task as task_lib
 from erts_tf.training.macro_f1 import PresentClassesMacroF1
 from erts_tf.training.selection_config import SelectionConfig, StepPlan
 
+def _length_hidden(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """``dataset``, its batch count unknown to Keras (the batches and any cardinality assertion unchanged);
+    the caller passes the count as ``steps_per_epoch`` (``validation_steps``).
+
+    Given a dataset of known length, Keras's epoch iterator starts the iterator of the next epoch as
+    soon as one ends; with one ``fit`` call per epoch that iterator is never used, and starting one
+    costs 0.03-0.07 s (the pipeline's functions are instantiated), a fixed cost of every epoch that
+    does not shrink with the kept fraction. With a step count and no known length Keras makes one
+    iterator and takes exactly that many batches. (Without a step count it would call the step once
+    more on the exhausted iterator, and the step's counters that do not depend on the batch, such as
+    ``optimizer_steps``, would count that call.)
+    """
+    return dataset.filter(tf.autograph.experimental.do_not_convert(lambda *batch: True))
+
+
 def switches_cam(selection: SelectionConfig, replicas: int) -> bool:
     """Whether the model compiles ONE epoch-level train step with its Grad-CAM part behind ``cam_switch``.
 
@@ -384,6 +399,11 @@ class ERTSModel(keras.Model):
             epochs=epochs, steps=None, model=self,
         )
         callback_list.run_begin()
+        validation = kwargs.get("validation_data")
+        if (isinstance(validation, tf.data.Dataset) and int(validation.cardinality()) >= 0
+                and kwargs.get("validation_steps") is None and self.distribute_strategy.num_replicas_in_sync == 1):
+            # one iterator per evaluation, as in training
+            kwargs.update(validation_data=_length_hidden(validation), validation_steps=int(validation.cardinality()))
         for epoch in range(initial_epoch, epochs):
             callback_list.prepare_epoch(epoch)  # the keep-mask is decided before the pipeline is built
             dataset = x(epoch) if callable(x) else x
@@ -391,11 +411,13 @@ class ERTSModel(keras.Model):
             distributed = isinstance(dataset, tf.distribute.DistributedDataset)
             # The progress bar's target: the batches this epoch actually holds (None: unknown).
             callback_list.set_params({**callback_list.params, "steps": steps if steps >= 0 else None})
+            if not distributed and steps >= 0:
+                dataset = _length_hidden(dataset)
             with warnings.catch_warnings():  # each call runs its dataset to the end, by design
                 warnings.filterwarnings("ignore", message=".*ran out of data.*")
                 warnings.filterwarnings("ignore", message=".*shuffle=True.*")
                 super().fit(dataset, epochs=epoch + 1, initial_epoch=epoch, callbacks=callback_list,
-                            verbose=verbose, steps_per_epoch=steps if distributed else None, **kwargs)
+                            verbose=verbose, steps_per_epoch=steps if steps >= 0 else None, **kwargs)
             if self.stop_training:
                 break
         callback_list.run_end()
