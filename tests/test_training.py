@@ -277,9 +277,8 @@ def test_class_floor_keeps_erts_from_collapsing_where_the_reference_collapses(tm
     assert drops[0.0] > margin, drops  # the reference rule does collapse here, so the guard is what holds it
 
 
-def test_fit_starts_one_iterator_per_epoch_and_steps_exactly_the_batches(monkeypatch):
-    """Keras, given a dataset of known length, starts the next epoch's iterator when one ends; with one
-    ``fit`` call per epoch that iterator is never used (a fixed cost of every epoch)."""
+def _twelve_records():
+    """A tiny ERTSModel and its 12 records ``(signal (12, 64, 1), label, sample_id)`` as an unbatched dataset."""
     import keras
     import tensorflow as tf
 
@@ -291,7 +290,15 @@ def test_fit_starts_one_iterator_per_epoch_and_steps_exactly_the_batches(monkeyp
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
     model.optimizer.build(backbone.trainable_variables)
     x = np.random.default_rng(0).normal(size=(12, 64, 1)).astype(np.float32)
-    data = tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 2, np.arange(12, dtype=np.int64)))
+    return model, tf.data.Dataset.from_tensor_slices((x, np.arange(12) % 2, np.arange(12, dtype=np.int64)))
+
+
+def test_fit_starts_one_iterator_per_epoch_and_steps_exactly_the_batches(monkeypatch):
+    """Keras, given a dataset of known length, starts the next epoch's iterator when one ends; with one
+    ``fit`` call per epoch that iterator is never used (a fixed cost of every epoch)."""
+    import tensorflow as tf
+
+    model, data = _twelve_records()
     train, validation = data.batch(5), data.take(8).batch(4)  # 3 training batches, the last partial; 2 validation
     started = []
     iterate = tf.data.Dataset.__iter__
@@ -299,3 +306,12 @@ def test_fit_starts_one_iterator_per_epoch_and_steps_exactly_the_batches(monkeyp
     model.fit(lambda epoch: train, epochs=2, validation_data=validation, verbose=0)
     assert len(started) == 4  # per epoch: one for training, one for validation
     assert model.state.counters["optimizer_steps"].numpy() == 6 and model.state.counters["backward"].numpy() == 24
+
+
+def test_a_dataset_of_unknown_length_counts_only_the_steps_taken():
+    """Keras calls the step once more on the exhausted iterator of a dataset of unknown length; that failed
+    call must not count an optimizer step nor advance the optimizer's iterations (its learning rate)."""
+    model, data = _twelve_records()
+    unknown = data.batch(5).filter(lambda *batch: True)
+    model.fit(unknown, epochs=2, verbose=0)
+    assert model.state.counters["optimizer_steps"].numpy() == 6 and int(model.optimizer.iterations.numpy()) == 6

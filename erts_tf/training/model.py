@@ -207,8 +207,12 @@ class ERTSModel(keras.Model):
                  "loss", loss, "sample_ids", ids],
                 summarize=64,
             )
-            self.optimizer.apply(grads, self.backbone.trainable_variables)
-            self.state.count("optimizer_steps", 1, replicated=True)
+            # The update waits for the batch: given a dataset of unknown length, Keras calls the step once
+            # more on the exhausted iterator, and the parts of an update that do not depend on the batch
+            # (the optimizer's iteration count, optimizer_steps) would otherwise run in that failed call.
+            with tf.control_dependencies([finite]):
+                self.optimizer.apply(grads, self.backbone.trainable_variables)
+                self.state.count("optimizer_steps", 1, replicated=True)
             return tf.constant(True)
 
         def apply():
