@@ -35,6 +35,7 @@ from erts_tf.training import task as task_lib
 from erts_tf.training.macro_f1 import PresentClassesMacroF1
 from erts_tf.training.selection_config import SelectionConfig, StepPlan
 
+
 def _length_hidden(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """``dataset``, its batch count unknown to Keras (the batches and any cardinality assertion unchanged);
     the caller passes the count as ``steps_per_epoch`` (``validation_steps``).
@@ -43,9 +44,8 @@ def _length_hidden(dataset: tf.data.Dataset) -> tf.data.Dataset:
     soon as one ends; with one ``fit`` call per epoch that iterator is never used, and starting one
     costs 0.03-0.07 s (the pipeline's functions are instantiated), a fixed cost of every epoch that
     does not shrink with the kept fraction. With a step count and no known length Keras makes one
-    iterator and takes exactly that many batches. (Without a step count it would call the step once
-    more on the exhausted iterator, and the step's counters that do not depend on the batch, such as
-    ``optimizer_steps``, would count that call.)
+    iterator and takes exactly that many batches (without one it would read to the end and call the
+    step once more on the exhausted iterator).
     """
     return dataset.filter(tf.autograph.experimental.do_not_convert(lambda *batch: True))
 
