@@ -238,7 +238,7 @@ def test_rhythm_channel_marks_each_r_peak_at_its_time():
     assert int(np.argmax(premature[65:100])) + 65 == 78  # 780 -> point 78: nearer 60 (600) than 120 (1200)
 
 
-def test_rhythm_config_adds_the_rhythm_channel(tmp_path):
+def test_rhythm_config_adds_the_rhythm_channel(tmp_path, built):
     shipped = next(c for c in mitbih.Builder.BUILDER_CONFIGS if c.name == "mlii_rhythm")
     assert (shipped.before, shipped.after, shipped.two_leads, shipped.rhythm_s) == (128, 128, False, 5.0)
     manual, annotations = dummy_manual()
@@ -246,7 +246,7 @@ def test_rhythm_config_adds_the_rhythm_channel(tmp_path):
                                  train_records=("101",), validation_records=("114",), test_records=("100",))
     builder = dummy.build("mitbih_arrhythmia", config, tmp_path / "data", manual)
     assert builder.info.features["signal"].shape == (256, 2)
-    plain = {int(ex["sample"]): ex["signal"] for ex in dummy.examples(built_plain(tmp_path), "test")}
+    plain = {int(ex["sample"]): ex["signal"] for ex in dummy.examples(built["tiny"], "test")}
     beats = np.array([s for s, sym in annotations["100"] if sym in mitbih.AAMI])
     found = dummy.examples(builder, "test")
     assert [int(ex["sample"]) for ex in found] == sorted(plain)  # the same beats as mlii
@@ -256,7 +256,3 @@ def test_rhythm_config_adds_the_rhythm_channel(tmp_path):
         np.testing.assert_allclose(ex["signal"][:, 1], mitbih.rhythm_channel(peak, beats, 256, 1800), atol=1e-6)
         assert abs(int(np.argmax(ex["signal"][120:136, 1])) + 120 - 127.5) <= 0.5  # the beat itself: the middle
         assert ex["leads"].decode() == "MLII,rhythm"
-
-
-def built_plain(tmp_path):
-    return dummy.build("mitbih_arrhythmia", tiny_config("tiny_plain"), tmp_path / "plain", dummy_manual()[0])

@@ -404,10 +404,11 @@ class ERTSModel(keras.Model):
         )
         callback_list.run_begin()
         validation = kwargs.get("validation_data")
-        if (isinstance(validation, tf.data.Dataset) and int(validation.cardinality()) >= 0
-                and kwargs.get("validation_steps") is None and self.distribute_strategy.num_replicas_in_sync == 1):
+        validation_steps = int(validation.cardinality()) if isinstance(validation, tf.data.Dataset) else -1
+        if (validation_steps >= 0 and kwargs.get("validation_steps") is None
+                and self.distribute_strategy.num_replicas_in_sync == 1):
             # one iterator per evaluation, as in training
-            kwargs.update(validation_data=_length_hidden(validation), validation_steps=int(validation.cardinality()))
+            kwargs.update(validation_data=_length_hidden(validation), validation_steps=validation_steps)
         for epoch in range(initial_epoch, epochs):
             callback_list.prepare_epoch(epoch)  # the keep-mask is decided before the pipeline is built
             dataset = x(epoch) if callable(x) else x
