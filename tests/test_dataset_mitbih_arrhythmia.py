@@ -238,21 +238,34 @@ def test_rhythm_channel_marks_each_r_peak_at_its_time():
     assert int(np.argmax(premature[65:100])) + 65 == 78  # 780 -> point 78: nearer 60 (600) than 120 (1200)
 
 
-def test_rhythm_config_adds_the_rhythm_channel(tmp_path, built):
-    shipped = next(c for c in mitbih.Builder.BUILDER_CONFIGS if c.name == "mlii_rhythm")
-    assert (shipped.before, shipped.after, shipped.two_leads, shipped.rhythm_s) == (128, 128, False, 5.0)
+def test_mean_rr_is_the_mean_interval_of_the_peaks_within_the_half_width():
+    beats = np.array([0, 300, 600, 800, 1000, 1500, 5000])
+    assert mitbih.mean_rr(700, beats, 700) == pytest.approx((1000 - 0) / 4)  # 0..1000: 4 intervals
+    assert mitbih.mean_rr(1000, beats, 500) == pytest.approx((1500 - 600) / 3)
+    assert mitbih.mean_rr(5000, beats, 1000) == 1000.0  # alone: the half width, longer than any RR within it
+
+
+def test_rhythm_configs_add_the_rhythm_channels(tmp_path, built):
+    shipped = {c.name: c for c in mitbih.Builder.BUILDER_CONFIGS}
+    assert (shipped["mlii_rhythm"].before, shipped["mlii_rhythm"].after, shipped["mlii_rhythm"].two_leads) == (128, 128, False)
+    assert (shipped["mlii_rhythm"].rhythm_s, shipped["mlii_rhythm"].relative_rhythm_beats) == (5.0, 0.0)
+    assert (shipped["mlii_rhythm_relative"].rhythm_s, shipped["mlii_rhythm_relative"].relative_rhythm_beats) == (5.0, 4.0)
     manual, annotations = dummy_manual()
     config = mitbih.MitbihConfig(name="tiny_rhythm", description="test records", rhythm_s=5.0,
+                                 relative_rhythm_beats=4.0,
                                  train_records=("101",), validation_records=("114",), test_records=("100",))
     builder = dummy.build("mitbih_arrhythmia", config, tmp_path / "data", manual)
-    assert builder.info.features["signal"].shape == (256, 2)
+    assert builder.info.features["signal"].shape == (256, 3)
     plain = {int(ex["sample"]): ex["signal"] for ex in dummy.examples(built["tiny"], "test")}
     beats = np.array([s for s, sym in annotations["100"] if sym in mitbih.AAMI])
+    rr = (beats[-1] - beats[0]) / (len(beats) - 1)  # the dummy record (12 s) is inside 5 min of every beat
     found = dummy.examples(builder, "test")
     assert [int(ex["sample"]) for ex in found] == sorted(plain)  # the same beats as mlii
     for ex in found:
         peak = int(ex["sample"])
         np.testing.assert_array_equal(ex["signal"][:, :1], plain[peak])
         np.testing.assert_allclose(ex["signal"][:, 1], mitbih.rhythm_channel(peak, beats, 256, 1800), atol=1e-6)
-        assert abs(int(np.argmax(ex["signal"][120:136, 1])) + 120 - 127.5) <= 0.5  # the beat itself: the middle
-        assert ex["leads"].decode() == "MLII,rhythm"
+        np.testing.assert_allclose(ex["signal"][:, 2], mitbih.rhythm_channel(peak, beats, 256, round(4 * rr)), atol=1e-6)
+        for channel in (1, 2):  # the beat itself: the middle
+            assert abs(int(np.argmax(ex["signal"][120:136, channel])) + 120 - 127.5) <= 0.5
+        assert ex["leads"].decode() == "MLII,rhythm,rhythm_relative"

@@ -40,6 +40,7 @@ AAMI = {
     **dict.fromkeys("/fQ", "Q"),
 }
 SAMPLING_RATE = 360
+RELATIVE_RR_SPAN_S = 300.0  # the relative rhythm channel's mean RR: over 5 minutes each side (de Chazal et al.)
 UNITS = "mV"  # physical units of the signal as wfdb reads it; records in other units are an error
 DS1 = (
     "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122",
@@ -74,6 +75,14 @@ def rhythm_channel(peak: int, beat_samples: np.ndarray, length: int, half_width:
     return np.exp(-0.5 * ((axis[:, None] - points[None, :]) / sigma) ** 2).sum(axis=1).astype(np.float32)
 
 
+def mean_rr(peak: int, beat_samples: np.ndarray, half_width: int) -> float:
+    """The mean RR interval, in samples, of the R peaks ``beat_samples`` (sorted, record samples) within
+    ``half_width`` samples of ``peak`` (de Chazal et al.'s "average RR" with a 5-minute half width):
+    ``(last - first) / (count - 1)``. Fewer than two peaks there: ``half_width`` (an RR no record reaches)."""
+    near = beat_samples[np.abs(beat_samples - peak) <= half_width]
+    return float(near[-1] - near[0]) / (len(near) - 1) if len(near) > 1 else float(half_width)
+
+
 @dataclasses.dataclass
 class MitbihConfig(tfds.core.BuilderConfig):
     """Leads, beat window and the records of each split (all change what is written)."""
@@ -82,6 +91,9 @@ class MitbihConfig(tfds.core.BuilderConfig):
     before: int = 128
     after: int = 128
     rhythm_s: float = 0.0  # > 0: a rhythm channel of the R peaks within this many seconds each side
+    # > 0: a relative rhythm channel of the R peaks within this many of the patient's mean RR intervals
+    # (over RELATIVE_RR_SPAN_S each side of the beat) each side
+    relative_rhythm_beats: float = 0.0
     train_records: tuple[str, ...] = tuple(r for r in DS1 if r not in VALIDATION)
     validation_records: tuple[str, ...] = VALIDATION
     test_records: tuple[str, ...] = DS2
@@ -114,6 +126,14 @@ class Builder(builder_base.PhysioNetBuilder):
             rhythm_s=5.0,
         ),
         MitbihConfig(
+            name="mlii_rhythm_relative",
+            description="Config mlii_rhythm and a relative rhythm channel: the annotated R peaks within 4 of the "
+                        "patient's mean RR intervals (over 5 min each side) each side, one bump each, on an axis "
+                        "of 8 mean RR intervals squeezed into the 256 samples.",
+            rhythm_s=5.0,
+            relative_rhythm_beats=4.0,
+        ),
+        MitbihConfig(
             name="mlii_context",
             description="Lead MLII, 720-sample (2 s) window centred on the R peak: at usual heart rates it holds "
                         "the previous and the next beat, so a model sees the RR intervals that tell S beats apart.",
@@ -127,7 +147,7 @@ class Builder(builder_base.PhysioNetBuilder):
         config = self.builder_config
         return {
             "signal": features.signal_feature(
-                (config.before + config.after, (2 if config.two_leads else 1) + (1 if config.rhythm_s > 0 else 0))),
+                (config.before + config.after, len(self._channels(["MLII"] + (["V"] if config.two_leads else []))))),
             "label": tfds.features.ClassLabel(names=CLASSES),
             "record": tfds.features.Text(),
             "leads": tfds.features.Text(),
@@ -137,6 +157,12 @@ class Builder(builder_base.PhysioNetBuilder):
             "rr_previous": np.float32,
             "rr_next": np.float32,
         }
+
+    def _channels(self, leads: list[str]) -> list[str]:
+        """The names of the signal's channels: the record's ``leads``, then the rhythm channels of the config."""
+        config = self.builder_config
+        return (leads + (["rhythm"] if config.rhythm_s > 0 else [])
+                + (["rhythm_relative"] if config.relative_rhythm_beats > 0 else []))
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config = self.builder_config
@@ -206,15 +232,20 @@ class Builder(builder_base.PhysioNetBuilder):
                 previous = (peak - beat_samples[position - 1]) / SAMPLING_RATE if position > 0 else 0.0
                 following = (beat_samples[position + 1] - peak) / SAMPLING_RATE if position + 1 < len(beats) else 0.0
                 window = signal[start:stop]
+                rhythms = []
                 if config.rhythm_s > 0:
-                    rhythm = rhythm_channel(peak, beat_samples, len(window), round(config.rhythm_s * SAMPLING_RATE))
-                    window = np.concatenate([window, rhythm[:, None]], axis=1)
+                    rhythms.append(rhythm_channel(peak, beat_samples, len(window), round(config.rhythm_s * SAMPLING_RATE)))
+                if config.relative_rhythm_beats > 0:
+                    rr = mean_rr(peak, beat_samples, round(RELATIVE_RR_SPAN_S * SAMPLING_RATE))
+                    rhythms.append(rhythm_channel(peak, beat_samples, len(window), round(config.relative_rhythm_beats * rr)))
+                if rhythms:
+                    window = np.concatenate([window, np.stack(rhythms, axis=1)], axis=1)
                 yield f"{name}_{index}", {
                     "sample_id": sample_id,
                     "signal": window,
                     "label": AAMI[annotation.symbol[index]],
                     "record": name,
-                    "leads": ",".join(leads + (["rhythm"] if config.rhythm_s > 0 else [])),
+                    "leads": ",".join(self._channels(leads)),
                     "beat_index": index,
                     "sample": peak,
                     "symbol": annotation.symbol[index],
