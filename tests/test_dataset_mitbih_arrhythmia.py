@@ -245,27 +245,32 @@ def test_mean_rr_is_the_mean_interval_of_the_peaks_within_the_half_width():
     assert mitbih.mean_rr(5000, beats, 1000) == 1000.0  # alone: the half width, longer than any RR within it
 
 
-def test_rhythm_configs_add_the_rhythm_channels(tmp_path, built):
+@pytest.mark.parametrize("two_leads", [False, True])
+def test_rhythm_configs_add_the_rhythm_channels(two_leads, tmp_path, built):
     shipped = {c.name: c for c in mitbih.Builder.BUILDER_CONFIGS}
     assert (shipped["mlii_rhythm"].before, shipped["mlii_rhythm"].after, shipped["mlii_rhythm"].two_leads) == (128, 128, False)
     assert (shipped["mlii_rhythm"].rhythm_s, shipped["mlii_rhythm"].relative_rhythm_beats) == (5.0, 0.0)
-    assert (shipped["mlii_rhythm_relative"].rhythm_s, shipped["mlii_rhythm_relative"].relative_rhythm_beats) == (5.0, 4.0)
+    for name in ("mlii_rhythm_relative", "two_leads_rhythm_relative"):
+        assert (shipped[name].rhythm_s, shipped[name].relative_rhythm_beats) == (5.0, 4.0)
+        assert shipped[name].two_leads == name.startswith("two_leads")
     manual, annotations = dummy_manual()
     config = mitbih.MitbihConfig(name="tiny_rhythm", description="test records", rhythm_s=5.0,
-                                 relative_rhythm_beats=4.0,
+                                 relative_rhythm_beats=4.0, two_leads=two_leads,
                                  train_records=("101",), validation_records=("114",), test_records=("100",))
     builder = dummy.build("mitbih_arrhythmia", config, tmp_path / "data", manual)
-    assert builder.info.features["signal"].shape == (256, 3)
-    plain = {int(ex["sample"]): ex["signal"] for ex in dummy.examples(built["tiny"], "test")}
+    leads = 2 if two_leads else 1
+    assert builder.info.features["signal"].shape == (256, leads + 2)
+    plain = {int(ex["sample"]): ex for ex in dummy.examples(built["tiny_two" if two_leads else "tiny"], "test")}
     beats = np.array([s for s, sym in annotations["100"] if sym in mitbih.AAMI])
     rr = (beats[-1] - beats[0]) / (len(beats) - 1)  # the dummy record (12 s) is inside 5 min of every beat
     found = dummy.examples(builder, "test")
     assert [int(ex["sample"]) for ex in found] == sorted(plain)  # the same beats as mlii
     for ex in found:
         peak = int(ex["sample"])
-        np.testing.assert_array_equal(ex["signal"][:, :1], plain[peak])
-        np.testing.assert_allclose(ex["signal"][:, 1], mitbih.rhythm_channel(peak, beats, 256, 1800), atol=1e-6)
-        np.testing.assert_allclose(ex["signal"][:, 2], mitbih.rhythm_channel(peak, beats, 256, round(4 * rr)), atol=1e-6)
-        for channel in (1, 2):  # the beat itself: the middle
+        np.testing.assert_array_equal(ex["signal"][:, :leads], plain[peak]["signal"])
+        np.testing.assert_allclose(ex["signal"][:, leads], mitbih.rhythm_channel(peak, beats, 256, 1800), atol=1e-6)
+        np.testing.assert_allclose(ex["signal"][:, leads + 1], mitbih.rhythm_channel(peak, beats, 256, round(4 * rr)),
+                                   atol=1e-6)
+        for channel in (leads, leads + 1):  # the beat itself: the middle
             assert abs(int(np.argmax(ex["signal"][120:136, channel])) + 120 - 127.5) <= 0.5
-        assert ex["leads"].decode() == "MLII,rhythm,rhythm_relative"
+        assert ex["leads"].decode() == plain[peak]["leads"].decode() + ",rhythm,rhythm_relative"

@@ -13,7 +13,10 @@ axis squeezed into the beat window's 256 samples (39 ms per sample). An S beat
 is told apart by its timing against the patient's own rhythm (de Chazal et al.
 2004 classify S beats mostly on RR intervals), which a 0.71 s beat window does
 not hold; the bumps keep that timing through the per-lead z-score, which would
-erase a constant RR value.
+erase a constant RR value. Config ``mlii_rhythm_relative`` adds a second,
+relative rhythm channel: the same bumps on an axis of 8 of the patient's mean
+RR intervals (``mean_rr`` over 5 minutes each side), so that prematurity reads
+the same at any heart rate.
 
 Splits are inter-patient (de Chazal et al. 2004): DS1 trains, DS2 tests, the
 paced records 102, 104, 107, 217 are excluded, and the validation split is the
@@ -130,6 +133,14 @@ class Builder(builder_base.PhysioNetBuilder):
             description="Config mlii_rhythm and a relative rhythm channel: the annotated R peaks within 4 of the "
                         "patient's mean RR intervals (over 5 min each side) each side, one bump each, on an axis "
                         "of 8 mean RR intervals squeezed into the 256 samples.",
+            rhythm_s=5.0,
+            relative_rhythm_beats=4.0,
+        ),
+        MitbihConfig(
+            name="two_leads_rhythm_relative",
+            description="Config two_leads (MLII and the record's second lead) and the two rhythm channels of "
+                        "config mlii_rhythm_relative.",
+            two_leads=True,
             rhythm_s=5.0,
             relative_rhythm_beats=4.0,
         ),
