@@ -275,9 +275,10 @@ def test_each_epoch_callback(test, batch_size: int):
     return TestEachEpoch()
 
 
-def _gap_at_best(record) -> float | None:
+def _gap_at_kept(record) -> float | None:
+    """Training minus validation macro-F1 at the epoch whose weights the run kept."""
     epochs = {e["epoch"]: e for e in record["epochs"]}
-    best = epochs.get(record["best_epoch"])
+    best = epochs.get(record.get("weights_epoch", record["best_epoch"]))
     if not best or best.get("macro_f1") is None or best.get("val_macro_f1") is None:
         return None
     return best["macro_f1"] - best["val_macro_f1"]
@@ -300,7 +301,7 @@ def aggregate(result) -> dict:
         test_level = split["majority_macro_f1"]["test"]
         test_not_above = sorted({epoch for r in group for epoch, v in enumerate(r.get("test_macro_f1_by_epoch") or [])
                                  if epoch >= 1 and v <= test_level})
-        gaps = [g for g in map(_gap_at_best, group) if g is not None]
+        gaps = [g for g in map(_gap_at_kept, group) if g is not None]
         rows[recipe] = {
             "seeds": [r["seed"] for r in group], "metrics": field,
             "test_macro_f1_by_seed": [r["test_macro_f1"] for r in group],

@@ -70,6 +70,10 @@ flags.DEFINE_enum("lr_schedule", "exponential", list(LR_SCHEDULES),
 flags.DEFINE_integer("lr_warmup_epochs", 0, "cosine schedule: epochs of linear learning-rate warm-up.")
 flags.DEFINE_integer("early_stop_patience", 0,
                      "Stop when validation macro-F1 has not improved for this many epochs (0: never).")
+flags.DEFINE_enum("keep_weights", "best", ["best", "last"],
+                  "The weights the run saves, tests and exports: best, the epoch of the best validation metric "
+                  "(the reference); last, the last epoch's (where validation is too small or noisy to choose "
+                  "an epoch, and a schedule that ends at learning rate 0 makes the last epoch a settled one).")
 flags.DEFINE_string("augment", "", "Comma-separated training augmentations: shift, scale, wander, noise (empty: none).")
 flags.DEFINE_enum("loss", "class_balanced", ["class_balanced", "plain"], "Cross-entropy weighting.")
 flags.DEFINE_float("cb_beta", 0.9999, "Beta of the class-balanced (effective number) weights.")

@@ -190,7 +190,7 @@ def model_card(meta: dict) -> str:
         f"- dataset `{training['dataset']}` ({training['dataset_config'] or 'default config'}), records per split: "
         + ", ".join(f"{k} {v}" for k, v in training["split_sizes"].items()),
         f"- backbone `{training['model']}`, epochs {training['epochs']}, seed {training['seed']}, "
-        f"best validation epoch {training['best_epoch']}",
+        f"best validation epoch {training['best_epoch']}, weights of epoch {training.get('weights_epoch')}",
         f"- selection mode `{selection['mode']}`, level `{selection['level']}`"
         + (f": {cost['effective_epochs']:.2f} effective epochs (back-propagated samples / training set), "
            f"total-work ratio {cost['total_work_ratio']:.3f} of full training" if cost else ""),

@@ -92,7 +92,10 @@ def training_section(config: dict, summary: dict | None, split_sizes: dict) -> d
     """Dataset, split sizes, backbone and the run's settings (``config.json`` as the run wrote it)."""
     return {"dataset": config["dataset"], "dataset_config": config.get("dataset_config"), "split_sizes": split_sizes,
             "model": config["model"], "epochs": config.get("epochs"), "seed": config.get("seed"),
-            "best_epoch": summary.get("best_epoch") if summary else None, "config": config}
+            "best_epoch": summary.get("best_epoch") if summary else None,
+            # the epoch whose weights the run kept (summaries before --keep_weights: the best epoch's)
+            "weights_epoch": summary.get("weights_epoch", summary.get("best_epoch")) if summary else None,
+            "config": config}
 
 
 def selection_section(config: dict, summary: dict | None) -> dict:

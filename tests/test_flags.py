@@ -112,7 +112,8 @@ def test_recommended_configs_of_each_real_dataset(dataset, tmp_path):
     assert selection.mode == "erts_infobatch" and selection.epochs == baseline.epochs
     assert baseline.lr_schedule == "cosine" and baseline.augment and baseline.cb_max_ratio == 10
     assert (baseline.exclude_classes == "Q") == (dataset == "mitbih_arrhythmia")  # the AAMI convention
-    assert (baseline.dataset_config == "mlii_rhythm") == (dataset == "mitbih_arrhythmia")
+    assert (baseline.dataset_config == "mlii_rhythm_relative") == (dataset == "mitbih_arrhythmia")
+    assert (baseline.keep_weights == "last") == (dataset == "mitbih_arrhythmia")
 
 
 def test_flags_module_does_not_import_the_keras_training_model():

@@ -315,3 +315,15 @@ def test_a_dataset_of_unknown_length_counts_only_the_steps_taken():
     unknown = data.batch(5).filter(lambda *batch: True)
     model.fit(unknown, epochs=2, verbose=0)
     assert model.state.counters["optimizer_steps"].numpy() == 6 and int(model.optimizer.iterations.numpy()) == 6
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_the_run_keeps_the_weights_it_is_told_to(keep, tiny_config, tiny_data, tmp_path):
+    """``--keep_weights``: the saved model scores validation as the kept epoch did (best: the best validation
+    epoch, last: the last epoch); the best epoch is reported either way."""
+    summary = run.run(tiny_config(mode="full", epochs=4, lr=3e-3, keep_weights=keep, output_dir=str(tmp_path / keep)),
+                      tiny_data)
+    val = [e["val_macro_f1"] for e in summary["epochs"]]
+    assert summary["best_epoch"] == int(np.argmax(val)) != 3  # the two choices are different epochs here
+    assert summary["weights_epoch"] == (3 if keep == "last" else summary["best_epoch"])
+    assert summary["validation"]["macro_f1"] == pytest.approx(val[summary["weights_epoch"]], abs=1e-6)

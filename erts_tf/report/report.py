@@ -153,14 +153,15 @@ def write_run_report(run_dir: str, out_dir: str | None = None, top: int = 20, gr
         "| metric | value | 95% CI |",
         "|---|---|---|",
         f"| test macro-F1 | {test_f1:.4f} | {ci} |",
-        f"| validation macro-F1 (best epoch) | {summary['validation']['macro_f1']:.4f} | |",
+        f"| validation macro-F1 (kept weights) | {summary['validation']['macro_f1']:.4f} | |",
     ]
     if run["eval_test"]:
         auroc = run["eval_test"]["metrics"].get("macro_auroc")
         auroc_ci = _ci_text(run["eval_test"].get("bootstrap", {}).get("macro_auroc"))
         lines.append(f"| test macro AUROC | {_fmt(auroc)} | {auroc_ci} |")
     lines += [
-        f"| best epoch | {summary['best_epoch']} | |",
+        f"| best validation epoch | {summary['best_epoch']} | |",
+        f"| weights kept: epoch | {summary.get('weights_epoch', summary['best_epoch'])} | |",
         f"| effective epochs (back-propagated samples / n_train) | {cost['effective_epochs']:.2f} | |",
         f"| total work (sample-passes) | {cost['total_work_sample_passes']} | |",
         f"| total-work ratio vs full training | {cost['total_work_ratio']:.3f} | |",

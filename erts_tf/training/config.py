@@ -32,6 +32,7 @@ class RunConfig:
     lr_schedule: str = "exponential"
     lr_warmup_epochs: int = 0
     early_stop_patience: int = 0
+    keep_weights: str = "best"
     augment: str = ""
     loss: str = "class_balanced"
     cb_beta: float = 0.9999

@@ -292,8 +292,10 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
         callbacks=callbacks,
         verbose=config.verbose,
     )
-    if os.path.exists(best.path):
+    weights_epoch = ledger.history[-1]["epoch"] if ledger.history else -1
+    if config.keep_weights == "best" and os.path.exists(best.path):
         model.backbone.load_weights(best.path)
+        weights_epoch = best.best_epoch
     distribute.synchronize_batch_norm(model.backbone, False)  # the saved model is a plain one-device model
     model.backbone.save(run_folder.path(out, run_folder.MODEL))
 
@@ -316,6 +318,7 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
                     "classes": data.train.class_names, "input_shape": list(data.train.input_shape)},
         "distribution": distribute.describe(config.strategy, strategy),
         "best_epoch": best.best_epoch,
+        "weights_epoch": weights_epoch,
         "task": model.task.name,
         "label_feature": config.label_feature or "label",
         "validation": validation_scores,
@@ -343,6 +346,7 @@ def result_table(summary: dict) -> str:
         f"{'macro-F1 test' + (' (0.5)' if multi else ''):<28}{test['macro_f1']:>12.4f}",
         *([] if multi else [f"{'  F1 test ' + name:<28}{v['f1']:>12.4f}" for name, v in test["per_class"].items()]),
         f"{'best epoch':<28}{summary['best_epoch']:>12d}",
+        f"{'weights of epoch':<28}{summary['weights_epoch']:>12d}",
         f"{'effective epochs':<28}{cost['effective_epochs']:>12.2f}",
         f"{'total-work ratio vs full':<28}{cost['total_work_ratio']:>12.3f}",
         f"{'work saved vs full':<28}{1.0 - cost['total_work_ratio']:>12.1%}",
