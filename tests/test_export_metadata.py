@@ -67,6 +67,7 @@ def test_metadata_equals_the_run(exported):
     assert meta["training"]["dataset"] == config["dataset"] == "synthetic_ecg"
     assert meta["training"]["split_sizes"] == {"train": 96, "validation": 32, "test": 32}
     assert meta["training"]["best_epoch"] == summary["best_epoch"]
+    assert meta["training"]["weights_epoch"] == summary["weights_epoch"]
     assert meta["selection"] == {**meta["selection"], "mode": "erts", "level": "epoch", "cost": summary["cost"]}
 
     tested = meta["test_metrics"]
