@@ -278,10 +278,10 @@ def test_each_epoch_callback(test, batch_size: int):
 def _gap_at_kept(record) -> float | None:
     """Training minus validation macro-F1 at the epoch whose weights the run kept."""
     epochs = {e["epoch"]: e for e in record["epochs"]}
-    best = epochs.get(record.get("weights_epoch", record["best_epoch"]))
-    if not best or best.get("macro_f1") is None or best.get("val_macro_f1") is None:
+    kept = epochs.get(record.get("weights_epoch", record["best_epoch"]))  # records before --keep_weights: best
+    if not kept or kept.get("macro_f1") is None or kept.get("val_macro_f1") is None:
         return None
-    return best["macro_f1"] - best["val_macro_f1"]
+    return kept["macro_f1"] - kept["val_macro_f1"]
 
 
 def aggregate(result) -> dict:
