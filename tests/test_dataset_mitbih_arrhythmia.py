@@ -245,6 +245,14 @@ def test_mean_rr_is_the_mean_interval_of_the_peaks_within_the_half_width():
     assert mitbih.mean_rr(5000, beats, 1000) == 1000.0  # alone: the half width, longer than any RR within it
 
 
+def test_each_shipped_config_declares_its_leads_and_rhythm_channels(tmp_path):
+    shapes = {"mlii": (256, 1), "two_leads": (256, 2), "mlii_rhythm": (256, 2), "mlii_rhythm_relative": (256, 3),
+              "two_leads_rhythm_relative": (256, 4), "mlii_context": (720, 1)}
+    assert {c.name for c in mitbih.Builder.BUILDER_CONFIGS} == set(shapes)
+    for name, shape in shapes.items():
+        assert mitbih.Builder(config=name, data_dir=tmp_path).info.features["signal"].shape == shape, name
+
+
 @pytest.mark.parametrize("two_leads", [False, True])
 def test_rhythm_configs_add_the_rhythm_channels(two_leads, tmp_path, built):
     shipped = {c.name: c for c in mitbih.Builder.BUILDER_CONFIGS}

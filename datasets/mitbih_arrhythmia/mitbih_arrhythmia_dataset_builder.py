@@ -158,7 +158,7 @@ class Builder(builder_base.PhysioNetBuilder):
         config = self.builder_config
         return {
             "signal": features.signal_feature(
-                (config.before + config.after, len(self._channels(["MLII"] + (["V"] if config.two_leads else []))))),
+                (config.before + config.after, (2 if config.two_leads else 1) + len(self._rhythm_channels()))),
             "label": tfds.features.ClassLabel(names=CLASSES),
             "record": tfds.features.Text(),
             "leads": tfds.features.Text(),
@@ -169,11 +169,10 @@ class Builder(builder_base.PhysioNetBuilder):
             "rr_next": np.float32,
         }
 
-    def _channels(self, leads: list[str]) -> list[str]:
-        """The names of the signal's channels: the record's ``leads``, then the rhythm channels of the config."""
+    def _rhythm_channels(self) -> list[str]:
+        """The names of the config's rhythm channels, the signal's columns after the leads."""
         config = self.builder_config
-        return (leads + (["rhythm"] if config.rhythm_s > 0 else [])
-                + (["rhythm_relative"] if config.relative_rhythm_beats > 0 else []))
+        return (["rhythm"] if config.rhythm_s > 0 else []) + (["rhythm_relative"] if config.relative_rhythm_beats > 0 else [])
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config = self.builder_config
@@ -256,7 +255,7 @@ class Builder(builder_base.PhysioNetBuilder):
                     "signal": window,
                     "label": AAMI[annotation.symbol[index]],
                     "record": name,
-                    "leads": ",".join(self._channels(leads)),
+                    "leads": ",".join(leads + self._rhythm_channels()),
                     "beat_index": index,
                     "sample": peak,
                     "symbol": annotation.symbol[index],
