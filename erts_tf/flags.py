@@ -74,6 +74,10 @@ flags.DEFINE_enum("keep_weights", "best", ["best", "last"],
                   "The weights the run saves, tests and exports: best, the epoch of the best validation metric "
                   "(the reference); last, the last epoch's (where validation is too small or noisy to choose "
                   "an epoch, and a schedule that ends at learning rate 0 makes the last epoch a settled one).")
+flags.DEFINE_float("ema_momentum", 0.0,
+                   "Momentum of an exponential moving average of the weights, updated every optimizer step "
+                   "(0: none, the reference). With it, validation, the best/last weights, checkpoints' backbone and "
+                   "the saved model are the averaged weights; training steps update the raw ones.")
 flags.DEFINE_string("augment", "", "Comma-separated training augmentations: shift, scale, wander, noise (empty: none).")
 flags.DEFINE_enum("loss", "class_balanced", ["class_balanced", "plain"], "Cross-entropy weighting.")
 flags.DEFINE_float("cb_beta", 0.9999, "Beta of the class-balanced (effective number) weights.")
@@ -131,6 +135,7 @@ flags.register_validator("dataset", lambda v: _check(v in registry.names(),
 for _name in ("epochs", "batch_size"):
     flags.register_validator(_name, lambda v, n=_name: _check(v is not None and v > 0, f"--{n} must be > 0, got {v}"))
 flags.register_validator("lr", lambda v: _check(v > 0, f"--lr must be > 0, got {v}"))
+flags.register_validator("ema_momentum", lambda v: _check(0 <= v < 1, f"--ema_momentum must be in [0, 1), got {v}"))
 for _name in ("tau", "decay", "cam_keep_frac", "lr_decay", "anneal_frac", "unreliable_frac", "unreliable_weight",
               "min_keep_frac"):
     flags.register_validator(_name, lambda v, n=_name: _check(0 <= v <= 1, f"--{n} must be in [0, 1], got {v}"))

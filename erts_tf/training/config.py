@@ -33,6 +33,7 @@ class RunConfig:
     lr_warmup_epochs: int = 0
     early_stop_patience: int = 0
     keep_weights: str = "best"
+    ema_momentum: float = 0.0
     augment: str = ""
     loss: str = "class_balanced"
     cb_beta: float = 0.9999

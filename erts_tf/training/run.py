@@ -31,6 +31,7 @@ from erts_tf.training.config import RunConfig
 from erts_tf.training import task as task_lib
 from erts_tf.training.model import ERTSModel, SelectionConfig
 from erts_tf.training.tensorboard_extras import TensorBoardExtras
+from erts_tf.training.weight_average import AdamW, SwapAveragedWeights
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,8 @@ def check_data_fits_model(data: Data, input_shape, n_classes: int) -> None:
 
 
 def build_model(config: RunConfig, data: Data) -> ERTSModel:
-    """Backbone + ERTSModel + compiled AdamW for ``data``."""
+    """Backbone + ERTSModel + compiled AdamW for ``data`` (keeping a moving average of the weights
+    with ``--ema_momentum``)."""
     n_classes = len(data.train.class_names)
     backbone = models.build(config.model, data.train.input_shape, n_classes)
     check_data_fits_model(data, backbone.inputs[0].shape[1:], int(backbone.outputs[0].shape[-1]))
@@ -139,7 +141,8 @@ def build_model(config: RunConfig, data: Data) -> ERTSModel:
     )
     model = ERTSModel(backbone, models.get(config.model).target_layer, data.train.n, weights, selection,
                       skip_nonfinite=config.skip_nonfinite, window_aggregate=config.window_aggregate, task=task)
-    optimizer = keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=config.weight_decay)
+    average = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum > 0 else {}
+    optimizer = AdamW(learning_rate=config.lr, weight_decay=config.weight_decay, **average)
     model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     optimizer.build(backbone.trainable_variables)
     return model
@@ -266,6 +269,8 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
         cbs.EpochCheckpoint(manager, out, ledger, best),
     ]
     callbacks[-1:-1] = list(extra_callbacks or [])  # before the checkpoint, after the run's own
+    if config.ema_momentum > 0:  # first: every other callback's on_epoch_end sees the averaged weights
+        callbacks.insert(0, SwapAveragedWeights(resumed=initial_epoch > 0))
     if config.early_stop_patience > 0:
         callbacks.insert(-1, keras.callbacks.EarlyStopping(model.task.monitor, patience=config.early_stop_patience,
                                                            mode="max"))
