@@ -16,6 +16,7 @@ from erts_tf.data.pipeline import BACKENDS
 from erts_tf.explain import focus
 from erts_tf.selection.policies import MODES
 from erts_tf.training import task as task_lib
+from erts_tf.training.losses import parse_class_weights
 from erts_tf.training.lr_schedule import LR_SCHEDULES
 from erts_tf.training.config import RunConfig
 from erts_tf.training.distribute import STRATEGIES
@@ -83,6 +84,10 @@ flags.DEFINE_enum("loss", "class_balanced", ["class_balanced", "plain"], "Cross-
 flags.DEFINE_float("cb_beta", 0.9999, "Beta of the class-balanced (effective number) weights.")
 flags.DEFINE_float("cb_max_ratio", 10.0,
                    "Cap on the ratio of the largest to the smallest class weight (0: no cap, the reference).")
+flags.DEFINE_string("class_weights", "",
+                    "Class weights given per class instead of the class-balanced ones, as CLASS:WEIGHT pairs naming "
+                    "every training class (e.g. N:1,S:40,V:4,F:40; rescaled to sum to the number of classes; "
+                    "single-label runs with --loss=class_balanced). Empty: the class-balanced weights.")
 flags.DEFINE_boolean("reference_loss_split", False,
                      "Reproduce the reference: plain CE for mode `full`, class-balanced for the others.")
 # selection
@@ -141,6 +146,14 @@ for _name in ("tau", "decay", "cam_keep_frac", "lr_decay", "anneal_frac", "unrel
     flags.register_validator(_name, lambda v, n=_name: _check(0 <= v <= 1, f"--{n} must be in [0, 1], got {v}"))
 flags.register_validator("prune_ratio", lambda v: _check(0 <= v < 1, f"--prune_ratio must be in [0, 1), got {v}"))
 flags.register_validator("cb_max_ratio", lambda v: _check(v == 0 or v >= 1, f"--cb_max_ratio must be 0 or >= 1, got {v}"))
+flags.register_validator("class_weights", lambda v: _check(not _class_weights_error(v),
+                                                             f"--class_weights={v}: {_class_weights_error(v)}"))
+flags.register_multi_flags_validator(
+    ["class_weights", "loss", "task", "reference_loss_split"],
+    lambda d: _check(not d["class_weights"] or (d["loss"] == "class_balanced" and d["task"] == "single"
+                                                and not d["reference_loss_split"]),
+                     "--class_weights replaces the class-balanced weights of a single-label run: it needs "
+                     "--loss=class_balanced --task=single and no --reference_loss_split"))
 flags.register_validator("augment", lambda v: _check(not _augment_error(v), f"--augment={v}: {_augment_error(v)}"))
 flags.register_validator("focus_every", lambda v: _check(v >= 1, f"--focus_every must be >= 1, got {v}"))
 for _name in ("warm_up_epochs", "cam_start_epoch", "rescore_every", "lr_warmup_epochs", "early_stop_patience"):
@@ -171,6 +184,16 @@ flags.register_multi_flags_validator(
     ["strategy", "level", "skip_nonfinite"],
     lambda d: _check(d["strategy"] == "default" or (d["level"] == "epoch" and not d["skip_nonfinite"]),
                      f"--strategy={d['strategy']} supports --level=epoch without --skip_nonfinite only"))
+
+
+def _class_weights_error(value) -> str:
+    if not value:
+        return ""
+    try:
+        parse_class_weights(value)
+    except ValueError as error:
+        return str(error)
+    return ""
 
 
 def _augment_error(value) -> str:

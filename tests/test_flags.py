@@ -31,6 +31,10 @@ def _parse(args, tmp_path):
         (["--window_s=2.5", "--eval_window_stride_s=3"], "must be in [0, --window_s=2.5]"),
         (["--eval_window_stride_s=1"], "needs --window_s"),
         (["--window_s=2.5", "--window_aggregate=median"], "window_aggregate"),
+        (["--class_weights=N:1,S"], "'S' is not CLASS:WEIGHT"),
+        (["--class_weights=N:1,S:-2"], "with a weight > 0"),
+        (["--class_weights=N:1,S:2", "--loss=plain"], "needs --loss=class_balanced"),
+        (["--ema_momentum=1"], "--ema_momentum must be in [0, 1)"),
     ],
 )
 def test_bad_flag_exits_2_with_one_line(args, message, tmp_path, capsys):

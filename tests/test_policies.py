@@ -264,3 +264,17 @@ def test_class_weights_stay_bounded_on_a_1_to_5000_imbalance():
     assert uncapped[1] / uncapped[0] > 100  # the reference explodes
     assert capped[1] / capped[0] == pytest.approx(10, rel=1e-5)
     assert capped.sum() == pytest.approx(2)
+
+
+def test_class_weights_given_per_class_follow_the_class_order_and_name_every_class():
+    from erts_tf.training.losses import explicit_class_weights, parse_class_weights
+
+    assert parse_class_weights("N:1, S:40,V:3.5") == {"N": 1.0, "S": 40.0, "V": 3.5}
+    weights = explicit_class_weights("V:4,N:1,S:40,F:35", ["N", "S", "V", "F"])
+    np.testing.assert_allclose(weights, np.array([1, 40, 4, 35]) * 4 / 80, rtol=1e-6)  # rescaled to sum to 4
+    for spec, message in [("N:1,S", "is not CLASS:WEIGHT"), ("N:0", "weight > 0"), ("N:nan", "weight > 0"),
+                          ("N:1,N:2", "given twice"), ("", "no CLASS:WEIGHT")]:
+        with pytest.raises(ValueError, match=message):
+            parse_class_weights(spec)
+    with pytest.raises(ValueError, match="unknown Q; missing F"):
+        explicit_class_weights("N:1,S:40,V:4,Q:1", ["N", "S", "V", "F"])

@@ -327,3 +327,16 @@ def test_the_run_keeps_the_weights_it_is_told_to(keep, tiny_config, tiny_data, t
     assert summary["best_epoch"] == int(np.argmax(val)) != 3  # the two choices are different epochs here
     assert summary["weights_epoch"] == (3 if keep == "last" else summary["best_epoch"])
     assert summary["validation"]["macro_f1"] == pytest.approx(val[summary["weights_epoch"]], abs=1e-6)
+
+
+def test_class_weights_given_per_class_replace_the_class_balanced_ones(tiny_config, tiny_data):
+    spec = "normal:1,st_elevation:2,wide_qrs:3,premature:4,af:10"
+    model = run.build_model(tiny_config(mode="full", class_weights=spec), tiny_data)
+    np.testing.assert_allclose(model.class_weights.numpy(), np.array([1, 2, 3, 4, 10]) * 5 / 20, rtol=1e-6)
+    balanced = run.build_model(tiny_config(mode="full"), tiny_data).class_weights.numpy()
+    assert not np.allclose(balanced, model.class_weights.numpy())
+    with pytest.raises(run.RunError, match="missing af"):
+        run.build_model(tiny_config(mode="full", class_weights="normal:1,st_elevation:2,wide_qrs:3,premature:4"),
+                        tiny_data)
+    with pytest.raises(run.RunError, match="needs --loss=class_balanced"):
+        run.build_model(tiny_config(mode="full", class_weights=spec, loss="plain"), tiny_data)

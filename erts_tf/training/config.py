@@ -38,6 +38,7 @@ class RunConfig:
     loss: str = "class_balanced"
     cb_beta: float = 0.9999
     cb_max_ratio: float = 10.0
+    class_weights: str = ""
     reference_loss_split: bool = False
     mode: str = "erts"
     level: str = "epoch"
