@@ -16,7 +16,7 @@ from erts_tf.data.pipeline import BACKENDS
 from erts_tf.explain import focus
 from erts_tf.selection.policies import MODES
 from erts_tf.training import task as task_lib
-from erts_tf.training.losses import parse_class_weights
+from erts_tf.training.losses import class_weights_conflict, parse_class_weights
 from erts_tf.training.lr_schedule import LR_SCHEDULES
 from erts_tf.training.config import RunConfig
 from erts_tf.training.distribute import STRATEGIES
@@ -150,10 +150,8 @@ flags.register_validator("class_weights", lambda v: _check(not _class_weights_er
                                                              f"--class_weights={v}: {_class_weights_error(v)}"))
 flags.register_multi_flags_validator(
     ["class_weights", "loss", "task", "reference_loss_split"],
-    lambda d: _check(not d["class_weights"] or (d["loss"] == "class_balanced" and d["task"] == "single"
-                                                and not d["reference_loss_split"]),
-                     "--class_weights replaces the class-balanced weights of a single-label run: it needs "
-                     "--loss=class_balanced --task=single and no --reference_loss_split"))
+    lambda d: _check(not d["class_weights"] or not class_weights_conflict(d["loss"], d["task"], d["reference_loss_split"]),
+                     class_weights_conflict(d["loss"], d["task"], d["reference_loss_split"])))
 flags.register_validator("augment", lambda v: _check(not _augment_error(v), f"--augment={v}: {_augment_error(v)}"))
 flags.register_validator("focus_every", lambda v: _check(v >= 1, f"--focus_every must be >= 1, got {v}"))
 for _name in ("warm_up_epochs", "cam_start_epoch", "rescore_every", "lr_warmup_epochs", "early_stop_patience"):

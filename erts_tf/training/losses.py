@@ -42,6 +42,14 @@ def parse_class_weights(spec: str) -> dict[str, float]:
     return weights
 
 
+def class_weights_conflict(loss: str, task: str, reference_loss_split: bool) -> str:
+    """Why ``--class_weights`` cannot be used with these settings (empty: it can)."""
+    if loss == "class_balanced" and task == "single" and not reference_loss_split:
+        return ""
+    return ("--class_weights replaces the class-balanced weights of a single-label run: it needs "
+            "--loss=class_balanced --task=single and no --reference_loss_split")
+
+
 def explicit_class_weights(spec: str, class_names) -> np.ndarray:
     """``(C,)`` the weights ``spec`` (``parse_class_weights``) gives the training classes ``class_names``,
     rescaled to sum to ``C`` as the class-balanced ones are. Every class must be named, and only those."""

@@ -28,7 +28,7 @@ from erts_tf.selection.schedule import Schedule, revision_start
 from erts_tf.training import callbacks as cbs
 from erts_tf.training import distribute, lr_schedule
 from erts_tf.training.config import RunConfig
-from erts_tf.training.losses import explicit_class_weights
+from erts_tf.training.losses import class_weights_conflict, explicit_class_weights
 from erts_tf.training import task as task_lib
 from erts_tf.training.model import ERTSModel, SelectionConfig
 from erts_tf.training.tensorboard_extras import TensorBoardExtras
@@ -131,9 +131,9 @@ def build_model(config: RunConfig, data: Data) -> ERTSModel:
     check_data_fits_model(data, backbone.inputs[0].shape[1:], int(backbone.outputs[0].shape[-1]))
     task = task_of(config, data)
     plain = config.loss == "plain" or (config.reference_loss_split and config.mode == "full")
-    if config.class_weights and (config.loss == "plain" or config.reference_loss_split or task.name != "single"):
-        raise RunError("--class_weights replaces the class-balanced weights of a single-label run: it needs "
-                       "--loss=class_balanced --task=single and no --reference_loss_split")
+    conflict = config.class_weights and class_weights_conflict(config.loss, task.name, config.reference_loss_split)
+    if conflict:
+        raise RunError(conflict)
     if plain:
         weights = np.ones(n_classes, np.float32)
     elif config.class_weights:
