@@ -1,5 +1,6 @@
 """tf.distribute: MirroredStrategy over 2 logical CPUs and MultiWorkerMirroredStrategy with 2
-localhost workers select exactly what one device selects, and every worker holds the same mask.
+localhost workers select exactly what one device selects, and every worker holds the same mask;
+under MirroredStrategy, ``--ema_momentum`` averages the weights as one device does.
 
 Each run is a subprocess (``distributed_worker.py``): logical devices can only be configured
 before TensorFlow initialises.
