@@ -73,23 +73,17 @@ def test_mirrored_two_replicas_select_what_one_device_selects(single_device, tmp
 EMA = ["--mode=full", "--epochs=3", "--lr=3e-3", "--keep_weights=last", "--ema_momentum=0.8"]
 
 
-def _saved_model(out):
-    import keras
-
-    from erts_tf import run_folder
-
-    return keras.models.load_model(run_folder.path(str(out), run_folder.MODEL))
-
-
 def test_mirrored_two_replicas_average_the_weights_as_one_device_does(tmp_path, tfds_dir, tiny_data):
     """``--ema_momentum`` under MirroredStrategy: the saved model and every validation are the moving
     average that one device keeps (test_weight_average checks that one device's is the true average)."""
     single = _run(tmp_path / "single", tfds_dir, "--logical_cpus=2", *EMA)
     mirrored = _run(tmp_path / "mirrored", tfds_dir, "--logical_cpus=2", "--strategy=mirrored", *EMA)
     _run(tmp_path / "raw", tfds_dir, "--logical_cpus=2", "--strategy=mirrored", *EMA[:-1])
+    from erts_tf import run_folder
+
     assert mirrored["distribution"]["replicas"] == 2
     signal = tiny_data.test.signal
-    averaged, one_device, trained = (_saved_model(tmp_path / name).predict(signal, verbose=0)
+    averaged, one_device, trained = (run_folder.load_model(str(tmp_path / name)).predict(signal, verbose=0)
                                      for name in ("mirrored", "single", "raw"))
     # weights match to float summation order, except a bias under batch norm that has no gradient and no
     # effect: compare what the models compute
