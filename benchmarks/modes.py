@@ -338,7 +338,8 @@ def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False,
     """Trains ``config`` on ``data`` under a ``common.Meter`` and returns its benchmark record:
     test macro-F1 with its bootstrap CI (``rounds``), cost, time, memory, the epoch history and
     the test predictions (and ``(n_test, n_classes)`` probabilities, rounded to 5 decimals, with
-    ``store_probs``). Without ``keep_runs`` only the run's summary, audit and config stay.
+    ``store_probs``); for a single-label run also the test predictions at the operating point chosen on
+    validation (``validation_offsets``, ``test_pred_validation_offsets``). Without ``keep_runs`` only the run's summary, audit and config stay.
     ``extra_callbacks`` go to ``run.run``."""
     import keras
     import numpy as np
@@ -375,6 +376,11 @@ def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False,
                    for e in summary["epochs"]],
         "test_pred": np.argmax(probs, axis=-1).astype(int).tolist(),
     }
+    tuned = summary["test"].get("tuned")
+    if tuned is not None:  # the operating point chosen on validation (run.py; metrics.macro_f1_optimal_offsets)
+        offsets = np.array([tuned["offsets"][name] for name in data.test.class_names])
+        record.update(validation_offsets=tuned["offsets"], test_macro_f1_validation_offsets=tuned["macro_f1"],
+                      test_pred_validation_offsets=np.argmax(metrics.offset_probs(probs, offsets), axis=-1).tolist())
     if store_probs:
         record["test_probs"] = np.round(probs, 5).tolist()
     if not keep_runs:

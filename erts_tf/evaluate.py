@@ -6,6 +6,10 @@ of the run's dataset and writes ``<run_dir>/eval_<split>.json``:
 * ``metrics``: macro-F1, accuracy, per-class precision/recall/F1/support and the
   confusion matrix (``erts_tf.metrics.classification_metrics``, scikit-learn's
   definitions, ``zero_division=0``), one-vs-rest AUROC per class and macro;
+* ``metrics.tuned``: the same metrics at the operating point chosen on the
+  VALIDATION split (per-class log-probability offsets that maximise its
+  macro-F1, ``metrics.macro_f1_optimal_offsets``; never chosen on the split
+  scored): the decision rule ``argmax(log p + offsets)``, the offsets by class;
 * ``bootstrap``: percentile 95 % intervals of all of them from ``--bootstrap``
   resamples of the split, seeded by ``--seed`` (``erts_tf.bootstrap``);
 * ``multilabel`` (datasets with a multi-hot feature: PTB-XL ``superclasses``,
@@ -101,13 +105,18 @@ def evaluate(run_dir: str, split: str = "test", rounds: int = 1000, seed: int = 
         return _finish(result, run_dir, split, write)
     probs = inference.split_probs(backbone, arrays, batch_size)
     names = arrays.class_names
+    validation = arrays if split == "validation" else run_data.load_split(builder, config, "validation")
+    validation_probs = probs if split == "validation" else inference.split_probs(backbone, validation, batch_size)
+    offsets = metrics.macro_f1_optimal_offsets(validation.label, validation_probs)
     result = {
-        **_header(config, split, names),
-        "metrics": {**metrics.classification_metrics(arrays.label, probs, names),
+        **_header(config, split, names), "offsets_from": "validation",
+        "metrics": {**metrics.classification_metrics(arrays.label, probs, names, tuned_offsets=offsets),
                     **metrics.auroc_ovr(arrays.label, probs, names)},
     }
     if rounds > 0:
         result["bootstrap"] = bootstrap_lib.single_label_bootstrap(arrays.label, probs, names, rounds, seed)
+        result["bootstrap"]["tuned_macro_f1"] = bootstrap_lib.single_label_bootstrap(
+            arrays.label, metrics.offset_probs(probs, offsets), names, rounds, seed)["macro_f1"]
     feature = multi_hot_feature(builder, len(names))
     if feature is not None:
         targets = label_sets.read_feature(builder, split, feature)
@@ -191,6 +200,13 @@ def table(result: dict) -> str:
         lines.append(f"{'  ' + name + ' (n=' + str(v['support']) + ')':<30}"
                      f"P {v['precision']:.3f}  R {v['recall']:.3f}  F1 {v['f1']:.3f} {_ci(ci.get('f1'))}"
                      f"  AUROC {_num(m['per_class_auroc'][name])}")
+    tuned = m.get("tuned")
+    if tuned:
+        offsets = ", ".join(f"{name} {v:+.2f}" for name, v in tuned["offsets"].items())
+        lines.append(f"{'macro-F1 (validation offsets)':<30}{tuned['macro_f1']:>10.4f}  {_ci(boot.get('tuned_macro_f1'))}")
+        lines.append(f"  (log-probability offsets chosen on validation: {offsets})")
+        for name, v in tuned["per_class"].items():
+            lines.append(f"{'  ' + name + ' (val. offsets)':<30}P {v['precision']:.3f}  R {v['recall']:.3f}  F1 {v['f1']:.3f}")
     if "multilabel" in result:
         ml = result["multilabel"]
         ml_ci = ml.get("bootstrap", {}).get("macro_auroc")

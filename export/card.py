@@ -73,6 +73,14 @@ def _metrics(meta: dict) -> list[str]:
     ]), "", *_table(["class", "precision", "recall", "F1", "F1 interval", "AUROC", "support"], [
         [name, _num(v["precision"], ".3f"), _num(v["recall"], ".3f"), _num(v["f1"], ".3f"), _ci(v["f1_ci"], ".3f"),
          _num(v["auroc"], ".3f"), v["support"]] for name, v in m["per_class"].items()])]
+    point = m.get("operating_point")
+    if point:
+        offsets = ", ".join(f"{name} {v:+.2f}" for name, v in point["offsets"].items())
+        lines += ["", f"At the operating point chosen on the validation split ({point['rule']}; offsets {offsets}): "
+                      f"macro-F1 {_num(point['macro_f1']['point'])} {_ci(point['macro_f1'])}.", "",
+                  *_table(["class", "precision", "recall", "F1"], [
+                      [name, _num(v["precision"], ".3f"), _num(v["recall"], ".3f"), _num(v["f1"], ".3f")]
+                      for name, v in point["per_class"].items()])]
     return lines
 
 

@@ -140,6 +140,15 @@ def metrics_section(evaluation: dict) -> dict:
                       for name, values in metrics["per_class"].items()},
         "confusion_matrix": metrics["confusion_matrix"],
     }
+    tuned = metrics.get("tuned")
+    if tuned:  # the operating point chosen on validation (erts_tf.evaluate)
+        section["operating_point"] = {
+            "chosen_on": "validation", "rule": "predicted class = argmax(log(probability) + offset)",
+            "offsets": tuned["offsets"],
+            "macro_f1": ci(tuned["macro_f1"], boot.get("tuned_macro_f1")),
+            "per_class": {name: {k: v[k] for k in ("precision", "recall", "f1")}
+                          for name, v in tuned["per_class"].items()},
+        }
     if "multilabel" in evaluation:
         multilabel = evaluation["multilabel"]
         section["multilabel"] = {"feature": multilabel["feature"], "note": multilabel["note"],

@@ -9,6 +9,7 @@ import json
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
@@ -208,12 +209,14 @@ def test_baselines_smoke(tmp_path, common_args):
         assert 0 <= ci["low"] <= ci["point"] <= ci["high"] <= 1
         assert row["train_validation_gap"] is not None
         assert [len(v) for v in row["test_macro_f1_by_epoch"].values()] == [2]  # the test split scored every epoch
+        tuned = row["at_validation_offsets"]  # the same models at the operating point chosen on validation
+        assert tuned["metrics"]["macro_f1"]["point"] == pytest.approx(np.mean(tuned["test_macro_f1_by_seed"]))
     assert sorted(p.name for p in (tmp_path / "baselines_runs").iterdir()) == [
         "recommended_f0.5_s0.json", "recommended_s0.json", "reference_s0.json"]
     for r in saved["runs"]:  # the kept weights (the best epoch's) score on test what they scored after their epoch
         assert r["weights_epoch"] == r["best_epoch"]
         assert r["test_macro_f1"] == pytest.approx(r["test_macro_f1_by_epoch"][r["weights_epoch"]], abs=1e-6)
-    assert "majority level" in result["table"]
+    assert "majority level" in result["table"] and "operating point chosen on validation" in result["table"]
     again = module.main([*common_args, "--output", str(out), "--train_fractions", "0.5"])  # all reused, none retrained
     assert [r["cpu_s"] for r in again["runs"]] == [r["cpu_s"] for r in saved["runs"]]
 

@@ -103,6 +103,12 @@ def test_evaluate_reproduces_the_training_summary(trained_run):
     assert "bootstrap" not in validation
     table = evaluate.table(result)
     assert "macro-F1" in table and "confusion matrix" in table
+    # the operating point is chosen on validation, as the training run chose it
+    assert result["offsets_from"] == "validation" and result["metrics"]["tuned"] == summary["test"]["tuned"]
+    assert validation["metrics"]["tuned"]["offsets"] == summary["test"]["tuned"]["offsets"]
+    tuned_ci = result["bootstrap"]["tuned_macro_f1"]
+    assert tuned_ci["point"] == pytest.approx(result["metrics"]["tuned"]["macro_f1"], abs=1e-12)
+    assert "macro-F1 (validation offsets)" in table
 
 
 def _cli(*args):

@@ -80,6 +80,9 @@ def test_metadata_equals_the_run(exported):
     assert tested["bootstrap"]["rounds"] == 1000
     for name, values in tested["per_class"].items():
         assert values["f1"] == evaluation["metrics"]["per_class"][name]["f1"]
+    point = tested["operating_point"]  # chosen on validation, as evaluate chose it
+    assert point["chosen_on"] == "validation" and point["offsets"] == evaluation["metrics"]["tuned"]["offsets"]
+    assert point["macro_f1"]["point"] == evaluation["metrics"]["tuned"]["macro_f1"]
 
     parity = _json(export_dir / "parity.json")
     assert meta["parity"] == {k: parity[k] for k in meta["parity"]} and meta["parity"]["passed"]
@@ -110,6 +113,7 @@ def test_model_card_is_generated_from_the_metadata(exported):
         assert heading in card
     assert ", ".join(meta["output"]["classes"]) in card
     assert f"{meta['test_metrics']['macro_f1']['point']:.4f}" in card
+    assert "At the operating point chosen on the validation split" in card
     assert f"{meta['audit']['records_dropped_as_unreliable']} of 96 training records" in card
     assert "| units | arbitrary units (synthetic_ecg builder module constant UNITS) |" in card
     assert "units of the training signal are unknown" not in card

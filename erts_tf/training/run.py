@@ -4,6 +4,10 @@
 benchmarks call it directly. Everything is written into ``config.output_dir``:
 ``config.json``, ``logs/`` (TensorBoard), ``checkpoints/``, ``progress.json``,
 ``best.weights.h5``, ``audit.csv``, ``model.keras``, ``summary.json``. The
+summary's validation and test metrics are those of the most probable class and,
+in ``tuned``, those at the operating point chosen on validation (single-label:
+per-class log-probability offsets, ``metrics.macro_f1_optimal_offsets``;
+multi-label: per-class thresholds, ``metrics.f1_optimal_thresholds``). The
 bootstrap evaluation and the report that ``--report`` asks for are the
 ``train`` command's (``erts_tf.train``), after ``run`` returns.
 """
@@ -324,9 +328,11 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
         validation_scores, test_scores = (
             metrics.multilabel_metrics(split.label, p, split.class_names, tuned_thresholds=thresholds)
             for split, p in ((data.validation, validation_probs), (data.test, test_probs)))
-    else:
-        validation_scores, test_scores = (metrics.classification_metrics(split.label, p, split.class_names)
-                                          for split, p in ((data.validation, validation_probs), (data.test, test_probs)))
+    else:  # the operating point (per-class log-probability offsets) chosen on validation, never on test
+        offsets = metrics.macro_f1_optimal_offsets(data.validation.label, validation_probs)
+        validation_scores, test_scores = (
+            metrics.classification_metrics(split.label, p, split.class_names, tuned_offsets=offsets)
+            for split, p in ((data.validation, validation_probs), (data.test, test_probs)))
 
     summary = {
         "config": config.to_json(),
@@ -361,6 +367,8 @@ def result_table(summary: dict) -> str:
         f"{'macro-F1 validation':<28}{summary['validation']['macro_f1']:>12.4f}",
         f"{'macro-F1 test' + (' (0.5)' if multi else ''):<28}{test['macro_f1']:>12.4f}",
         *([] if multi else [f"{'  F1 test ' + name:<28}{v['f1']:>12.4f}" for name, v in test["per_class"].items()]),
+        *([f"{'macro-F1 test (val. offs.)':<28}{test['tuned']['macro_f1']:>12.4f}"] if "tuned" in test and not multi
+          else []),
         f"{'best epoch':<28}{summary['best_epoch']:>12d}",
         f"{'weights of epoch':<28}{summary['weights_epoch']:>12d}",
         f"{'effective epochs':<28}{cost['effective_epochs']:>12.2f}",
