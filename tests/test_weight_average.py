@@ -35,7 +35,7 @@ def _moving_average(steps, momentum):
 
 
 def _saved_weights(out):
-    return [w.numpy() for w in keras.models.load_model(run_folder.path(out, run_folder.MODEL)).trainable_weights]
+    return [w.numpy() for w in run_folder.load_model(str(out)).trainable_weights]
 
 
 def _config(tiny_config, tmp_path, name, **overrides):
