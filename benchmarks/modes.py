@@ -339,7 +339,8 @@ def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False,
     test macro-F1 with its bootstrap CI (``rounds``), cost, time, memory, the epoch history and
     the test predictions (and ``(n_test, n_classes)`` probabilities, rounded to 5 decimals, with
     ``store_probs``); for a single-label run also the test predictions at the operating point chosen on
-    validation (``validation_offsets``, ``test_pred_validation_offsets``). Without ``keep_runs`` only the run's summary, audit and config stay.
+    validation (``validation_offsets``, ``test_pred_validation_offsets``). Without ``keep_runs`` only the
+    run's summary, audit and config stay.
     ``extra_callbacks`` go to ``run.run``."""
     import keras
     import numpy as np

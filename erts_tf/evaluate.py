@@ -203,10 +203,12 @@ def table(result: dict) -> str:
     tuned = m.get("tuned")
     if tuned:
         offsets = ", ".join(f"{name} {v:+.2f}" for name, v in tuned["offsets"].items())
-        lines.append(f"{'macro-F1 (validation offsets)':<30}{tuned['macro_f1']:>10.4f}  {_ci(boot.get('tuned_macro_f1'))}")
+        lines.append(f"{'macro-F1 (validation offsets)':<30}{tuned['macro_f1']:>10.4f}  "
+                     f"{_ci(boot.get('tuned_macro_f1'))}")
         lines.append(f"  (log-probability offsets chosen on validation: {offsets})")
         for name, v in tuned["per_class"].items():
-            lines.append(f"{'  ' + name + ' (val. offsets)':<30}P {v['precision']:.3f}  R {v['recall']:.3f}  F1 {v['f1']:.3f}")
+            lines.append(f"{'  ' + name + ' (val. offsets)':<30}"
+                         f"P {v['precision']:.3f}  R {v['recall']:.3f}  F1 {v['f1']:.3f}")
     if "multilabel" in result:
         ml = result["multilabel"]
         ml_ci = ml.get("bootstrap", {}).get("macro_auroc")

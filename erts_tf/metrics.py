@@ -89,8 +89,8 @@ def macro_f1(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
 
 def macro_f1_optimal_offsets(labels: np.ndarray, probs: np.ndarray, grid: np.ndarray = OFFSET_GRID,
                              sweeps: int = 3) -> np.ndarray:
-    """Per-class log-probability offsets ``(n_classes,)`` that raise the macro-F1 of
-    the most probable class of ``offset_probs(probs, offsets)`` on these records: the operating point of a single-label model.
+    """Per-class log-probability offsets ``(n_classes,)`` that raise the macro-F1 of the most probable class
+    of ``offset_probs(probs, offsets)`` on these records: the operating point of a single-label model.
 
     Choose them on the validation split and apply them to test (never choose on test). Coordinate ascent
     from zero offsets: ``sweeps`` passes over the classes in order, each setting one class's offset to the
