@@ -16,7 +16,12 @@ scores a recording as the run's evaluation did: every evaluation window of the
 whole recording (``--eval_window_stride_s`` apart), their probabilities
 aggregated by ``--window_aggregate`` (``erts_tf.inference.recording_probs``). It prints one row per
 record (its rate and length on disk, the predicted class, the probabilities
-in the model's class order) or, with ``--csv``, writes them as CSV.
+in the model's class order) or, with ``--csv``, writes them as CSV. The
+predicted class is the most probable one (``--decision=argmax``) or, with
+``--decision=validation_offsets``, the one at the operating point chosen on
+the run's validation split (``argmax(log p + offset)``, the offsets in the
+metadata's ``test_metrics.operating_point``; ``erts_tf.metrics.offset_probs``);
+the probabilities printed are the model's either way.
 
 A bad flag, a model without erts-tf metadata, an unreadable file, a record
 that lacks a lead the model needs, or a sampling rate that cannot be
@@ -39,6 +44,7 @@ from export import layout
 from export.errors import PredictError
 
 FIXED_COLUMNS = ("record", "sampling_rate_hz", "samples", "predicted")
+DECISIONS = ("argmax", "validation_offsets")
 
 
 def model_file(model: str, variant: str = layout.FLOAT32) -> str:
@@ -65,9 +71,24 @@ def load(path: str, threads: int | None = None):
         raise PredictError(str(error)) from error
 
 
+def decision_offsets(metadata: dict, decision: str) -> np.ndarray:
+    """``(n_classes,)`` log-probability offsets of ``decision`` (one of ``DECISIONS``) in the metadata's class
+    order: zeros for ``argmax``, the validation-chosen ones for ``validation_offsets``."""
+    classes = metadata["output"]["classes"]
+    if decision == "argmax":
+        return np.zeros(len(classes))
+    if decision != "validation_offsets":
+        raise PredictError(f"unknown --decision={decision}; choose one of {', '.join(DECISIONS)}")
+    point = (metadata.get("test_metrics") or {}).get("operating_point")
+    if not point:
+        raise PredictError("--decision=validation_offsets: the model's metadata holds no operating point chosen on "
+                           "validation (a multi-label model, or one exported before erts-tf recorded it)")
+    return np.array([point["offsets"][name] for name in classes], np.float64)
+
+
 def predict(model: str, record: str, variant: str = layout.FLOAT32, batch_size: int = 32,
-            threads: int | None = None) -> dict:
-    """Probabilities of the model for every record at ``record``.
+            threads: int | None = None, decision: str = "argmax") -> dict:
+    """Probabilities of the model for every record at ``record``, and the class each is given by ``decision``.
 
     Returns:
       ``{"model_file", "metadata", "classes", "rows"}``; each row holds ``record``,
@@ -77,9 +98,12 @@ def predict(model: str, record: str, variant: str = layout.FLOAT32, batch_size: 
     from export.onnx_export import session_predict
     from export.records import conform, find_records, read_record
 
+    from erts_tf.metrics import offset_probs
+
     path = model_file(model, variant)
     session, metadata = load(path, threads)
     classes = metadata["output"]["classes"]
+    offsets = decision_offsets(metadata, decision)
     window = window_spec(metadata)
     stems, rows = find_records(record), []
     for start in range(0, len(stems), batch_size):
@@ -93,8 +117,9 @@ def predict(model: str, record: str, variant: str = layout.FLOAT32, batch_size: 
                                              conform(r, metadata["input"], fixed_length=False), window)
                              for r in records]
         rows += [{"record": r.name, "sampling_rate_hz": r.sampling_rate_hz, "samples": int(r.signal.shape[0]),
-                  "predicted": classes[int(np.argmax(p))], "probabilities": p} for r, p in zip(records, probabilities)]
-    return {"model_file": path, "metadata": metadata, "classes": classes, "rows": rows}
+                  "predicted": classes[int(np.argmax(offset_probs(np.asarray(p)[None], offsets)))],
+                  "probabilities": p} for r, p in zip(records, probabilities)]
+    return {"model_file": path, "metadata": metadata, "classes": classes, "decision": decision, "rows": rows}
 
 
 def window_spec(metadata: dict):
@@ -152,6 +177,8 @@ def _define_flags():
     flags.DEFINE_string("csv", None, "Write the probabilities to this CSV file instead of printing them.")
     flags.DEFINE_integer("batch_size", 32, "Records per onnxruntime call.")
     flags.DEFINE_integer("threads", 0, "onnxruntime intra-op threads (0: its default).")
+    flags.DEFINE_enum("decision", "argmax", list(DECISIONS),
+                      "The predicted class: the most probable, or the one at the operating point chosen on validation.")
     flags.mark_flags_as_required(["model", "record"])
     flags.register_validator("batch_size", lambda v: v > 0, "--batch_size must be > 0")
     flags.register_validator("threads", lambda v: v >= 0, "--threads must be >= 0")
@@ -163,7 +190,7 @@ def main(argv: list[str]) -> None:
     cli.refuse_positional(argv)
     f = flags.FLAGS
     try:
-        result = predict(f.model, f.record, f.variant, f.batch_size, f.threads or None)
+        result = predict(f.model, f.record, f.variant, f.batch_size, f.threads or None, f.decision)
     except PredictError as error:
         cli.exit_with_error(str(error))
     if f.csv:

@@ -208,3 +208,35 @@ def test_predict_on_real_ptbxl_records_equals_the_evaluate_path(ptbxl_export, tm
         ecg_id = int(os.path.basename(row["record"]).split("_")[0])
         np.testing.assert_allclose(row["probabilities"], reference[row_of[ecg_id]], atol=1e-4)
     assert np.ptp([r["probabilities"] for r in got["rows"]], axis=0).max() > 0.01, "uninformative probabilities"
+
+
+def test_decision_at_the_validation_operating_point(exported, tmp_path):
+    """``--decision=validation_offsets`` predicts ``argmax(log p + offset)`` with the metadata's offsets; the
+    probabilities are the model's either way; a model without an operating point is a clear error."""
+    from erts_tf import metrics
+    from export.predict import decision_offsets, predict
+
+    _, export_dir, result = exported
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        _write_wfdb(tmp_path, f"r{i}", rng.standard_normal((1000, 12)) * 0.5, TWELVE_LEADS, 100)
+    plain = predict(str(export_dir), str(tmp_path))
+    tuned = predict(str(export_dir), str(tmp_path), decision="validation_offsets")
+    metadata = result["metadata"]
+    offsets = np.array([metadata["test_metrics"]["operating_point"]["offsets"][c] for c in plain["classes"]])
+    np.testing.assert_array_equal(decision_offsets(metadata, "validation_offsets"), offsets)
+    for a, b in zip(plain["rows"], tuned["rows"], strict=True):
+        np.testing.assert_array_equal(a["probabilities"], b["probabilities"])
+        assert a["predicted"] == plain["classes"][int(np.argmax(a["probabilities"]))]
+        at_offsets = metrics.offset_probs(np.asarray(b["probabilities"])[None], offsets)[0]
+        assert b["predicted"] == plain["classes"][int(np.argmax(at_offsets))]
+    assert any(a["predicted"] != b["predicted"] for a, b in zip(plain["rows"], tuned["rows"]))  # measured: 2 of 6
+    without = dict(metadata, test_metrics={k: v for k, v in metadata["test_metrics"].items() if k != "operating_point"})
+    from export.errors import PredictError
+
+    with pytest.raises(PredictError, match="no operating point chosen on validation"):
+        decision_offsets(without, "validation_offsets")
+    ok = _predict_cli(f"--model={export_dir}", f"--record={tmp_path}", "--decision=validation_offsets",
+                      f"--csv={tmp_path / 'p.csv'}")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert [r["predicted"] for r in _read_csv(tmp_path / "p.csv")] == [r["predicted"] for r in tuned["rows"]]
