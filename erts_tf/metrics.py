@@ -61,6 +61,10 @@ OFFSET_GRID = np.round(np.arange(-4.0, 4.0 + 1e-9, 0.25), 2)
 _LOG_FLOOR = 1e-12  # log(0) guard: a probability the float32 softmax rounded to 0
 
 
+def _log_probs(probs: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(probs, np.float64), _LOG_FLOOR))
+
+
 def offset_probs(probs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """``(n, n_classes)`` probabilities with each class's scaled by ``exp(offset)`` and renormalised
     (``softmax(log(probs) + offsets)``): the posterior under other class priors. Their most probable class
@@ -70,7 +74,7 @@ def offset_probs(probs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
       probs: ``(n, n_classes)`` predicted probabilities.
       offsets: ``(n_classes,)`` log-probability offsets (zeros: ``probs``).
     """
-    shifted = np.log(np.maximum(np.asarray(probs, np.float64), _LOG_FLOOR)) + np.asarray(offsets, np.float64)
+    shifted = _log_probs(probs) + np.asarray(offsets, np.float64)
     shifted = np.exp(shifted - shifted.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
@@ -83,7 +87,7 @@ def macro_f1(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
     tp = np.diag(confusion).astype(np.float64)
     denominator = confusion.sum(axis=0) + confusion.sum(axis=1)  # predicted + true
     f1 = np.divide(2 * tp, denominator, out=np.zeros(n_classes), where=denominator > 0)
-    present = confusion.sum(axis=1) > 0
+    present = present_classes(labels, n_classes)
     return float(f1[present].mean()) if present.any() else 0.0
 
 
@@ -104,7 +108,7 @@ def macro_f1_optimal_offsets(labels: np.ndarray, probs: np.ndarray, grid: np.nda
       grid: candidate offsets of one class.
       sweeps: most passes over the classes.
     """
-    log_probs = np.log(np.maximum(np.asarray(probs, np.float64), _LOG_FLOOR))
+    log_probs = _log_probs(probs)
     n_classes = log_probs.shape[1]
     candidates = sorted(np.asarray(grid, np.float64), key=lambda v: (abs(v), v))
     offsets = np.zeros(n_classes)
