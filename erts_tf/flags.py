@@ -79,7 +79,7 @@ flags.DEFINE_float("ema_momentum", 0.0,
                    "Momentum of an exponential moving average of the weights, updated every optimizer step "
                    "(0: none, the reference). With it, validation, the best/last weights, checkpoints' backbone and "
                    "the saved model are the averaged weights; training steps update the raw ones.")
-flags.DEFINE_string("augment", "", "Comma-separated training augmentations: shift, scale, wander, noise (empty: none).")
+flags.DEFINE_string("augment", "", "Comma-separated training augmentations: shift, scale, wander, noise, channel_drop (empty: none).")
 flags.DEFINE_enum("loss", "class_balanced", ["class_balanced", "plain"], "Cross-entropy weighting.")
 flags.DEFINE_float("cb_beta", 0.9999, "Beta of the class-balanced (effective number) weights.")
 flags.DEFINE_float("cb_max_ratio", 10.0,

@@ -13,7 +13,7 @@ def record():
     return np.stack([np.sin(2 * np.pi * 1.2 * t + k) for k in range(3)], axis=-1)  # (1000, 3)
 
 
-@pytest.mark.parametrize("name", augment.AUGMENTATIONS)
+@pytest.mark.parametrize("name", [n for n in augment.AUGMENTATIONS if n != "channel_drop"])
 def test_each_augmentation_is_deterministic_in_seed_epoch_and_sample(name, record):
     def run(seed, epoch, sample_id):
         return augment.augment(record, (name,), augment.sample_seed(seed, epoch, sample_id)).numpy()
@@ -24,6 +24,23 @@ def test_each_augmentation_is_deterministic_in_seed_epoch_and_sample(name, recor
     assert not np.allclose(a, record)  # it changes the record
     for other in (run(1, 3, 17), run(0, 4, 17), run(0, 3, 18)):
         assert not np.array_equal(a, other)
+
+
+def test_channel_drop_zeroes_whole_channels_at_its_rate_never_all_and_deterministically(record):
+    def run(seed, epoch, sample_id, signal=record):
+        return augment.augment(signal, ("channel_drop",), augment.sample_seed(seed, epoch, sample_id)).numpy()
+
+    outs = [run(0, 3, i) for i in range(400)]
+    dropped = np.array([[np.all(o[:, c] == 0) for c in range(3)] for o in outs])
+    for o, d in zip(outs, dropped):  # a channel is either zeroed or untouched
+        assert np.array_equal(o[:, ~d], record[:, ~d])
+    assert not dropped.all(axis=1).any()  # never every channel
+    assert abs(dropped.mean() - augment.CHANNEL_DROP_PROBABILITY) < 0.05  # 1,200 draws: about 0.2 (less the all-dropped)
+    assert all(np.array_equal(run(0, 3, i), outs[i]) for i in range(20))
+    masks = lambda seed, epoch: [tuple(np.all(run(seed, epoch, i)[:, c] == 0) for c in range(3)) for i in range(40)]
+    assert masks(0, 3) != masks(1, 3) and masks(0, 3) != masks(0, 4)
+    one = record[:, :1]
+    assert all(np.array_equal(run(0, 3, i, one), one) for i in range(20))  # one channel: never dropped
 
 
 def test_shift_leaves_zeros_where_the_record_moved_away(record):

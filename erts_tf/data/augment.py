@@ -10,6 +10,11 @@ are in the units of the z-scored signal (one per-lead standard deviation).
   wander: baseline wander, one sinusoid per lead of 0.5 to 3 cycles per record and
           amplitude up to 0.2.
   noise:  Gaussian noise of standard deviation up to 0.05.
+  channel_drop: each channel (a lead, or a rhythm channel of mitbih_arrhythmia's
+          ``*_rhythm*`` configs) set to zero, its z-scored mean, with probability
+          0.2, but never every channel (a record with one channel is left as it is):
+          a model cannot lean on one channel alone, e.g. on a beat's shape when its
+          timing against the rhythm tells its class.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import math
 
 import tensorflow as tf
 
-AUGMENTATIONS = ("shift", "scale", "wander", "noise")
+AUGMENTATIONS = ("shift", "scale", "wander", "noise", "channel_drop")
+CHANNEL_DROP_PROBABILITY = 0.2
 
 
 def parse(names: str | None) -> tuple[str, ...]:
@@ -62,6 +68,10 @@ def augment(signal: tf.Tensor, names: tuple[str, ...], seed: tf.Tensor) -> tf.Te
             s1, s2 = tf.unstack(tf.random.experimental.stateless_split(s, 2))
             sigma = tf.random.stateless_uniform([], s1, 0.0, 0.05)
             signal = signal + sigma * tf.random.stateless_normal(tf.shape(signal), s2)
+        elif name == "channel_drop":
+            kept = tf.random.stateless_uniform([leads], s) >= CHANNEL_DROP_PROBABILITY
+            kept = tf.logical_or(kept, tf.logical_not(tf.reduce_any(kept)))  # all dropped: keep all
+            signal = signal * tf.cast(kept, tf.float32)[None, :]
     return signal
 
 
