@@ -47,37 +47,6 @@ def resample_chunks(n: int, rounds: int, seed: int):
         done += k
 
 
-def confusion_counts(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Confusion matrices of many resamples at once.
-
-    Args:
-      labels: ``(rounds, n)`` true class indices.
-      pred: ``(rounds, n)`` predicted class indices.
-
-    Returns:
-      ``(rounds, n_classes, n_classes)`` int64, ``[r, true, predicted]``.
-    """
-    rounds = labels.shape[0]
-    flat = (np.arange(rounds)[:, None] * n_classes + labels) * n_classes + pred
-    return np.bincount(flat.ravel(), minlength=rounds * n_classes * n_classes).reshape(rounds, n_classes, n_classes)
-
-
-def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``num / den`` with 0 where ``den == 0`` (scikit-learn's ``zero_division=0``)."""
-    num = np.asarray(num, np.float64)
-    den = np.asarray(den, np.float64)
-    return np.divide(num, den, out=np.zeros(np.broadcast_shapes(num.shape, den.shape)), where=den > 0)
-
-
-def prf_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall and F1 (``2tp / (2tp + fp + fn)``, 0 when undefined), same shape as ``tp``."""
-    return {
-        "precision": _safe_divide(tp, tp + fp),
-        "recall": _safe_divide(tp, tp + fn),
-        "f1": _safe_divide(2 * tp, 2 * tp + fp + fn),
-    }
-
-
 def auroc_by_rank(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """ROC AUC of each row via the rank-sum (Mann-Whitney) identity, ties averaged.
 
@@ -149,9 +118,9 @@ def single_label_bootstrap(labels, probs, class_names, rounds: int = 1000, seed:
     collected = {k: [] for k in ("precision", "recall", "f1", "auroc", "accuracy")}
     for index in resample_chunks(len(labels), rounds, seed):
         y, p = labels[index], pred[index]
-        cm = confusion_counts(y, p, n_classes)
+        cm = metrics.confusion_counts(y, p, n_classes)
         tp = np.diagonal(cm, axis1=1, axis2=2)
-        prf = prf_from_counts(tp, cm.sum(axis=1) - tp, cm.sum(axis=2) - tp)
+        prf = metrics.prf_from_counts(tp, cm.sum(axis=1) - tp, cm.sum(axis=2) - tp)
         for key in ("precision", "recall", "f1"):
             collected[key].append(prf[key])
         collected["accuracy"].append(tp.sum(axis=1) / index.shape[1])
@@ -179,9 +148,9 @@ def _point_single_label(labels, probs, n_classes) -> dict:
     """The point estimates with the bootstrap's own code path (one "round": the identity)."""
     identity = np.arange(len(labels))[None]
     y, p = labels[identity], np.argmax(probs, axis=-1)[identity]
-    cm = confusion_counts(y, p, n_classes)[0]
+    cm = metrics.confusion_counts(y, p, n_classes)[0]
     tp = np.diagonal(cm)
-    prf = prf_from_counts(tp, cm.sum(axis=0) - tp, cm.sum(axis=1) - tp)
+    prf = metrics.prf_from_counts(tp, cm.sum(axis=0) - tp, cm.sum(axis=1) - tp)
     auroc = np.array([auroc_by_rank(y[0] == c, probs[:, c][None])[0] for c in range(n_classes)])
     return {**prf, "auroc": auroc, "accuracy": tp.sum() / len(labels)}
 
@@ -204,7 +173,7 @@ def multilabel_bootstrap(targets, scores, class_names, rounds: int = 1000, seed:
         if threshold is not None:
             hit = scores[index] >= threshold
             tp = (hit & t).sum(axis=1)
-            f1s.append(prf_from_counts(tp, (hit & ~t).sum(axis=1), (~hit & t).sum(axis=1))["f1"])
+            f1s.append(metrics.prf_from_counts(tp, (hit & ~t).sum(axis=1), (~hit & t).sum(axis=1))["f1"])
     auroc_rounds = np.concatenate(aurocs)
     point_auroc = np.array([auroc_by_rank(targets[None, :, c], scores[None, :, c])[0] for c in range(n_classes)])
     result = {
@@ -215,6 +184,6 @@ def multilabel_bootstrap(targets, scores, class_names, rounds: int = 1000, seed:
     if threshold is not None:
         hit = scores >= threshold
         tp = (hit & targets).sum(axis=0)
-        point_f1 = prf_from_counts(tp, (hit & ~targets).sum(axis=0), (~hit & targets).sum(axis=0))["f1"]
+        point_f1 = metrics.prf_from_counts(tp, (hit & ~targets).sum(axis=0), (~hit & targets).sum(axis=0))["f1"]
         result["macro_f1"] = _interval(point_f1.mean(), np.concatenate(f1s).mean(axis=1), level)
     return result

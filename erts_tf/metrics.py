@@ -79,14 +79,44 @@ def offset_probs(probs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def confusion_counts(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Confusion matrices of many resamples at once.
+
+    Args:
+      labels: ``(rounds, n)`` true class indices.
+      pred: ``(rounds, n)`` predicted class indices.
+
+    Returns:
+      ``(rounds, n_classes, n_classes)`` int64, ``[r, true, predicted]``.
+    """
+    rounds = labels.shape[0]
+    flat = (np.arange(rounds)[:, None] * n_classes + labels) * n_classes + pred
+    return np.bincount(flat.ravel(), minlength=rounds * n_classes * n_classes).reshape(rounds, n_classes, n_classes)
+
+
+def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` with 0 where ``den == 0`` (scikit-learn's ``zero_division=0``)."""
+    num = np.asarray(num, np.float64)
+    den = np.asarray(den, np.float64)
+    return np.divide(num, den, out=np.zeros(np.broadcast_shapes(num.shape, den.shape)), where=den > 0)
+
+
+def prf_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall and F1 (``2tp / (2tp + fp + fn)``, 0 when undefined), same shape as ``tp``."""
+    return {
+        "precision": _safe_divide(tp, tp + fp),
+        "recall": _safe_divide(tp, tp + fn),
+        "f1": _safe_divide(2 * tp, 2 * tp + fp + fn),
+    }
+
+
 def macro_f1(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
     """Macro-F1 of ``pred`` against ``labels`` (``(n,)`` class indices) over the classes present in ``labels``
     (the module's rule; zero_division=0), from the confusion counts."""
     labels, pred = np.asarray(labels, np.int64), np.asarray(pred, np.int64)
-    confusion = np.bincount(labels * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    tp = np.diag(confusion).astype(np.float64)
-    denominator = confusion.sum(axis=0) + confusion.sum(axis=1)  # predicted + true
-    f1 = np.divide(2 * tp, denominator, out=np.zeros(n_classes), where=denominator > 0)
+    confusion = confusion_counts(labels[None], pred[None], n_classes)[0]
+    tp = np.diag(confusion)
+    f1 = prf_from_counts(tp, confusion.sum(axis=0) - tp, confusion.sum(axis=1) - tp)["f1"]
     present = present_classes(labels, n_classes)
     return float(f1[present].mean()) if present.any() else 0.0
 

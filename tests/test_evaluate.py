@@ -45,7 +45,7 @@ def test_bootstrap_rounds_follow_sklearn():
     labels, probs = _fake_predictions(n=60)
     index = next(bootstrap.resample_chunks(60, 5, seed=3))
     pred = probs.argmax(1)
-    cm = bootstrap.confusion_counts(labels[index], pred[index], 5)
+    cm = metrics.confusion_counts(labels[index], pred[index], 5)
     for r in range(5):
         y, p = labels[index[r]], pred[index[r]]
         np.testing.assert_array_equal(cm[r], skm.confusion_matrix(y, p, labels=range(5)))
