@@ -80,6 +80,7 @@ def test_missing_manual_download_shows_the_builders_instructions(tmp_path):
     error = [line for line in result.stderr.splitlines() if line.startswith("error: ")][0]
     assert error.startswith("error: ptbxl: the manual download directory is missing or empty")
     assert str(data_dir / "downloads" / "manual") in error  # tfds build's default manual_dir
+    assert "with --manual_dir" in error  # the shipped configs name no archive folder
     assert "Download PTB-XL 1.0.3 from https://physionet.org/content/ptb-xl/1.0.3/" in error
     assert not (data_dir / "ptbxl" / "100hz" / "1.0.0" / "dataset_info.json").exists()
 

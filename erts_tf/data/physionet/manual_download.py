@@ -74,8 +74,9 @@ def manual_dir(dl_manager: tfds.download.DownloadManager, source: Source) -> pat
         path = dl_manager.manual_dir
     except AssertionError as err:  # TFDS: "does not exist or is empty"
         raise ManualDataError(
-            f"{source.dataset}: the manual download directory is missing or empty ({err}). "
-            f"Put {source.archive_name} there, or the folder extracted from it; get it from {source.url}."
+            f"{source.dataset}: the manual download directory is missing or empty. Name the folder holding "
+            f"{source.archive_name}, or the folder extracted from it, with --manual_dir (or put it there); get it "
+            f"from {source.url}. TFDS: {' '.join(str(err).split())}"
         ) from err
     return pathlib.Path(os.fspath(path))
 
