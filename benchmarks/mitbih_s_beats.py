@@ -26,7 +26,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 NAME = "mitbih_s_beats"
-CLASSES = ("N", "S", "V", "F", "Q")
+CLASSES = ("N", "S", "V", "F", "Q")  # the builder's CLASSES: its module is imported only after the splits are loaded
 
 
 def parse(argv=None):
@@ -100,6 +100,7 @@ def main(argv=None):
 
     args = parse(argv)
     test = beats("test", args.dataset_config, args.data_dir)
+    # every split is loaded before rhythm_facts imports the builder module (TFDS cannot load a builder imported so)
     ds1_parts = [beats(split, args.dataset_config, args.data_dir) for split in ("train", "validation")]
     keep = test["label"] != CLASSES.index("Q")  # the runs leave Q out (--exclude_classes=Q)
     facts = rhythm_facts(test)
@@ -123,7 +124,6 @@ def main(argv=None):
                               "called_V": int((pred[is_s & (test["record"] == r)] == CLASSES.index("V")).sum())}
                           for r in np.unique(test["record"][is_s])},
         })
-    # loaded before rhythm_facts imports the builder module (TFDS cannot load a builder imported that way)
     ds1 = {k: np.concatenate([part[k] for part in ds1_parts]) for k in ds1_parts[0]}
     ds1_facts = rhythm_facts(ds1)  # train and validation hold different records
     result = {"runs_folder": args.runs, "rr_ratio_threshold": args.rr_ratio, "runs": runs,
