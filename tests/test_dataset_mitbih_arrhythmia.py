@@ -238,6 +238,21 @@ def test_rhythm_channel_marks_each_r_peak_at_its_time():
     assert int(np.argmax(premature[65:100])) + 65 == 78  # 780 -> point 78: nearer 60 (600) than 120 (1200)
 
 
+def test_interval_channel_is_a_box_as_wide_as_the_interval():
+    """An axis of 201 points over peak +- 1000 samples (10 samples per point, the peak at point 100): the previous
+    RR interval 600 samples is the box of points 40..100, a shorter one a narrower box; none without a neighbour."""
+    before = mitbih.interval_channel(400, 1000, 1000, 201, 1000)
+    assert before.shape == (201,) and before.dtype == np.float32 and set(np.unique(before)) == {0.0, 1.0}
+    assert np.flatnonzero(before).tolist() == list(range(40, 101))
+    premature = mitbih.interval_channel(700, 1000, 1000, 201, 1000)
+    assert np.flatnonzero(premature).tolist() == list(range(70, 101))
+    after = mitbih.interval_channel(1000, 1500, 1000, 201, 1000)
+    assert np.flatnonzero(after).tolist() == list(range(100, 151))
+    assert np.flatnonzero(mitbih.interval_channel(1000, 5000, 1000, 201, 1000)).tolist() == list(range(100, 201))
+    assert not mitbih.interval_channel(None, 1000, 1000, 201, 1000).any()
+    assert not mitbih.interval_channel(1000, None, 1000, 201, 1000).any()
+
+
 def test_mean_rr_is_the_mean_interval_of_the_peaks_within_the_half_width():
     beats = np.array([0, 300, 600, 800, 1000, 1500, 5000])
     assert mitbih.mean_rr(700, beats, 700) == pytest.approx((1000 - 0) / 4)  # 0..1000: 4 intervals
@@ -247,7 +262,7 @@ def test_mean_rr_is_the_mean_interval_of_the_peaks_within_the_half_width():
 
 def test_each_shipped_config_declares_its_leads_and_rhythm_channels(tmp_path):
     shapes = {"mlii": (256, 1), "two_leads": (256, 2), "mlii_rhythm": (256, 2), "mlii_rhythm_relative": (256, 3),
-              "two_leads_rhythm_relative": (256, 4), "mlii_context": (720, 1)}
+              "mlii_rhythm_intervals": (256, 5), "two_leads_rhythm_relative": (256, 4), "mlii_context": (720, 1)}
     assert {c.name for c in mitbih.Builder.BUILDER_CONFIGS} == set(shapes)
     for name, shape in shapes.items():
         assert mitbih.Builder(config=name, data_dir=tmp_path).info.features["signal"].shape == shape, name
@@ -258,16 +273,17 @@ def test_rhythm_configs_add_the_rhythm_channels(two_leads, tmp_path, built):
     shipped = {c.name: c for c in mitbih.Builder.BUILDER_CONFIGS}
     assert (shipped["mlii_rhythm"].before, shipped["mlii_rhythm"].after, shipped["mlii_rhythm"].two_leads) == (128, 128, False)
     assert (shipped["mlii_rhythm"].rhythm_s, shipped["mlii_rhythm"].relative_rhythm_beats) == (5.0, 0.0)
-    for name in ("mlii_rhythm_relative", "two_leads_rhythm_relative"):
+    for name in ("mlii_rhythm_relative", "mlii_rhythm_intervals", "two_leads_rhythm_relative"):
         assert (shipped[name].rhythm_s, shipped[name].relative_rhythm_beats) == (5.0, 4.0)
         assert shipped[name].two_leads == name.startswith("two_leads")
+        assert shipped[name].interval_beats == (2.0 if name == "mlii_rhythm_intervals" else 0.0)
     manual, annotations = dummy_manual()
     config = mitbih.MitbihConfig(name="tiny_rhythm", description="test records", rhythm_s=5.0,
-                                 relative_rhythm_beats=4.0, two_leads=two_leads,
+                                 relative_rhythm_beats=4.0, interval_beats=2.0, two_leads=two_leads,
                                  train_records=("101",), validation_records=("114",), test_records=("100",))
     builder = dummy.build("mitbih_arrhythmia", config, tmp_path / "data", manual)
     leads = 2 if two_leads else 1
-    assert builder.info.features["signal"].shape == (256, leads + 2)
+    assert builder.info.features["signal"].shape == (256, leads + 4)
     plain = {int(ex["sample"]): ex for ex in dummy.examples(built["tiny_two" if two_leads else "tiny"], "test")}
     beats = np.array([s for s, sym in annotations["100"] if sym in mitbih.AAMI])
     rr = (beats[-1] - beats[0]) / (len(beats) - 1)  # the dummy record (12 s) is inside 5 min of every beat
@@ -275,10 +291,18 @@ def test_rhythm_configs_add_the_rhythm_channels(two_leads, tmp_path, built):
     assert [int(ex["sample"]) for ex in found] == sorted(plain)  # the same beats as mlii
     for ex in found:
         peak = int(ex["sample"])
+        position = int(np.searchsorted(beats, peak))
+        neighbours = (int(beats[position - 1]) if position else None,
+                      int(beats[position + 1]) if position + 1 < len(beats) else None)
         np.testing.assert_array_equal(ex["signal"][:, :leads], plain[peak]["signal"])
+        np.testing.assert_array_equal(ex["signal"][:, leads + 2],
+                                      mitbih.interval_channel(neighbours[0], peak, peak, 256, round(2 * rr)))
+        np.testing.assert_array_equal(ex["signal"][:, leads + 3],
+                                      mitbih.interval_channel(peak, neighbours[1], peak, 256, round(2 * rr)))
+        assert ex["signal"][:, leads + 2].sum() == pytest.approx((peak - neighbours[0]) / (4 * rr) * 255, abs=1.5)
         np.testing.assert_allclose(ex["signal"][:, leads], mitbih.rhythm_channel(peak, beats, 256, 1800), atol=1e-6)
         np.testing.assert_allclose(ex["signal"][:, leads + 1], mitbih.rhythm_channel(peak, beats, 256, round(4 * rr)),
                                    atol=1e-6)
         for channel in (leads, leads + 1):  # the beat itself: the middle
             assert abs(int(np.argmax(ex["signal"][120:136, channel])) + 120 - 127.5) <= 0.5
-        assert ex["leads"].decode() == plain[peak]["leads"].decode() + ",rhythm,rhythm_relative"
+        assert ex["leads"].decode() == plain[peak]["leads"].decode() + ",rhythm,rhythm_relative,rr_before,rr_after"

@@ -16,7 +16,11 @@ not hold; the bumps keep that timing through the per-lead z-score, which would
 erase a constant RR value. Config ``mlii_rhythm_relative`` adds a second,
 relative rhythm channel: the same bumps on an axis of 8 of the patient's mean
 RR intervals (``mean_rr`` over 5 minutes each side), so that prematurity reads
-the same at any heart rate.
+the same at any heart rate. Config ``mlii_rhythm_intervals`` adds two interval
+channels (``interval_channel``) to those: the previous and the next RR interval,
+each a box from one R peak to the other on an axis of 4 mean RR intervals, so
+that the ratio to the patient's mean RR is the box's width, which a z-score
+keeps and a pooled ReLU reads, where a bump's place must be told to a point.
 
 Splits are inter-patient (de Chazal et al. 2004): DS1 trains, DS2 tests, the
 paced records 102, 104, 107, 217 are excluded, and the validation split is the
@@ -78,6 +82,18 @@ def rhythm_channel(peak: int, beat_samples: np.ndarray, length: int, half_width:
     return np.exp(-0.5 * ((axis[:, None] - points[None, :]) / sigma) ** 2).sum(axis=1).astype(np.float32)
 
 
+def interval_channel(start: int | None, stop: int | None, peak: int, length: int, half_width: int) -> np.ndarray:
+    """``(length,)`` float32: 1 on the points of an axis of ``length`` points spanning
+    ``[peak - half_width, peak + half_width]`` (record samples) that fall within ``[start, stop]``, 0 on the
+    others; all 0 when ``start`` or ``stop`` is None (a record's first or last beat). The interval's length
+    is the box's width, in a fixed number of samples per point; an interval longer than the half width fills
+    that half of the axis."""
+    if start is None or stop is None:
+        return np.zeros(length, np.float32)
+    axis = peak - half_width + np.arange(length, dtype=np.float64) * (2 * half_width) / (length - 1)
+    return ((axis >= start) & (axis <= stop)).astype(np.float32)
+
+
 def mean_rr(peak: int, beat_samples: np.ndarray, half_width: int) -> float:
     """The mean RR interval, in samples, of the R peaks ``beat_samples`` (sorted, record samples) within
     ``half_width`` samples of ``peak`` (de Chazal et al.'s "average RR" with a 5-minute half width):
@@ -97,6 +113,9 @@ class MitbihConfig(tfds.core.BuilderConfig):
     # > 0: a relative rhythm channel of the R peaks within this many of the patient's mean RR intervals
     # (over RELATIVE_RR_SPAN_S each side of the beat) each side
     relative_rhythm_beats: float = 0.0
+    # > 0: two interval channels, the previous and the next RR interval as boxes on an axis of this many of the
+    # patient's mean RR intervals each side
+    interval_beats: float = 0.0
     train_records: tuple[str, ...] = tuple(r for r in DS1 if r not in VALIDATION)
     validation_records: tuple[str, ...] = VALIDATION
     test_records: tuple[str, ...] = DS2
@@ -137,6 +156,16 @@ class Builder(builder_base.PhysioNetBuilder):
             relative_rhythm_beats=4.0,
         ),
         MitbihConfig(
+            name="mlii_rhythm_intervals",
+            description="Config mlii_rhythm_relative and two interval channels: the previous and the next RR "
+                        "interval, each a box from R peak to R peak, on an axis of 4 of the patient's mean RR "
+                        "intervals (2 each side) squeezed into the 256 samples; a box's width is the interval "
+                        "over the mean RR.",
+            rhythm_s=5.0,
+            relative_rhythm_beats=4.0,
+            interval_beats=2.0,
+        ),
+        MitbihConfig(
             name="two_leads_rhythm_relative",
             description="Config two_leads (MLII and the record's second lead) and the two rhythm channels of "
                         "config mlii_rhythm_relative.",
@@ -172,7 +201,9 @@ class Builder(builder_base.PhysioNetBuilder):
     def _rhythm_channels(self) -> list[str]:
         """The names of the config's rhythm channels, the signal's columns after the leads."""
         config = self.builder_config
-        return (["rhythm"] if config.rhythm_s > 0 else []) + (["rhythm_relative"] if config.relative_rhythm_beats > 0 else [])
+        return ((["rhythm"] if config.rhythm_s > 0 else [])
+                + (["rhythm_relative"] if config.relative_rhythm_beats > 0 else [])
+                + (["rr_before", "rr_after"] if config.interval_beats > 0 else []))
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config = self.builder_config
@@ -245,9 +276,16 @@ class Builder(builder_base.PhysioNetBuilder):
                 rhythms = []
                 if config.rhythm_s > 0:
                     rhythms.append(rhythm_channel(peak, beat_samples, len(window), round(config.rhythm_s * SAMPLING_RATE)))
-                if config.relative_rhythm_beats > 0:
+                if config.relative_rhythm_beats > 0 or config.interval_beats > 0:
                     rr = mean_rr(peak, beat_samples, round(RELATIVE_RR_SPAN_S * SAMPLING_RATE))
+                if config.relative_rhythm_beats > 0:
                     rhythms.append(rhythm_channel(peak, beat_samples, len(window), round(config.relative_rhythm_beats * rr)))
+                if config.interval_beats > 0:
+                    half_width = round(config.interval_beats * rr)
+                    before_peak = int(beat_samples[position - 1]) if position > 0 else None
+                    after_peak = int(beat_samples[position + 1]) if position + 1 < len(beats) else None
+                    rhythms.append(interval_channel(before_peak, peak, peak, len(window), half_width))
+                    rhythms.append(interval_channel(peak, after_peak, peak, len(window), half_width))
                 if rhythms:
                     window = np.concatenate([window, np.stack(rhythms, axis=1)], axis=1)
                 yield f"{name}_{index}", {
