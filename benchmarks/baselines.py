@@ -209,9 +209,7 @@ def field_rounds(kind, labels, preds_by_seed, class_names, rounds, probs_by_seed
         values = {}
         for s, pred in enumerate(preds_by_seed):
             pred = np.asarray(pred, np.int64)
-            cm = metrics.confusion_counts(labels[index], pred[index], n_classes)
-            tp = np.diagonal(cm, axis1=1, axis2=2)
-            prf = metrics.prf_from_counts(tp, cm.sum(axis=1) - tp, cm.sum(axis=2) - tp)  # cm[r, true, pred]
+            prf = metrics.prf_by_round(labels[index], pred[index], n_classes)
             seed_values = {"macro_f1": prf["f1"][:, present].mean(axis=1)}
             if kind == "aami":
                 for name in ("S", "V"):

@@ -407,9 +407,7 @@ def _macro_f1_rounds(labels, preds_by_seed, n_classes, rounds, seed):
     def macro_f1(index):
         values = []
         for p in preds:
-            cm = metrics.confusion_counts(labels[index], p[index], n_classes)
-            tp = np.diagonal(cm, axis1=1, axis2=2)
-            f1 = metrics.prf_from_counts(tp, cm.sum(axis=1) - tp, cm.sum(axis=2) - tp)["f1"]
+            f1 = metrics.prf_by_round(labels[index], p[index], n_classes)["f1"]
             values.append(f1[:, present].mean(axis=1))
         return np.mean(values, axis=0)
 

@@ -118,12 +118,10 @@ def single_label_bootstrap(labels, probs, class_names, rounds: int = 1000, seed:
     collected = {k: [] for k in ("precision", "recall", "f1", "auroc", "accuracy")}
     for index in resample_chunks(len(labels), rounds, seed):
         y, p = labels[index], pred[index]
-        cm = metrics.confusion_counts(y, p, n_classes)
-        tp = np.diagonal(cm, axis1=1, axis2=2)
-        prf = metrics.prf_from_counts(tp, cm.sum(axis=1) - tp, cm.sum(axis=2) - tp)
+        prf = metrics.prf_by_round(y, p, n_classes)
         for key in ("precision", "recall", "f1"):
             collected[key].append(prf[key])
-        collected["accuracy"].append(tp.sum(axis=1) / index.shape[1])
+        collected["accuracy"].append((y == p).mean(axis=1))
         collected["auroc"].append(np.stack([auroc_by_rank(y == c, probs[index, c]) for c in range(n_classes)], axis=1))
     rounds_of = {k: np.concatenate(v) for k, v in collected.items()}
 
@@ -148,11 +146,9 @@ def _point_single_label(labels, probs, n_classes) -> dict:
     """The point estimates with the bootstrap's own code path (one "round": the identity)."""
     identity = np.arange(len(labels))[None]
     y, p = labels[identity], np.argmax(probs, axis=-1)[identity]
-    cm = metrics.confusion_counts(y, p, n_classes)[0]
-    tp = np.diagonal(cm)
-    prf = metrics.prf_from_counts(tp, cm.sum(axis=0) - tp, cm.sum(axis=1) - tp)
+    prf = {key: value[0] for key, value in metrics.prf_by_round(y, p, n_classes).items()}
     auroc = np.array([auroc_by_rank(y[0] == c, probs[:, c][None])[0] for c in range(n_classes)])
-    return {**prf, "auroc": auroc, "accuracy": tp.sum() / len(labels)}
+    return {**prf, "auroc": auroc, "accuracy": float((y == p).mean())}
 
 
 def multilabel_bootstrap(targets, scores, class_names, rounds: int = 1000, seed: int = 0, level: float = 0.95,

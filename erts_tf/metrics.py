@@ -110,13 +110,26 @@ def prf_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str,
     }
 
 
+def prf_by_round(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """Per-class precision, recall and F1 of many resamples at once, from their confusion counts.
+
+    Args:
+      labels: ``(rounds, n)`` true class indices.
+      pred: ``(rounds, n)`` predicted class indices.
+
+    Returns:
+      ``{"precision", "recall", "f1"}``, each ``(rounds, n_classes)`` (``prf_from_counts``' zero rule).
+    """
+    confusion = confusion_counts(labels, pred, n_classes)  # [r, true, predicted]
+    tp = np.diagonal(confusion, axis1=1, axis2=2)
+    return prf_from_counts(tp, confusion.sum(axis=1) - tp, confusion.sum(axis=2) - tp)
+
+
 def macro_f1(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
     """Macro-F1 of ``pred`` against ``labels`` (``(n,)`` class indices) over the classes present in ``labels``
     (the module's rule; zero_division=0), from the confusion counts."""
     labels, pred = np.asarray(labels, np.int64), np.asarray(pred, np.int64)
-    confusion = confusion_counts(labels[None], pred[None], n_classes)[0]
-    tp = np.diag(confusion)
-    f1 = prf_from_counts(tp, confusion.sum(axis=0) - tp, confusion.sum(axis=1) - tp)["f1"]
+    f1 = prf_by_round(labels[None], pred[None], n_classes)["f1"][0]
     present = present_classes(labels, n_classes)
     return float(f1[present].mean()) if present.any() else 0.0
 

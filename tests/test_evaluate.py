@@ -46,9 +46,13 @@ def test_bootstrap_rounds_follow_sklearn():
     index = next(bootstrap.resample_chunks(60, 5, seed=3))
     pred = probs.argmax(1)
     cm = metrics.confusion_counts(labels[index], pred[index], 5)
+    prf = metrics.prf_by_round(labels[index], pred[index], 5)
     for r in range(5):
         y, p = labels[index[r]], pred[index[r]]
         np.testing.assert_array_equal(cm[r], skm.confusion_matrix(y, p, labels=range(5)))
+        expected = skm.precision_recall_fscore_support(y, p, labels=range(5), zero_division=0)[:3]
+        for key, values in zip(("precision", "recall", "f1"), expected):
+            np.testing.assert_allclose(prf[key][r], values, atol=1e-12)
         auc = bootstrap.auroc_by_rank((y == 1)[None], probs[index[r], 1][None])[0]
         assert auc == pytest.approx(skm.roc_auc_score(y == 1, probs[index[r], 1]), abs=1e-12)
 
