@@ -95,6 +95,16 @@ def test_same_flags_and_seed_give_identical_decisions(tiny_config, tiny_data, tm
     assert [e["kept"] for e in a["epochs"]] == [e["kept"] for e in b["epochs"]]
 
 
+def test_a_run_that_builds_its_dataset_trains_as_one_that_finds_it_built(tiny_config, tmp_path):
+    """The first run on a data dir builds the dataset (drawing from the global random generators); it must
+    train, select and score exactly as a later run that finds the dataset built."""
+    data_dir = str(tmp_path / "tfds")
+    building = run.run(tiny_config(mode="erts_smrd", data_dir=data_dir, output_dir=str(tmp_path / "a")))
+    built = run.run(tiny_config(mode="erts_smrd", data_dir=data_dir, output_dir=str(tmp_path / "b")))
+    assert run_helpers.decisions(building) == run_helpers.decisions(built)  # keep-masks, counters, losses
+    assert _read(tmp_path / "a" / "audit.csv") == _read(tmp_path / "b" / "audit.csv")
+
+
 def test_one_step_with_grad_cam_behind_a_switch_decides_as_one_step_per_setting(tiny_config, tiny_data, tmp_path,
                                                                                monkeypatch):
     """Focus refreshed every 2nd epoch: the one compiled step with Grad-CAM behind ``cam_switch`` gives the

@@ -235,10 +235,12 @@ def _run(config: RunConfig, data: Data | None, strategy: tf.distribute.Strategy,
     start = time.perf_counter()
     _check_output_dir(config)
     out = config.output_dir
-    keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     allocator.apply(config.data_backend, config.malloc_arena_max)  # before the data's threads allocate
     data = data or load_data(config)
+    # Seeded after the data are ready: building a dataset on the first run draws from the global generators,
+    # and a run must train the same whether it built its dataset or found it built.
+    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = build_model(config, data)
     if strategy.num_replicas_in_sync > 1:
