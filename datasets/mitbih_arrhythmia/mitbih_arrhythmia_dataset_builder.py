@@ -270,8 +270,10 @@ class Builder(builder_base.PhysioNetBuilder):
                 if start < 0 or stop > signal.shape[0]:
                     dropped += 1
                     continue
-                previous = (peak - beat_samples[position - 1]) / SAMPLING_RATE if position > 0 else 0.0
-                following = (beat_samples[position + 1] - peak) / SAMPLING_RATE if position + 1 < len(beats) else 0.0
+                before_peak = int(beat_samples[position - 1]) if position > 0 else None  # the neighbouring R peaks
+                after_peak = int(beat_samples[position + 1]) if position + 1 < len(beats) else None
+                previous = (peak - before_peak) / SAMPLING_RATE if before_peak is not None else 0.0
+                following = (after_peak - peak) / SAMPLING_RATE if after_peak is not None else 0.0
                 window = signal[start:stop]
                 rhythms = []
                 if config.rhythm_s > 0:
@@ -282,8 +284,6 @@ class Builder(builder_base.PhysioNetBuilder):
                     rhythms.append(rhythm_channel(peak, beat_samples, len(window), round(config.relative_rhythm_beats * rr)))
                 if config.interval_beats > 0:
                     half_width = round(config.interval_beats * rr)
-                    before_peak = int(beat_samples[position - 1]) if position > 0 else None
-                    after_peak = int(beat_samples[position + 1]) if position + 1 < len(beats) else None
                     rhythms.append(interval_channel(before_peak, peak, peak, len(window), half_width))
                     rhythms.append(interval_channel(peak, after_peak, peak, len(window), half_width))
                 if rhythms:
