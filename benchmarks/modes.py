@@ -233,11 +233,12 @@ def _variant_overrides(args, name, seed, records) -> dict:
     return overrides
 
 
-def _test_probs(run_dir, data):
-    """Test-split class probabilities of the run's saved model (its best weights, as the run scored them)."""
+def _split_probs(run_dir, splits):
+    """Class probabilities of each of ``splits`` by the run's saved model (its kept weights, as the run scored them)."""
     from erts_tf import inference, run_folder
 
-    return inference.split_probs(run_folder.load_model(run_dir), data.test, 256)
+    model = run_folder.load_model(run_dir)
+    return [inference.split_probs(model, split, 256) for split in splits]
 
 
 def run_one(args, data, mode, level, seed, overrides=None, name=None) -> dict:
@@ -334,12 +335,14 @@ def noisy_label_callback(flipped, epochs: list):
     return NoisyLabelFacts()
 
 
-def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False, extra_callbacks=None) -> dict:
+def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False, extra_callbacks=None,
+                 validation_pred=False) -> dict:
     """Trains ``config`` on ``data`` under a ``common.Meter`` and returns its benchmark record:
     test macro-F1 with its bootstrap CI (``rounds``), cost, time, memory, the epoch history and
     the test predictions (and ``(n_test, n_classes)`` probabilities, rounded to 5 decimals, with
     ``store_probs``); for a single-label run also the test predictions at the operating point chosen on
-    validation (``validation_offsets``, ``test_pred_validation_offsets``). Without ``keep_runs`` only the
+    validation (``validation_offsets``, ``test_pred_validation_offsets``); with ``validation_pred`` the
+    validation predictions too (a cross-validation fold's held-out records). Without ``keep_runs`` only the
     run's summary, audit and config stay.
     ``extra_callbacks`` go to ``run.run``."""
     import keras
@@ -353,7 +356,7 @@ def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False,
     gc.collect()
     with common.Meter() as meter:
         summary = run.run(config, data, extra_callbacks=extra_callbacks)
-    probs = _test_probs(run_dir, data)
+    probs, *validation_probs = _split_probs(run_dir, [data.test, *([data.validation] if validation_pred else [])])
     check = metrics.classification_metrics(data.test.label, probs, data.test.class_names)["macro_f1"]
     if abs(check - summary["test"]["macro_f1"]) > 1e-6:
         print(f"warning: recomputed test macro-F1 {check:.4f} != run's {summary['test']['macro_f1']:.4f}", flush=True)
@@ -384,6 +387,8 @@ def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False,
                       test_pred_validation_offsets=np.argmax(metrics.offset_probs(probs, offsets), axis=-1).tolist())
     if store_probs:
         record["test_probs"] = np.round(probs, 5).tolist()
+    if validation_pred:
+        record["validation_pred"] = np.argmax(validation_probs[0], axis=-1).astype(int).tolist()
     if not keep_runs:
         keep = (run_folder.SUMMARY, run_folder.AUDIT, run_folder.CONFIG)
         for entry in os.listdir(run_dir):

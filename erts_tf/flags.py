@@ -39,6 +39,17 @@ flags.DEFINE_integer("malloc_arena_max", -1,
 flags.DEFINE_string("exclude_classes", "",
                     "Comma-separated classes left out of training, validation, test and the macro metrics "
                     "(e.g. Q for MIT-BIH, the AAMI convention).")
+flags.DEFINE_integer("cv_folds", 0,
+                     "Cross-validation over the training data, by group (e.g. patient-wise): pool the train and "
+                     "validation splits, deal the distinct values of --cv_group_feature (sorted) to this many "
+                     "folds in turn, validate on fold --cv_fold and train on the others; the test split is "
+                     "untouched. For choosing settings without the test split. 0: the dataset's own split.",
+                     lower_bound=0)
+flags.DEFINE_integer("cv_fold", 0, "With --cv_folds: the fold held out as the validation split (0..cv_folds-1).",
+                     lower_bound=0)
+flags.DEFINE_string("cv_group_feature", "record",
+                    "With --cv_folds: the per-sample feature whose values are kept together in one fold "
+                    "(MIT-BIH: record, one patient each).")
 flags.DEFINE_float("window_s", 0.0,
                    "Train on one random crop of this many seconds per kept record and epoch, seeded by "
                    "(seed, epoch, sample_id); evaluate on windows of it (0: whole records). Needed for "
@@ -167,6 +178,12 @@ flags.register_multi_flags_validator(
     lambda d: _check(0 <= d["eval_window_stride_s"] <= d["window_s"] and (d["window_s"] or not d["eval_window_stride_s"]),
                      f"--eval_window_stride_s={d['eval_window_stride_s']} must be in [0, --window_s={d['window_s']}] "
                      "(evaluation windows that leave gaps would skip samples) and needs --window_s"))
+flags.register_multi_flags_validator(
+    ["cv_folds", "cv_fold", "data_backend", "window_s"],
+    lambda d: _check(not d["cv_folds"] or (d["cv_folds"] >= 2 and d["cv_fold"] < d["cv_folds"]
+                                           and d["data_backend"] == "memory" and not d["window_s"]),
+                     f"--cv_folds={d['cv_folds']} --cv_fold={d['cv_fold']}: cross-validation needs --cv_folds >= 2, "
+                     "--cv_fold below it, --data_backend=memory and whole records (no --window_s)"))
 flags.register_validator("min_label_count", lambda v: _check(v >= 1, f"--min_label_count must be >= 1, got {v}"))
 flags.register_multi_flags_validator(
     ["task", "label_feature", "exclude_classes"],

@@ -2,16 +2,20 @@
 
 Training (``training.run.load_data``), evaluation and the report's Grad-CAM figure
 decode a run's splits here, so that a run trained without some classes is scored
-and drawn on the same classes, numbered as its model numbers them.
+and drawn on the same classes, numbered as its model numbers them, and a run of
+one cross-validation fold (``--cv_folds``) is scored on the fold it held out.
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+POOLED_SPLITS = ("train", "validation")  # what --cv_folds deals into folds; the test split is never touched
 
 
 class DataError(Exception):
@@ -47,8 +51,50 @@ def window_of(builder, config):
         raise DataError(f"dataset {config.dataset!r}: {error}") from error
 
 
+def load_splits(builder, config) -> tuple:
+    """The run's ``(train, validation, test)`` (``load_split``), a fold's pooled splits decoded once."""
+    if config.cv_folds:
+        return (*cross_validation_fold(builder, config), _load_split(builder, config, "test"))
+    return tuple(_load_split(builder, config, split) for split in SPLITS)
+
+
 def load_split(builder, config, split: str):
-    """``split`` as ``SplitArrays`` (z-scored ``signal`` ``(n, time, leads)``, sample-id order) without the
+    """``split`` as the run sees it: the dataset's split (``_load_split``), or with ``--cv_folds`` the training
+    or held-out part of the pooled train and validation splits (``cross_validation_fold``)."""
+    if config.cv_folds and split in POOLED_SPLITS:
+        return cross_validation_fold(builder, config)[POOLED_SPLITS.index(split)]
+    return _load_split(builder, config, split)
+
+
+def cross_validation_fold(builder, config) -> tuple:
+    """``(train, held_out)`` of fold ``--cv_fold`` of ``--cv_folds``: the dataset's train and validation splits
+    pooled (``pipeline.concatenate``, train first), the samples of the fold's groups (``--cv_group_feature``,
+    e.g. the record: patient-wise folds, ``folds.group_folds``) held out, the others trained on.
+
+    ``DataError`` if the dataset has no such per-sample feature, holds fewer groups than folds, or is read
+    lazily or as windows (the pooled signal must be decoded)."""
+    from erts_tf.data import folds, pipeline
+
+    pooled_parts = [_load_split(builder, config, split) for split in POOLED_SPLITS]
+    feature = config.cv_group_feature
+    if feature not in pooled_parts[0].extras:
+        raise DataError(f"dataset {config.dataset!r}: --cv_group_feature={feature!r} is not one of its per-sample "
+                        f"features ({', '.join(sorted(pooled_parts[0].extras)) or 'none'})")
+    try:
+        pooled = pipeline.concatenate(*pooled_parts)
+        fold_of = folds.group_folds(pooled.extras[feature], config.cv_folds)
+    except ValueError as error:
+        raise DataError(f"dataset {config.dataset!r}, --cv_folds={config.cv_folds}: {error}") from error
+    held_out = fold_of == config.cv_fold
+    names = folds.fold_group_names(pooled.extras[feature], config.cv_folds, config.cv_fold)
+    log.info("fold %d of %d: %d samples of %d %s value(s) held out (%s), %d trained on", config.cv_fold,
+             config.cv_folds, int(held_out.sum()), len(names), feature, ", ".join(names), int((~held_out).sum()))
+    return (pipeline.take_samples(pooled, np.flatnonzero(~held_out)),
+            pipeline.take_samples(pooled, np.flatnonzero(held_out)))
+
+
+def _load_split(builder, config, split: str):
+    """The dataset's ``split`` as ``SplitArrays`` (z-scored ``signal`` ``(n, time, leads)``, sample-id order) without the
     records of ``config``'s excluded classes, the others renumbered (``pipeline.exclude_classes``).
 
     ``config.data_backend``: ``memory`` decodes the split into RAM; ``lazy`` leaves the signal on disk

@@ -359,3 +359,25 @@ def test_rss_parts_add_up_to_the_resident_set():
     assert after["RssAnon"] - before["RssAnon"] > 60 * 2**20
     assert abs(after["RssFile"] - before["RssFile"]) < 16 * 2**20
     del held
+
+
+def test_cross_validation_smoke(tmp_path, common_args, tiny_data):
+    out = tmp_path / "cross_validation.json"
+    result = _load("cross_validation").main([*common_args, "--output", str(out)])
+    saved = json.loads(out.read_text())
+    _check_machine(saved)
+    runs = saved["runs"]
+    assert sorted((r["value"], r["fold"]) for r in runs) == [("0.001", 0), ("0.001", 1), ("0.003", 0), ("0.003", 1)]
+    # the two folds hold out disjoint corruption types and together every pooled training record once
+    by_fold = {r["fold"]: r for r in runs if r["value"] == "0.001"}
+    assert not set(by_fold[0]["held_out_groups"]) & set(by_fold[1]["held_out_groups"])
+    assert sum(len(r["held_out_labels"]) for r in by_fold.values()) == tiny_data.train.n + tiny_data.validation.n
+    assert all(len(r["validation_pred"]) == len(r["held_out_labels"]) for r in runs)
+    agg = saved["aggregate"]
+    assert agg["chosen"] in ("0.001", "0.003") and agg["criterion"] == "macro_f1"
+    chosen = agg["rows"][agg["chosen"]]["out_of_fold"]["macro_f1"]["point"]
+    assert all(row["out_of_fold"]["macro_f1"]["point"] <= chosen for row in agg["rows"].values())
+    other = next(v for v in agg["rows"] if v != agg["chosen"])
+    difference = agg["rows"][other]["macro_f1_minus_chosen"]
+    assert difference["point"] == pytest.approx(agg["rows"][other]["out_of_fold"]["macro_f1"]["point"] - chosen)
+    assert "(chosen)" in result["table"]

@@ -186,3 +186,20 @@ def test_bad_task_flags_are_refused(args, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--task" in err or "--min_label_count" in err
+
+
+@pytest.mark.parametrize("args", [["--cv_folds=1"], ["--cv_folds=3", "--cv_fold=3"],
+                                  ["--cv_folds=3", "--data_backend=lazy"], ["--cv_folds=3", "--window_s=2"]])
+def test_bad_cross_validation_flags_are_refused(args, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(args, tmp_path)
+    erts_flags.FLAGS.unparse_flags()
+    assert exit_info.value.code == 2
+    assert "--cv_folds" in capsys.readouterr().err
+
+
+def test_a_cross_validation_fold_is_a_setting_of_the_run(tmp_path):
+    _parse(["--flagfile=configs/mitbih_arrhythmia/recommended_full.cfg", "--cv_folds=3", "--cv_fold=2"], tmp_path)
+    config = erts_flags.run_config()
+    erts_flags.FLAGS.unparse_flags()
+    assert (config.cv_folds, config.cv_fold, config.cv_group_feature) == (3, 2, "record")

@@ -300,6 +300,22 @@ def take_samples(arrays: SplitArrays, index: np.ndarray) -> SplitArrays:
                        lengths=None if arrays.lengths is None else arrays.lengths[index])
 
 
+def concatenate(first: SplitArrays, second: SplitArrays) -> SplitArrays:
+    """``first``'s samples, then ``second``'s, as one split; sample ids become ``0..n-1`` in that order.
+
+    Both must hold the same classes and extras and a decoded signal (memory backend, whole records):
+    ``ValueError`` otherwise."""
+    if first.class_names != second.class_names or set(first.extras) != set(second.extras):
+        raise ValueError("only splits of the same classes and features can be pooled")
+    if not (isinstance(first.signal, np.ndarray) and isinstance(second.signal, np.ndarray)):
+        raise ValueError("pooling splits needs their decoded signal: --data_backend=memory and whole records "
+                         "(no --window_s)")
+    return SplitArrays(signal=np.concatenate([first.signal, second.signal]),
+                       label=np.concatenate([first.label, second.label]),
+                       extras={k: np.concatenate([v, second.extras[k]]) for k, v in first.extras.items()},
+                       class_names=list(first.class_names), extra_names=first.extra_names)
+
+
 @dataclasses.dataclass(frozen=True)
 class Shard:
     """The replicas of one worker of a strategy: ``replicas`` (their indices in ``0..num_replicas-1``).

@@ -17,6 +17,9 @@ class RunConfig:
     data_backend: str = "memory"
     malloc_arena_max: int = -1
     exclude_classes: str = ""
+    cv_folds: int = 0
+    cv_fold: int = 0
+    cv_group_feature: str = "record"
     window_s: float = 0.0
     eval_window_stride_s: float = 0.0
     window_aggregate: str = "mean"

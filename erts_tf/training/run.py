@@ -54,10 +54,10 @@ class Data:
 
 def load_data(config: RunConfig) -> Data:
     """Prepares the dataset (building it if needed) and opens the three splits on ``config.data_backend``
-    (``run_data``: decoded into memory, or read from disk record by record)."""
+    (``run_data``: decoded into memory, or read from disk record by record; with ``--cv_folds``, one fold's)."""
     try:
         builder = run_data.prepare_builder(config)
-        return Data(*(run_data.load_split(builder, config, split) for split in run_data.SPLITS))
+        return Data(*run_data.load_splits(builder, config))
     except run_data.DataError as error:
         raise RunError(str(error)) from error
 

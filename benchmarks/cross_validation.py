@@ -1,0 +1,241 @@
+"""One setting chosen by cross-validation over the training records (patient-wise), never on the test split.
+
+Each value of one flag (``--flag``, ``--values`` separated by ``;``) trains the
+recommended flagfile once per fold and seed. A fold (``--cv_folds``,
+``--cv_fold``; ``erts_tf/data/folds.py``) pools the dataset's train and
+validation splits, deals the records (``--cv_group_feature``: on MIT-BIH one
+patient each) to ``--folds`` folds, holds one fold out and trains on the others;
+its model predicts the records it held out. Pooled over the folds, those
+predictions cover every training record once: the value's out-of-fold metrics,
+test macro-F1 over the classes present and the dataset's field metric
+(``baselines.FIELD_METRIC``: MIT-BIH's S and V Se/PPV/F1), the seed mean with
+95 % percentile bootstrap CIs over the pooled samples.
+
+The chosen value is the one with the highest out-of-fold ``--criterion``
+(default macro-F1), stated before the runs. Beside it: each other value's paired
+difference to it (same resamples), each fold's macro-F1, and the test split's
+metrics of the same fold models (their mean), which play no part in the choice.
+
+Each run's record is written to ``cross_validation_<dataset>_runs/<value>_f<fold>_s<seed>.json``
+as soon as it finishes, and a rerun reuses the records there: folds can run as
+separate processes (``--fold_indices``) and be aggregated once all are written.
+
+Usage:
+  python benchmarks/cross_validation.py --dataset mitbih_arrhythmia --flag class_weights \\
+      --values "N:1,S:10,V:3.8,F:10;N:1,S:20,V:3.8,F:10;N:1,S:40,V:3.8,F:10" --folds 3 --seeds 0
+  python benchmarks/cross_validation.py --smoke      # synthetic_ecg/tiny by corruption type, 2 epochs
+
+Writes benchmarks/results/cross_validation_<dataset>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+NAME = "cross_validation"
+SMOKE = {"flag": "lr", "values": "0.001;0.003", "group_feature": "corruption"}
+
+
+def parse(argv=None):
+    parser = common.base_parser(__doc__, NAME)
+    parser.add_argument("--dataset", default=None, help="a dataset with a recommended_full.cfg (synthetic_ecg with --smoke)")
+    parser.add_argument("--flagfile", default=None, help="default configs/<dataset>/recommended_full.cfg")
+    parser.add_argument("--flag", default=None, help="the flag whose value is chosen, e.g. class_weights")
+    parser.add_argument("--values", default=None, help="its candidate values, separated by ';'")
+    parser.add_argument("--criterion", default="macro_f1",
+                        help="the out-of-fold metric that chooses (macro_f1, or a field metric such as S_f1)")
+    parser.add_argument("--folds", type=int, default=3, help="number of folds (--cv_folds)")
+    parser.add_argument("--fold_indices", default=None, help="comma-separated folds to run (default: all)")
+    parser.add_argument("--group_feature", default="record", help="--cv_group_feature (one patient per value)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the flagfile's (2 with --smoke)")
+    parser.add_argument("--model", default=None, help="backbone (default: the flagfile's)")
+    parser.add_argument("--rounds", type=int, default=None, help="bootstrap rounds (default 1000; 200 with --smoke)")
+    parser.add_argument("--keep_runs", action="store_true", help="keep the run directories under --work_dir")
+    parser.add_argument("--runs_dir", default=None, help="folder of the per-run records (default <output stem>_runs)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.dataset = args.dataset or "synthetic_ecg"
+        args.flag, args.values = args.flag or SMOKE["flag"], args.values or SMOKE["values"]
+        args.group_feature = SMOKE["group_feature"]
+        args.folds = 2
+    if not (args.dataset and args.flag and args.values):
+        parser.error("--dataset, --flag and --values are required (or --smoke)")
+    args.flagfile = args.flagfile or ("configs/quickstart.cfg" if args.dataset == "synthetic_ecg"
+                                      else f"configs/{args.dataset}/recommended_full.cfg")
+    if not (common.REPO_ROOT / args.flagfile).exists():
+        parser.error(f"{args.flagfile} does not exist")
+    args.values = [v.strip() for v in args.values.split(";") if v.strip()]
+    if len(args.values) < 2:
+        parser.error("--values needs at least two candidates")
+    args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    args.fold_indices = ([int(f) for f in args.fold_indices.split(",") if f] if args.fold_indices
+                         else list(range(args.folds)))
+    if any(not 0 <= f < args.folds for f in args.fold_indices):
+        parser.error(f"--fold_indices must lie in 0..{args.folds - 1}")
+    args.epochs = args.epochs or (2 if args.smoke else None)
+    args.rounds = args.rounds or (200 if args.smoke else 1000)
+    if args.output is None:
+        args.output = str(common.RESULTS_DIR / f"{NAME}_{args.dataset}{'_smoke' if args.smoke else ''}.json")
+    return args
+
+
+def value_label(value: str) -> str:
+    """A file-name form of a flag value (``N:1,S:20`` -> ``N_1_S_20``)."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", value).strip("_")
+
+
+def fold_config(args, value: str, fold: int, seed: int, output_dir: str):
+    """The ``RunConfig`` of the flagfile with ``--<flag>=value`` on fold ``fold``, as erts-tf's flags parse it."""
+    argv = [f"--flagfile={args.flagfile}", f"--{args.flag}={value}", f"--cv_folds={args.folds}", f"--cv_fold={fold}",
+            f"--cv_group_feature={args.group_feature}", f"--output_dir={output_dir}", f"--seed={seed}",
+            "--overwrite", "--verbose=0", "--noreport"]
+    if args.smoke:
+        argv += ["--dataset_config=tiny", "--mode=full"]
+    for name in ("model", "epochs", "data_dir"):
+        if getattr(args, name):
+            argv.append(f"--{name}={getattr(args, name)}")
+    if args.manual_dir and args.dataset != "synthetic_ecg":
+        argv.append(f"--manual_dir={args.manual_dir}")
+    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    return common.flagfile_config(argv)
+
+
+# -- aggregation -------------------------------------------------------------------------------
+def out_of_fold(records, folds: int) -> tuple[list, list[list], list[int]]:
+    """``(labels, preds_by_seed, seeds)``: per seed with every fold's record, the held-out labels and predictions of
+    folds ``0..folds-1`` end to end (the same labels for every seed). Seeds missing a fold are left out."""
+    by_seed = {}
+    for r in records:
+        by_seed.setdefault(r["seed"], {})[r["fold"]] = r
+    seeds = sorted(s for s, fold_records in by_seed.items() if len(fold_records) == folds)
+    labels = [y for f in range(folds) for y in by_seed[seeds[0]][f]["held_out_labels"]] if seeds else []
+    preds = [[p for f in range(folds) for p in by_seed[s][f]["validation_pred"]] for s in seeds]
+    return labels, preds, seeds
+
+
+def aggregate(result) -> dict:
+    import baselines
+    import modes
+    import numpy as np
+
+    from erts_tf import metrics
+
+    settings = result["settings"]
+    folds, rounds, criterion = settings["folds"], settings["rounds"], settings["criterion"]
+    class_names, test_labels = result["class_names"], result["test_labels"]
+    kind = baselines.FIELD_METRIC.get(settings["dataset"], "macro_f1")
+    rows, oof = {}, {}
+    for value in settings["values"]:
+        records = [r for r in result["runs"] if r["value"] == value]
+        labels, preds, seeds = out_of_fold(records, folds)
+        if not seeds:
+            continue
+        oof[value] = (labels, preds)
+        rows[value] = {
+            "seeds": seeds,
+            "out_of_fold": baselines.field_rounds(kind, labels, preds, class_names, rounds),
+            "fold_macro_f1": {str(f): float(np.mean([metrics.macro_f1(np.asarray(r["held_out_labels"]),
+                                                                     np.asarray(r["validation_pred"]), len(class_names))
+                                                     for r in records if r["fold"] == f and r["seed"] in seeds]))
+                              for f in range(folds)},
+            "test_of_fold_models": baselines.field_rounds(kind, test_labels, [r["test_pred"] for r in records
+                                                                               if r["seed"] in seeds],
+                                                          class_names, rounds),
+        }
+    if len(rows) < 2:
+        return {"rows": rows, "chosen": None, "criterion": criterion}
+    chosen = max(rows, key=lambda v: rows[v]["out_of_fold"][criterion]["point"])
+    labels, chosen_preds = oof[chosen]
+    chosen_rounds, chosen_point = modes._macro_f1_rounds(labels, chosen_preds, len(class_names), rounds, 0)
+    for value, (_, preds) in oof.items():
+        if value != chosen:
+            other_rounds, other_point = modes._macro_f1_rounds(labels, preds, len(class_names), rounds, 0)
+            rows[value]["macro_f1_minus_chosen"] = modes._interval(other_point - chosen_point,
+                                                                  other_rounds - chosen_rounds)
+    return {"rows": rows, "chosen": chosen, "criterion": criterion}
+
+
+def tables(result) -> str:
+    agg = result["aggregate"]
+    flag = result["settings"]["flag"]
+    field_keys = [k for k in ("S_se", "S_ppv", "S_f1", "V_se", "V_ppv", "V_f1", "challenge_f1")
+                  if any(k in row["out_of_fold"] for row in agg["rows"].values())]
+    headers = [f"--{flag}", "out-of-fold macro-F1", "minus chosen", *[f"oof {k}" for k in field_keys],
+               "per fold macro-F1", "test macro-F1 (not used)"]
+    lines = []
+    for value, row in agg["rows"].items():
+        oof, test = row["out_of_fold"], row["test_of_fold_models"]
+        lines.append([value + (" (chosen)" if value == agg["chosen"] else ""), common.fmt_ci(oof["macro_f1"]),
+                      common.fmt_ci(row.get("macro_f1_minus_chosen")), *[common.fmt(oof[k]["point"], ".2f")
+                                                                          for k in field_keys],
+                      " / ".join(common.fmt(v, ".3f") for v in row["fold_macro_f1"].values()),
+                      common.fmt_ci(test["macro_f1"])])
+    return (f"{result['settings']['folds']}-fold cross-validation by {result['settings']['group_feature']} over the "
+            f"train and validation splits; chosen by out-of-fold {agg['criterion']}: {agg['chosen']}\n\n"
+            + common.markdown_table(headers, lines))
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    common.quiet_tensorflow()
+    import modes
+
+    from erts_tf.training import run
+
+    started = time.perf_counter()
+    machine_before = common.machine()
+    runs_dir = common.runs_dir(args, NAME)
+    records, test_facts = [], None
+    for seed in args.seeds:
+        for fold in args.fold_indices:  # fold-major: one fold's data serve every value
+            data = None
+            for value in args.values:
+                name = f"{value_label(value)}_f{fold}_s{seed}"
+                path = runs_dir / f"{name}.json"
+                if path.exists():
+                    records.append(json.loads(path.read_text()))
+                    print(f"{name}: reused {path}", flush=True)
+                    continue
+                config = fold_config(args, value, fold, seed, os.path.join(args.work_dir, NAME, args.dataset, name))
+                if data is None:
+                    data = run.load_data(config)
+                record = {"value": value, "fold": fold, "held_out_labels": data.validation.label.astype(int).tolist(),
+                          "held_out_groups": sorted({g.decode() if isinstance(g, bytes) else str(g) for g in
+                                                     data.validation.extras[args.group_feature].tolist()}),
+                          **modes.measured_run(config, data, value_label(value), args.rounds, args.keep_runs,
+                                               validation_pred=True)}
+                common.write_json(path, record)
+                records.append(record)
+                print(f"{name}: test macro-F1 {record['test_macro_f1']:.3f}, held-out macro-F1 "
+                      f"{record['validation_macro_f1']:.3f}, cpu {record['cpu_s']:.0f}s", flush=True)
+            if test_facts is None and data is not None:
+                test_facts = {"class_names": list(data.test.class_names),
+                              "test_labels": data.test.label.astype(int).tolist()}
+    if test_facts is None:  # every record reused: the test split's facts from the data of one of them
+        test_facts = _test_facts(args)
+    result = {"benchmark": NAME, "settings": vars(args), "machine": machine_before, **test_facts,
+              "total_wall_s": time.perf_counter() - started, "runs": records}
+    result["aggregate"] = aggregate(result)
+    return common.publish(args, NAME, result, tables(result))
+
+
+def _test_facts(args) -> dict:
+    from erts_tf import run_data
+
+    config = fold_config(args, args.values[0], 0, args.seeds[0], os.path.join(args.work_dir, NAME, "unused"))
+    test = run_data.load_split(run_data.prepare_builder(config), config, "test")
+    return {"class_names": list(test.class_names), "test_labels": test.label.astype(int).tolist()}
+
+
+if __name__ == "__main__":
+    main()
