@@ -179,11 +179,11 @@ flags.register_multi_flags_validator(
                      f"--eval_window_stride_s={d['eval_window_stride_s']} must be in [0, --window_s={d['window_s']}] "
                      "(evaluation windows that leave gaps would skip samples) and needs --window_s"))
 flags.register_multi_flags_validator(
-    ["cv_folds", "cv_fold", "data_backend", "window_s"],
+    ["cv_folds", "cv_fold", "data_backend"],
     lambda d: _check(not d["cv_folds"] or (d["cv_folds"] >= 2 and d["cv_fold"] < d["cv_folds"]
-                                           and d["data_backend"] == "memory" and not d["window_s"]),
+                                           and d["data_backend"] == "memory"),
                      f"--cv_folds={d['cv_folds']} --cv_fold={d['cv_fold']}: cross-validation needs --cv_folds >= 2, "
-                     "--cv_fold below it, --data_backend=memory and whole records (no --window_s)"))
+                     "--cv_fold below it and --data_backend=memory"))
 flags.register_validator("min_label_count", lambda v: _check(v >= 1, f"--min_label_count must be >= 1, got {v}"))
 flags.register_multi_flags_validator(
     ["task", "label_feature", "exclude_classes"],

@@ -72,7 +72,7 @@ def cross_validation_fold(builder, config) -> tuple:
     e.g. the record: patient-wise folds, ``folds.group_folds``) held out, the others trained on.
 
     ``DataError`` if the dataset has no such per-sample feature, holds fewer groups than folds, or is read
-    lazily or as windows (the pooled signal must be decoded)."""
+    lazily (the pooled splits are held in memory)."""
     from erts_tf.data import folds, pipeline
 
     pooled_parts = [_load_split(builder, config, split) for split in POOLED_SPLITS]

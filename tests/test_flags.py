@@ -189,7 +189,7 @@ def test_bad_task_flags_are_refused(args, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args", [["--cv_folds=1"], ["--cv_folds=3", "--cv_fold=3"],
-                                  ["--cv_folds=3", "--data_backend=lazy"], ["--cv_folds=3", "--window_s=2"]])
+                                  ["--cv_folds=3", "--data_backend=lazy"]])
 def test_bad_cross_validation_flags_are_refused(args, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         _parse(args, tmp_path)

@@ -55,3 +55,4 @@ def test_a_fold_of_a_feature_the_dataset_lacks_names_the_features(tfds_dir, tiny
     config = _config(tfds_dir, cv_folds=2, cv_fold=0, cv_group_feature="patient")
     with pytest.raises(run_data.DataError, match="'patient' is not one of its per-sample features.*corruption"):
         run_data.load_splits(run_data.prepare_builder(config), config)
+

@@ -300,3 +300,22 @@ def test_predict_scores_a_whole_recording_on_the_runs_windows(full_cinc, tmp_pat
         (row,) = predict(str(export_dir), str(tmp_path / f"rec{i}.hea"))["rows"]
         assert row["samples"] == len(record)
         np.testing.assert_allclose(row["probabilities"], evaluated[i], atol=1e-4)
+
+
+def test_a_cross_validation_fold_of_windowed_records_reads_their_windows(full_cinc, tmp_path):
+    from erts_tf import run_data
+    from erts_tf.data import folds
+
+    whole = _config(full_cinc, tmp_path, "unused")
+    builder = run_data.prepare_builder(whole)
+    splits = [run_data.load_split(builder, whole, s) for s in ("train", "validation")]
+    first_windows = np.concatenate([s.model_inputs(np.arange(s.n)) for s in splits])
+    lengths = np.concatenate([s.lengths for s in splits])
+    groups = np.concatenate([s.extras["record"] for s in splits])
+    for fold in range(3):
+        held = folds.group_folds(groups, 3) == fold
+        train, held_out, _ = run_data.load_splits(builder, dataclasses.replace(whole, cv_folds=3, cv_fold=fold))
+        assert held_out.window == SPEC and held.sum() == held_out.n
+        for part, mask in ((held_out, held), (train, ~held)):
+            np.testing.assert_array_equal(part.lengths, lengths[mask])
+            np.testing.assert_array_equal(part.model_inputs(np.arange(part.n)), first_windows[mask])

@@ -42,6 +42,12 @@ class FlatSignal:
         index = np.asarray(index)
         return FlatSignal(self.flat, self.offsets[index], self.lengths[index])
 
+    def concatenate(self, other: FlatSignal) -> FlatSignal:
+        """This store's records, then ``other``'s, in one store (a copy of both flat arrays)."""
+        return FlatSignal(np.concatenate([self.flat, other.flat]),
+                          np.concatenate([self.offsets, other.offsets + len(self.flat)]),
+                          np.concatenate([self.lengths, other.lengths]))
+
     def window_reader(self, window: int):
         """``(ids (batch,), starts (batch, k)) -> raw windows (batch, k, window, leads)`` float32, a TF function,
         zero past a record's end. Call it eagerly: it makes the split's tensors (once per store)."""

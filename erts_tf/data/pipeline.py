@@ -303,17 +303,21 @@ def take_samples(arrays: SplitArrays, index: np.ndarray) -> SplitArrays:
 def concatenate(first: SplitArrays, second: SplitArrays) -> SplitArrays:
     """``first``'s samples, then ``second``'s, as one split; sample ids become ``0..n-1`` in that order.
 
-    Both must hold the same classes and extras and a decoded signal (memory backend, whole records):
-    ``ValueError`` otherwise."""
-    if first.class_names != second.class_names or set(first.extras) != set(second.extras):
-        raise ValueError("only splits of the same classes and features can be pooled")
-    if not (isinstance(first.signal, np.ndarray) and isinstance(second.signal, np.ndarray)):
-        raise ValueError("pooling splits needs their decoded signal: --data_backend=memory and whole records "
-                         "(no --window_s)")
-    return SplitArrays(signal=np.concatenate([first.signal, second.signal]),
-                       label=np.concatenate([first.label, second.label]),
+    Both must hold the same classes, extras and window, in memory (a decoded signal, or raw records for
+    windows): ``ValueError`` otherwise."""
+    if (first.class_names != second.class_names or set(first.extras) != set(second.extras)
+            or first.window != second.window):
+        raise ValueError("only splits of the same classes, features and windows can be pooled")
+    if isinstance(first.signal, np.ndarray) and isinstance(second.signal, np.ndarray):
+        signal = np.concatenate([first.signal, second.signal])
+    elif isinstance(first.signal, flat.FlatSignal) and isinstance(second.signal, flat.FlatSignal):
+        signal = first.signal.concatenate(second.signal)
+    else:
+        raise ValueError("pooling splits needs them in memory (--data_backend=memory)")
+    return SplitArrays(signal=signal, label=np.concatenate([first.label, second.label]),
                        extras={k: np.concatenate([v, second.extras[k]]) for k, v in first.extras.items()},
-                       class_names=list(first.class_names), extra_names=first.extra_names)
+                       class_names=list(first.class_names), extra_names=first.extra_names, window=first.window,
+                       lengths=None if first.lengths is None else np.concatenate([first.lengths, second.lengths]))
 
 
 @dataclasses.dataclass(frozen=True)
