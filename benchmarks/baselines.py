@@ -189,10 +189,24 @@ def majority_macro_f1(labels) -> float:
 
 def field_rounds(kind, labels, preds_by_seed, class_names, rounds, probs_by_seed=None) -> dict:
     """The field metrics of ``kind`` as ``{name: {"point", "low", "high"}}``, each the seed mean,
-    with percentile CIs over ``rounds`` bootstrap resamples of the test records.
+    with percentile CIs over ``rounds`` bootstrap resamples of the test records (``field_round_values``)."""
+    from erts_tf import bootstrap
+
+    point, by_round = field_round_values(kind, labels, preds_by_seed, class_names, rounds, probs_by_seed)
+    out = {}
+    for key, value in point.items():
+        low, high = bootstrap.percentile_interval(by_round[key])
+        out[key] = {"point": value, "low": low, "high": high}
+    return out
+
+
+def field_round_values(kind, labels, preds_by_seed, class_names, rounds, probs_by_seed=None) -> tuple[dict, dict]:
+    """``(point, by_round)``: each field metric of ``kind`` (macro-F1 and the field's own), the seed mean, on
+    all the records (a float) and on each of ``rounds`` bootstrap resamples of them (``(rounds,)``). The
+    resamples depend on the number of records alone, so two calls on the same records are paired.
 
     Args:
-      labels: ``(n,)`` test class indices.
+      labels: ``(n,)`` class indices.
       preds_by_seed: per seed, ``(n,)`` predicted class indices.
       probs_by_seed: per seed, ``(n, n_classes)`` probabilities (``kind="auroc"`` only).
     """
@@ -229,11 +243,8 @@ def field_rounds(kind, labels, preds_by_seed, class_names, rounds, probs_by_seed
 
     point = per_round(np.arange(len(labels))[None])
     chunks = [per_round(index) for index in bootstrap.resample_chunks(len(labels), rounds, 0)]
-    out = {}
-    for key in point:
-        low, high = bootstrap.percentile_interval(np.concatenate([c[key] for c in chunks]))
-        out[key] = {"point": float(point[key][0]), "low": low, "high": high}
-    return out
+    return ({key: float(v[0]) for key, v in point.items()},
+            {key: np.concatenate([c[key] for c in chunks]) for key in point})
 
 
 def stratified_part(labels, fraction: float, seed: int):

@@ -13,7 +13,7 @@ test macro-F1 over the classes present and the dataset's field metric
 
 The chosen value is the one with the highest out-of-fold ``--criterion``
 (default macro-F1), stated before the runs. Beside it: each other value's paired
-difference to it (same resamples), each fold's macro-F1, and the test split's
+difference to it in that metric (same resamples), each fold's macro-F1, and the test split's
 metrics of the same fold models (their mean), which play no part in the choice.
 
 Each run's record is written to ``cross_validation_<dataset>_runs/<value>_f<fold>_s<seed>.json``
@@ -111,72 +111,78 @@ def fold_config(args, value: str, fold: int, seed: int, output_dir: str):
 
 
 # -- aggregation -------------------------------------------------------------------------------
-def out_of_fold(records, folds: int) -> tuple[list, list[list], list[int]]:
-    """``(labels, preds_by_seed, seeds)``: per seed with every fold's record, the held-out labels and predictions of
-    folds ``0..folds-1`` end to end (the same labels for every seed). Seeds missing a fold are left out."""
+def out_of_fold(records, folds: int) -> tuple[list, list[list], list[list] | None, list[int]]:
+    """``(labels, preds_by_seed, probs_by_seed, seeds)``: per seed with every fold's record, the held-out labels,
+    predictions and (where recorded) probabilities of folds ``0..folds-1`` end to end (the same labels for every
+    seed). Seeds missing a fold are left out."""
     by_seed = {}
     for r in records:
         by_seed.setdefault(r["seed"], {})[r["fold"]] = r
     seeds = sorted(s for s, fold_records in by_seed.items() if len(fold_records) == folds)
-    labels = [y for f in range(folds) for y in by_seed[seeds[0]][f]["held_out_labels"]] if seeds else []
-    preds = [[p for f in range(folds) for p in by_seed[s][f]["validation_pred"]] for s in seeds]
-    return labels, preds, seeds
+
+    def pooled(seed, key):
+        return [x for f in range(folds) for x in by_seed[seed][f][key]]
+
+    labels = pooled(seeds[0], "held_out_labels") if seeds else []
+    with_probs = bool(seeds) and all("validation_probs" in r for s in seeds for r in by_seed[s].values())
+    return (labels, [pooled(s, "validation_pred") for s in seeds],
+            [pooled(s, "validation_probs") for s in seeds] if with_probs else None, seeds)
 
 
 def aggregate(result) -> dict:
     import baselines
-    import modes
     import numpy as np
 
-    from erts_tf import metrics
+    from erts_tf import bootstrap, metrics
 
     settings = result["settings"]
     folds, rounds, criterion = settings["folds"], settings["rounds"], settings["criterion"]
     class_names, test_labels = result["class_names"], result["test_labels"]
     kind = baselines.FIELD_METRIC.get(settings["dataset"], "macro_f1")
-    rows, oof = {}, {}
+    rows, by_round = {}, {}
     for value in settings["values"]:
         records = [r for r in result["runs"] if r["value"] == value]
-        labels, preds, seeds = out_of_fold(records, folds)
+        labels, preds, probs, seeds = out_of_fold(records, folds)
         if not seeds:
             continue
-        oof[value] = (labels, preds)
+        point, by_round[value] = baselines.field_round_values(kind, labels, preds, class_names, rounds, probs)
+        fold_models = [r for r in records if r["seed"] in seeds]
         rows[value] = {
             "seeds": seeds,
-            "out_of_fold": baselines.field_rounds(kind, labels, preds, class_names, rounds),
+            "out_of_fold": {k: {"point": v, **dict(zip(("low", "high"), bootstrap.percentile_interval(
+                by_round[value][k])))} for k, v in point.items()},
             "fold_macro_f1": {str(f): float(np.mean([metrics.macro_f1(np.asarray(r["held_out_labels"]),
                                                                      np.asarray(r["validation_pred"]), len(class_names))
-                                                     for r in records if r["fold"] == f and r["seed"] in seeds]))
+                                                     for r in fold_models if r["fold"] == f]))
                               for f in range(folds)},
-            "test_of_fold_models": baselines.field_rounds(kind, test_labels, [r["test_pred"] for r in records
-                                                                               if r["seed"] in seeds],
-                                                          class_names, rounds),
+            "test_of_fold_models": baselines.field_rounds(
+                kind, test_labels, [r["test_pred"] for r in fold_models], class_names, rounds,
+                [r["test_probs"] for r in fold_models] if all("test_probs" in r for r in fold_models) else None),
         }
     if len(rows) < 2:
         return {"rows": rows, "chosen": None, "criterion": criterion}
     chosen = max(rows, key=lambda v: rows[v]["out_of_fold"][criterion]["point"])
-    labels, chosen_preds = oof[chosen]
-    chosen_rounds, chosen_point = modes._macro_f1_rounds(labels, chosen_preds, len(class_names), rounds, 0)
-    for value, (_, preds) in oof.items():
+    for value, row in rows.items():  # paired: the same resamples of the same pooled records
         if value != chosen:
-            other_rounds, other_point = modes._macro_f1_rounds(labels, preds, len(class_names), rounds, 0)
-            rows[value]["macro_f1_minus_chosen"] = modes._interval(other_point - chosen_point,
-                                                                  other_rounds - chosen_rounds)
+            difference = by_round[value][criterion] - by_round[chosen][criterion]
+            low, high = bootstrap.percentile_interval(difference)
+            row["minus_chosen"] = {"point": row["out_of_fold"][criterion]["point"]
+                                   - rows[chosen]["out_of_fold"][criterion]["point"], "low": low, "high": high}
     return {"rows": rows, "chosen": chosen, "criterion": criterion}
 
 
 def tables(result) -> str:
     agg = result["aggregate"]
     flag = result["settings"]["flag"]
-    field_keys = [k for k in ("S_se", "S_ppv", "S_f1", "V_se", "V_ppv", "V_f1", "challenge_f1")
+    field_keys = [k for k in ("S_se", "S_ppv", "S_f1", "V_se", "V_ppv", "V_f1", "challenge_f1", "macro_auroc")
                   if any(k in row["out_of_fold"] for row in agg["rows"].values())]
-    headers = [f"--{flag}", "out-of-fold macro-F1", "minus chosen", *[f"oof {k}" for k in field_keys],
+    headers = [f"--{flag}", "out-of-fold macro-F1", f"{agg['criterion']} minus chosen", *[f"oof {k}" for k in field_keys],
                "per fold macro-F1", "test macro-F1 (not used)"]
     lines = []
     for value, row in agg["rows"].items():
         oof, test = row["out_of_fold"], row["test_of_fold_models"]
         lines.append([value + (" (chosen)" if value == agg["chosen"] else ""), common.fmt_ci(oof["macro_f1"]),
-                      common.fmt_ci(row.get("macro_f1_minus_chosen")), *[common.fmt(oof[k]["point"], ".2f")
+                      common.fmt_ci(row.get("minus_chosen")), *[common.fmt(oof[k]["point"], ".2f")
                                                                           for k in field_keys],
                       " / ".join(common.fmt(v, ".3f") for v in row["fold_macro_f1"].values()),
                       common.fmt_ci(test["macro_f1"])])
@@ -188,6 +194,7 @@ def tables(result) -> str:
 def main(argv=None) -> dict:
     args = parse(argv)
     common.quiet_tensorflow()
+    import baselines
     import modes
 
     from erts_tf.training import run
@@ -195,6 +202,7 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     machine_before = common.machine()
     runs_dir = common.runs_dir(args, NAME)
+    store_probs = baselines.FIELD_METRIC.get(args.dataset) == "auroc"  # the field metric needs probabilities
     records, test_facts = [], None
     for seed in args.seeds:
         for fold in args.fold_indices:  # fold-major: one fold's data serve every value
@@ -213,7 +221,7 @@ def main(argv=None) -> dict:
                           "held_out_groups": sorted({g.decode() if isinstance(g, bytes) else str(g) for g in
                                                      data.validation.extras[args.group_feature].tolist()}),
                           **modes.measured_run(config, data, value_label(value), args.rounds, args.keep_runs,
-                                               validation_pred=True)}
+                                               store_probs=store_probs, validation_pred=True)}
                 common.write_json(path, record)
                 records.append(record)
                 print(f"{name}: test macro-F1 {record['test_macro_f1']:.3f}, held-out macro-F1 "

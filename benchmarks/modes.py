@@ -342,7 +342,8 @@ def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False,
     the test predictions (and ``(n_test, n_classes)`` probabilities, rounded to 5 decimals, with
     ``store_probs``); for a single-label run also the test predictions at the operating point chosen on
     validation (``validation_offsets``, ``test_pred_validation_offsets``); with ``validation_pred`` the
-    validation predictions too (a cross-validation fold's held-out records). Without ``keep_runs`` only the
+    validation predictions too (a cross-validation fold's held-out records; their probabilities with
+    ``store_probs``). Without ``keep_runs`` only the
     run's summary, audit and config stay.
     ``extra_callbacks`` go to ``run.run``."""
     import keras
@@ -389,6 +390,8 @@ def measured_run(config, data, name, rounds, keep_runs=False, store_probs=False,
         record["test_probs"] = np.round(probs, 5).tolist()
     if validation_pred:
         record["validation_pred"] = np.argmax(validation_probs[0], axis=-1).astype(int).tolist()
+        if store_probs:
+            record["validation_probs"] = np.round(validation_probs[0], 5).tolist()
     if not keep_runs:
         keep = (run_folder.SUMMARY, run_folder.AUDIT, run_folder.CONFIG)
         for entry in os.listdir(run_dir):

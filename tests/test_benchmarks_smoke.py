@@ -378,6 +378,7 @@ def test_cross_validation_smoke(tmp_path, common_args, tiny_data):
     chosen = agg["rows"][agg["chosen"]]["out_of_fold"]["macro_f1"]["point"]
     assert all(row["out_of_fold"]["macro_f1"]["point"] <= chosen for row in agg["rows"].values())
     other = next(v for v in agg["rows"] if v != agg["chosen"])
-    difference = agg["rows"][other]["macro_f1_minus_chosen"]
+    difference = agg["rows"][other]["minus_chosen"]
     assert difference["point"] == pytest.approx(agg["rows"][other]["out_of_fold"]["macro_f1"]["point"] - chosen)
+    assert difference["point"] <= 0 and difference["low"] <= difference["high"]
     assert "(chosen)" in result["table"]
