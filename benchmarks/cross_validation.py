@@ -18,7 +18,8 @@ metrics of the same fold models (their mean), which play no part in the choice.
 
 Each run's record is written to ``cross_validation_<dataset>_runs/<value>_f<fold>_s<seed>.json``
 as soon as it finishes, and a rerun reuses the records there: folds can run as
-separate processes (``--fold_indices``) and be aggregated once all are written.
+separate processes (``--fold_indices``) and be aggregated once all are written
+(``--aggregate_only``: nothing is trained; a value or seed missing a fold is left out).
 
 Usage:
   python benchmarks/cross_validation.py --dataset mitbih_arrhythmia --flag class_weights \\
@@ -62,6 +63,8 @@ def parse(argv=None):
     parser.add_argument("--rounds", type=int, default=None, help="bootstrap rounds (default 1000; 200 with --smoke)")
     parser.add_argument("--keep_runs", action="store_true", help="keep the run directories under --work_dir")
     parser.add_argument("--runs_dir", default=None, help="folder of the per-run records (default <output stem>_runs)")
+    parser.add_argument("--aggregate_only", action="store_true",
+                        help="train nothing: aggregate the records already in the runs folder")
     args = parser.parse_args(argv)
     if args.smoke:
         args.dataset = args.dataset or "synthetic_ecg"
@@ -213,6 +216,9 @@ def main(argv=None) -> dict:
                 if path.exists():
                     records.append(json.loads(path.read_text()))
                     print(f"{name}: reused {path}", flush=True)
+                    continue
+                if args.aggregate_only:
+                    print(f"{name}: no record yet", flush=True)
                     continue
                 config = fold_config(args, value, fold, seed, os.path.join(args.work_dir, NAME, args.dataset, name))
                 if data is None:

@@ -382,3 +382,5 @@ def test_cross_validation_smoke(tmp_path, common_args, tiny_data):
     assert difference["point"] == pytest.approx(agg["rows"][other]["out_of_fold"]["macro_f1"]["point"] - chosen)
     assert difference["point"] <= 0 and difference["low"] <= difference["high"]
     assert "(chosen)" in result["table"]
+    again = _load("cross_validation").main([*common_args, "--output", str(out), "--aggregate_only"])
+    assert again["aggregate"] == agg and len(again["runs"]) == len(runs)  # the records reused, nothing trained
