@@ -9,11 +9,14 @@ its model predicts the records it held out. Pooled over the folds, those
 predictions cover every training record once: the value's out-of-fold metrics,
 test macro-F1 over the classes present and the dataset's field metric
 (``baselines.FIELD_METRIC``: MIT-BIH's S and V Se/PPV/F1), the seed mean with
-95 % percentile bootstrap CIs over the pooled samples.
+95 % percentile bootstrap CIs over the pooled samples; macro-F1 also with the
+groups (patients) resampled instead (``bootstrap.group_prf_by_round``), the
+honest spread when a few patients hold most of a class's beats.
 
 The chosen value is the one with the highest out-of-fold ``--criterion``
 (default macro-F1), stated before the runs. Beside it: each other value's paired
-difference to it in that metric (same resamples), each fold's macro-F1, and the test split's
+difference to it in that metric (same resamples; in macro-F1 with patients resampled too), each
+fold's macro-F1, and the test split's
 metrics of the same fold models (their mean), which play no part in the choice.
 
 Each run's record is written to ``cross_validation_<dataset>_runs/<value>_f<fold>_s<seed>.json``
@@ -152,8 +155,7 @@ def aggregate(result) -> dict:
         fold_models = [r for r in records if r["seed"] in seeds]
         rows[value] = {
             "seeds": seeds,
-            "out_of_fold": {k: {"point": v, **dict(zip(("low", "high"), bootstrap.percentile_interval(
-                by_round[value][k])))} for k, v in point.items()},
+            "out_of_fold": {k: _interval(v, by_round[value][k]) for k, v in point.items()},
             "fold_macro_f1": {str(f): float(np.mean([metrics.macro_f1(np.asarray(r["held_out_labels"]),
                                                                      np.asarray(r["validation_pred"]), len(class_names))
                                                      for r in fold_models if r["fold"] == f]))
@@ -162,16 +164,48 @@ def aggregate(result) -> dict:
                 kind, test_labels, [r["test_pred"] for r in fold_models], class_names, rounds,
                 [r["test_probs"] for r in fold_models] if all("test_probs" in r for r in fold_models) else None),
         }
+    by_patient = {}
+    if result.get("held_out_sample_groups"):  # macro-F1 again, the groups (patients) resampled instead of samples
+        groups = [g for f in range(folds) for g in result["held_out_sample_groups"][str(f)]]
+        counts = bootstrap.group_resample_counts(len(set(groups)), rounds, 0)
+        for value, row in rows.items():
+            labels, preds, _, _ = out_of_fold([r for r in result["runs"] if r["value"] == value], folds)
+            by_patient[value] = group_macro_f1_rounds(labels, preds, groups, len(class_names), counts)
+            row["out_of_fold_macro_f1_by_patient"] = _interval(row["out_of_fold"]["macro_f1"]["point"],
+                                                               by_patient[value])
     if len(rows) < 2:
         return {"rows": rows, "chosen": None, "criterion": criterion}
     chosen = max(rows, key=lambda v: rows[v]["out_of_fold"][criterion]["point"])
     for value, row in rows.items():  # paired: the same resamples of the same pooled records
         if value != chosen:
-            difference = by_round[value][criterion] - by_round[chosen][criterion]
-            low, high = bootstrap.percentile_interval(difference)
-            row["minus_chosen"] = {"point": row["out_of_fold"][criterion]["point"]
-                                   - rows[chosen]["out_of_fold"][criterion]["point"], "low": low, "high": high}
+            row["minus_chosen"] = _interval(row["out_of_fold"][criterion]["point"]
+                                            - rows[chosen]["out_of_fold"][criterion]["point"],
+                                            by_round[value][criterion] - by_round[chosen][criterion])
+            if by_patient:
+                row["macro_f1_minus_chosen_by_patient"] = _interval(
+                    row["out_of_fold"]["macro_f1"]["point"] - rows[chosen]["out_of_fold"]["macro_f1"]["point"],
+                    by_patient[value] - by_patient[chosen])
     return {"rows": rows, "chosen": chosen, "criterion": criterion}
+
+
+def _interval(point: float, by_round) -> dict:
+    from erts_tf import bootstrap
+
+    low, high = bootstrap.percentile_interval(by_round)
+    return {"point": point, "low": low, "high": high}
+
+
+def group_macro_f1_rounds(labels, preds_by_seed, groups, n_classes: int, counts):
+    """``(rounds,)`` seed-mean macro-F1 (over the classes present in ``labels``) of each cluster-bootstrap round
+    ``counts`` ``(rounds, n_groups)`` (``bootstrap.group_prf_by_round``)."""
+    import numpy as np
+
+    from erts_tf import bootstrap, metrics
+
+    labels = np.asarray(labels)
+    present = metrics.present_classes(labels, n_classes)
+    return np.mean([bootstrap.group_prf_by_round(labels, pred, groups, n_classes, counts)["f1"][:, present].mean(axis=1)
+                    for pred in preds_by_seed], axis=0)
 
 
 def tables(result) -> str:
@@ -179,13 +213,15 @@ def tables(result) -> str:
     flag = result["settings"]["flag"]
     field_keys = [k for k in ("S_se", "S_ppv", "S_f1", "V_se", "V_ppv", "V_f1", "challenge_f1", "macro_auroc")
                   if any(k in row["out_of_fold"] for row in agg["rows"].values())]
-    headers = [f"--{flag}", "out-of-fold macro-F1", f"{agg['criterion']} minus chosen", *[f"oof {k}" for k in field_keys],
+    headers = [f"--{flag}", "out-of-fold macro-F1", f"{agg['criterion']} minus chosen",
+               "macro-F1 minus chosen, patients resampled", *[f"oof {k}" for k in field_keys],
                "per fold macro-F1", "test macro-F1 (not used)"]
     lines = []
     for value, row in agg["rows"].items():
         oof, test = row["out_of_fold"], row["test_of_fold_models"]
         lines.append([value + (" (chosen)" if value == agg["chosen"] else ""), common.fmt_ci(oof["macro_f1"]),
-                      common.fmt_ci(row.get("minus_chosen")), *[common.fmt(oof[k]["point"], ".2f")
+                      common.fmt_ci(row.get("minus_chosen")), common.fmt_ci(row.get("macro_f1_minus_chosen_by_patient")),
+                      *[common.fmt(oof[k]["point"], ".2f")
                                                                           for k in field_keys],
                       " / ".join(common.fmt(v, ".3f") for v in row["fold_macro_f1"].values()),
                       common.fmt_ci(test["macro_f1"])])
@@ -206,7 +242,7 @@ def main(argv=None) -> dict:
     machine_before = common.machine()
     runs_dir = common.runs_dir(args, NAME)
     store_probs = baselines.FIELD_METRIC.get(args.dataset) == "auroc"  # the field metric needs probabilities
-    records, test_facts = [], None
+    records = []
     for seed in args.seeds:
         for fold in args.fold_indices:  # fold-major: one fold's data serve every value
             data = None
@@ -232,23 +268,30 @@ def main(argv=None) -> dict:
                 records.append(record)
                 print(f"{name}: test macro-F1 {record['test_macro_f1']:.3f}, held-out macro-F1 "
                       f"{record['validation_macro_f1']:.3f}, cpu {record['cpu_s']:.0f}s", flush=True)
-            if test_facts is None and data is not None:
-                test_facts = {"class_names": list(data.test.class_names),
-                              "test_labels": data.test.label.astype(int).tolist()}
-    if test_facts is None:  # every record reused: the test split's facts from the data of one of them
-        test_facts = _test_facts(args)
+    test_facts, sample_groups = _split_facts(args, records)
     result = {"benchmark": NAME, "settings": vars(args), "machine": machine_before, **test_facts,
-              "total_wall_s": time.perf_counter() - started, "runs": records}
+              "held_out_sample_groups": sample_groups, "total_wall_s": time.perf_counter() - started,
+              "runs": records}
     result["aggregate"] = aggregate(result)
     return common.publish(args, NAME, result, tables(result))
 
 
-def _test_facts(args) -> dict:
+def _split_facts(args, records) -> tuple[dict, dict]:
+    """The test split's class names and labels, and each fold's held-out samples' groups (``{fold: [group]}``,
+    the held-out split's order), read from the dataset; ``ValueError`` if a record's held-out labels differ."""
     from erts_tf import run_data
 
-    config = fold_config(args, args.values[0], 0, args.seeds[0], os.path.join(args.work_dir, NAME, "unused"))
-    test = run_data.load_split(run_data.prepare_builder(config), config, "test")
-    return {"class_names": list(test.class_names), "test_labels": test.label.astype(int).tolist()}
+    facts, groups = {}, {}
+    for fold in range(args.folds):
+        config = fold_config(args, args.values[0], fold, args.seeds[0], os.path.join(args.work_dir, NAME, "unused"))
+        _, held_out, test = run_data.load_splits(run_data.prepare_builder(config), config)
+        for r in records:
+            if r["fold"] == fold and r["held_out_labels"] != held_out.label.astype(int).tolist():
+                raise ValueError(f"the record of {r['value']} fold {fold} seed {r['seed']} held out other samples")
+        groups[str(fold)] = [g.decode() if isinstance(g, bytes) else str(g)
+                             for g in held_out.extras[args.group_feature].tolist()]
+        facts = {"class_names": list(test.class_names), "test_labels": test.label.astype(int).tolist()}
+    return facts, groups
 
 
 if __name__ == "__main__":

@@ -381,6 +381,9 @@ def test_cross_validation_smoke(tmp_path, common_args, tiny_data):
     difference = agg["rows"][other]["minus_chosen"]
     assert difference["point"] == pytest.approx(agg["rows"][other]["out_of_fold"]["macro_f1"]["point"] - chosen)
     assert difference["point"] <= 0 and difference["low"] <= difference["high"]
+    by_patient = agg["rows"][other]["macro_f1_minus_chosen_by_patient"]
+    assert by_patient["point"] == pytest.approx(difference["point"]) and by_patient["low"] <= by_patient["high"]
+    assert sum(len(g) for g in saved["held_out_sample_groups"].values()) == tiny_data.train.n + tiny_data.validation.n
     assert "(chosen)" in result["table"]
     again = _load("cross_validation").main([*common_args, "--output", str(out), "--aggregate_only"])
     assert again["aggregate"] == agg and len(again["runs"]) == len(runs)  # the records reused, nothing trained

@@ -56,3 +56,21 @@ def test_the_training_metric_equals_the_metric_over_batches():
     metric.reset_state()
     metric.update_state(np.eye(4, dtype="float32")[[0, 1]], np.eye(4, dtype="float32")[[0, 1]])
     assert float(metric.result()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_cluster_bootstrap_round_counts_each_drawn_groups_samples_as_often_as_it_was_drawn():
+    rng = np.random.default_rng(3)
+    groups = rng.choice(np.array([b"101", b"106", b"118", b"209"]), size=200)
+    labels, pred = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
+    counts = bootstrap.group_resample_counts(4, rounds=5, seed=0)
+    assert counts.shape == (5, 4) and (counts.sum(axis=1) == 4).all()
+    np.testing.assert_array_equal(counts, bootstrap.group_resample_counts(4, rounds=5, seed=0))
+    prf = bootstrap.group_prf_by_round(labels, pred, groups, 3, counts)
+    names = np.unique(groups)
+    for r in range(5):  # the same round drawn out explicitly: each group's samples repeated counts[r, g] times
+        index = np.concatenate([np.repeat(np.flatnonzero(groups == g), counts[r, i]) for i, g in enumerate(names)])
+        p, rec, f1, _ = skm.precision_recall_fscore_support(labels[index], pred[index], labels=[0, 1, 2],
+                                                            zero_division=0)
+        np.testing.assert_allclose(prf["precision"][r], p)
+        np.testing.assert_allclose(prf["recall"][r], rec)
+        np.testing.assert_allclose(prf["f1"][r], f1)
