@@ -184,3 +184,22 @@ def test_evaluate_scores_a_run_without_its_excluded_classes(tmp_path, tfds_dir, 
     result = evaluate.evaluate(str(tmp_path), "test", rounds=0, write=False)
     assert result["classes"] == names and list(result["metrics"]["per_class"]) == names
     assert result["metrics"]["n"] == int((tiny_data.test.label != tiny_data.test.class_names.index("af")).sum())
+
+
+def test_evaluate_scores_a_cross_validation_run_on_the_fold_it_held_out(tmp_path, tfds_dir, tiny_data):
+    """A run of fold 1 of 2 (by corruption type) is scored, on its validation split, on the records that fold held out."""
+    import keras
+    import numpy as np
+
+    from erts_tf import evaluate, models
+    from erts_tf.data import folds
+
+    (tmp_path / "config.json").write_text(json.dumps({
+        "output_dir": str(tmp_path), "dataset_config": "tiny", "data_dir": tfds_dir, "model": "tiny_cnn",
+        "cv_folds": 2, "cv_fold": 1, "cv_group_feature": "corruption"}))
+    keras.utils.set_random_seed(0)
+    models.build("tiny_cnn", (1000, 12), len(tiny_data.test.class_names)).save(tmp_path / "model.keras")
+    groups = np.concatenate([tiny_data.train.extras["corruption"], tiny_data.validation.extras["corruption"]])
+    held_out = int((folds.group_folds(groups, 2) == 1).sum())
+    result = evaluate.evaluate(str(tmp_path), "validation", rounds=0, write=False)
+    assert result["metrics"]["n"] == held_out != tiny_data.validation.n
