@@ -75,6 +75,8 @@ def cross_validation_fold(builder, config) -> tuple:
     lazily (the pooled splits are held in memory)."""
     from erts_tf.data import folds, pipeline
 
+    if not 0 <= config.cv_fold < config.cv_folds:
+        raise DataError(f"--cv_fold={config.cv_fold} is not a fold of --cv_folds={config.cv_folds} (0..{config.cv_folds - 1})")
     pooled_parts = [_load_split(builder, config, split) for split in POOLED_SPLITS]
     feature = config.cv_group_feature
     if feature not in pooled_parts[0].extras:

@@ -56,3 +56,8 @@ def test_a_fold_of_a_feature_the_dataset_lacks_names_the_features(tfds_dir, tiny
     with pytest.raises(run_data.DataError, match="'patient' is not one of its per-sample features.*corruption"):
         run_data.load_splits(run_data.prepare_builder(config), config)
 
+
+def test_a_fold_outside_the_folds_is_refused(tfds_dir, tiny_data):
+    config = _config(tfds_dir, cv_folds=2, cv_fold=2, cv_group_feature="corruption")
+    with pytest.raises(run_data.DataError, match="--cv_fold=2 is not a fold of --cv_folds=2"):
+        run_data.load_splits(run_data.prepare_builder(config), config)
