@@ -29,7 +29,8 @@ Usage:
       --values "N:1,S:10,V:3.8,F:10;N:1,S:20,V:3.8,F:10;N:1,S:40,V:3.8,F:10" --folds 3 --seeds 0
   python benchmarks/cross_validation.py --smoke      # synthetic_ecg/tiny by corruption type, 2 epochs
 
-Writes benchmarks/results/cross_validation_<dataset>.json.
+Writes benchmarks/results/cross_validation_<dataset>.json: the aggregate and each run's headline figures; the
+records themselves (predictions and all) stay in the runs folder it names.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 NAME = "cross_validation"
+RUN_HEADLINES = ("value", "fold", "seed", "held_out_groups", "validation_macro_f1", "test_macro_f1", "cpu_s")
 SMOKE = {"flag": "lr", "values": "0.001;0.003", "group_feature": "corruption"}
 
 
@@ -273,6 +275,12 @@ def main(argv=None) -> dict:
               "held_out_sample_groups": sample_groups, "total_wall_s": time.perf_counter() - started,
               "runs": records}
     result["aggregate"] = aggregate(result)
+    # The records (predictions and all) stay in the runs folder; the result names them and keeps their headlines.
+    result.pop("held_out_sample_groups")
+    result.pop("test_labels")
+    result["runs_dir"] = str(runs_dir)
+    result["runs"] = [{"file": f"{value_label(r['value'])}_f{r['fold']}_s{r['seed']}.json",
+                       **{k: r[k] for k in RUN_HEADLINES}} for r in records]
     return common.publish(args, NAME, result, tables(result))
 
 
