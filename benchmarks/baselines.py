@@ -74,6 +74,9 @@ SUBSET_FACTOR = {"ptbxl": 21799 / 4359, "cinc2017": 8528 / 2842}
 # (--window_s=0 --eval_window_stride_s=0).
 REFERENCE_INPUT = {"cinc2017": ["--dataset_config=9s"], "mitbih_arrhythmia": ["--dataset_config=mlii"]}
 FIELD_METRIC = {"mitbih_arrhythmia": "aami", "cinc2017": "challenge2017", "ptbxl": "auroc"}
+# The metrics each kind adds to macro-F1 (``field_round_values``).
+FIELD_METRIC_NAMES = {"aami": ("S_se", "S_ppv", "S_f1", "V_se", "V_ppv", "V_f1"), "challenge2017": ("challenge_f1",),
+                      "auroc": ("macro_auroc",)}
 ANCHORS = {
     "mitbih_arrhythmia": [
         {"source": "de Chazal et al. 2004 (linear discriminants)", "S_se": 0.76, "S_ppv": 0.38, "V_se": 0.77,

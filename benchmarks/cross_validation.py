@@ -82,6 +82,11 @@ def parse(argv=None):
                                       else f"configs/{args.dataset}/recommended_full.cfg")
     if not (common.REPO_ROOT / args.flagfile).exists():
         parser.error(f"{args.flagfile} does not exist")
+    import baselines
+
+    criteria = ("macro_f1", *baselines.FIELD_METRIC_NAMES.get(baselines.FIELD_METRIC.get(args.dataset), ()))
+    if args.criterion not in criteria:
+        parser.error(f"--criterion={args.criterion}: choose one of {', '.join(criteria)} for {args.dataset}")
     args.values = [v.strip() for v in args.values.split(";") if v.strip()]
     if len(args.values) < 2:
         parser.error("--values needs at least two candidates")
@@ -211,9 +216,11 @@ def group_macro_f1_rounds(labels, preds_by_seed, groups, n_classes: int, counts)
 
 
 def tables(result) -> str:
+    import baselines
+
     agg = result["aggregate"]
     flag = result["settings"]["flag"]
-    field_keys = [k for k in ("S_se", "S_ppv", "S_f1", "V_se", "V_ppv", "V_f1", "challenge_f1", "macro_auroc")
+    field_keys = [k for names in baselines.FIELD_METRIC_NAMES.values() for k in names
                   if any(k in row["out_of_fold"] for row in agg["rows"].values())]
     headers = [f"--{flag}", "out-of-fold macro-F1", f"{agg['criterion']} minus chosen",
                "macro-F1 minus chosen, patients resampled", *[f"oof {k}" for k in field_keys],

@@ -387,3 +387,10 @@ def test_cross_validation_smoke(tmp_path, common_args, tiny_data):
     assert "(chosen)" in result["table"]
     again = _load("cross_validation").main([*common_args, "--output", str(out), "--aggregate_only"])
     assert again["aggregate"] == agg and len(again["runs"]) == len(runs)  # the records reused, nothing trained
+
+
+def test_cross_validation_refuses_a_criterion_the_dataset_does_not_report(capsys):
+    with pytest.raises(SystemExit):
+        _load("cross_validation").parse(["--dataset", "mitbih_arrhythmia", "--flag", "lr", "--values", "0.1;0.2",
+                                         "--criterion", "S_F1"])
+    assert "choose one of macro_f1, S_se, S_ppv, S_f1, V_se, V_ppv, V_f1" in capsys.readouterr().err
