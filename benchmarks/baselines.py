@@ -74,9 +74,14 @@ SUBSET_FACTOR = {"ptbxl": 21799 / 4359, "cinc2017": 8528 / 2842}
 # (--window_s=0 --eval_window_stride_s=0).
 REFERENCE_INPUT = {"cinc2017": ["--dataset_config=9s"], "mitbih_arrhythmia": ["--dataset_config=mlii"]}
 FIELD_METRIC = {"mitbih_arrhythmia": "aami", "cinc2017": "challenge2017", "ptbxl": "auroc"}
-# The metrics each kind adds to macro-F1 (``field_round_values``).
-FIELD_METRIC_NAMES = {"aami": ("S_se", "S_ppv", "S_f1", "V_se", "V_ppv", "V_f1"), "challenge2017": ("challenge_f1",),
-                      "auroc": ("macro_auroc",)}
+# The metrics each kind adds to macro-F1 (``field_round_values``), with their table headers.
+FIELD_COLUMNS = {
+    "aami": [("S_se", "S Se"), ("S_ppv", "S PPV"), ("S_f1", "S F1"), ("V_se", "V Se"), ("V_ppv", "V PPV"),
+             ("V_f1", "V F1")],
+    "challenge2017": [("challenge_f1", "challenge F1 (N, A, O)")],
+    "auroc": [("macro_auroc", "macro AUROC")],
+}
+FIELD_METRIC_NAMES = {kind: tuple(key for key, _ in columns) for kind, columns in FIELD_COLUMNS.items()}
 ANCHORS = {
     "mitbih_arrhythmia": [
         {"source": "de Chazal et al. 2004 (linear discriminants)", "S_se": 0.76, "S_ppv": 0.38, "V_se": 0.77,
@@ -342,14 +347,6 @@ def aggregate(result) -> dict:
 
 
 # -- output ---------------------------------------------------------------------------------------
-_COLUMNS = {
-    "aami": [("S_se", "S Se"), ("S_ppv", "S PPV"), ("S_f1", "S F1"), ("V_se", "V Se"), ("V_ppv", "V PPV"),
-             ("V_f1", "V F1")],
-    "challenge2017": [("challenge_f1", "challenge F1 (N, A, O)")],
-    "auroc": [("macro_auroc", "macro AUROC")],
-}
-
-
 def input_of(config: dict) -> str:
     """What a recipe trains on: the dataset config, and its windows if any (``config``: a ``RunConfig`` as JSON)."""
     if not config.get("window_s"):
@@ -360,7 +357,7 @@ def input_of(config: dict) -> str:
 
 def tables(result) -> str:
     agg = result["aggregate"]
-    columns = _COLUMNS.get(agg["field_metric"], [])
+    columns = FIELD_COLUMNS.get(agg["field_metric"], [])
     s = result["settings"]
     lines = [f"\n{s['dataset']} ({result['flagfile']}), mode full, {len(s['seeds'])} seed(s), "
              f"{result['epochs']} epochs; seed means, 95 % bootstrap CIs over the test records\n"]

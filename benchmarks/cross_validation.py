@@ -107,6 +107,11 @@ def value_label(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", value).strip("_")
 
 
+def run_name(value: str, fold: int, seed: int) -> str:
+    """The name of one run's record (``<value_label>_f<fold>_s<seed>``), its file ``<name>.json`` in the runs folder."""
+    return f"{value_label(value)}_f{fold}_s{seed}"
+
+
 def fold_config(args, value: str, fold: int, seed: int, output_dir: str):
     """The ``RunConfig`` of the flagfile with ``--<flag>=value`` on fold ``fold``, as erts-tf's flags parse it."""
     argv = [f"--flagfile={args.flagfile}", f"--{args.flag}={value}", f"--cv_folds={args.folds}", f"--cv_fold={fold}",
@@ -256,7 +261,7 @@ def main(argv=None) -> dict:
         for fold in args.fold_indices:  # fold-major: one fold's data serve every value
             data = None
             for value in args.values:
-                name = f"{value_label(value)}_f{fold}_s{seed}"
+                name = run_name(value, fold, seed)
                 path = runs_dir / f"{name}.json"
                 if path.exists():
                     records.append(json.loads(path.read_text()))
@@ -286,7 +291,7 @@ def main(argv=None) -> dict:
     result.pop("held_out_sample_groups")
     result.pop("test_labels")
     result["runs_dir"] = str(runs_dir)
-    result["runs"] = [{"file": f"{value_label(r['value'])}_f{r['fold']}_s{r['seed']}.json",
+    result["runs"] = [{"file": f"{run_name(r['value'], r['fold'], r['seed'])}.json",
                        **{k: r[k] for k in RUN_HEADLINES}} for r in records]
     return common.publish(args, NAME, result, tables(result))
 
