@@ -2,18 +2,24 @@
 
 A folder is an erts-tf run folder when it holds ``config.json``, ``progress.json``
 or ``summary.json``. ``--overwrite`` removes only the entries listed here, never
-anything else a user keeps in the folder. Every command that reads a run
+anything else a user keeps in the folder. A training holds ``run.lock`` in the
+folder while it runs (``lock``), so a second training into the same folder is
+refused instead of writing over the first. Every command that reads a run
 (evaluate, report, export, benchmarks) reads it through the loaders here:
 ``read_config``, ``read_summary``, ``read_eval``, ``load_model``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import glob
 import json
 import os
 import shutil
+import socket
+import time
 
 CONFIG = "config.json"
 PROGRESS = "progress.json"
@@ -30,6 +36,7 @@ KEPT_FRACTION_PLOT = "kept_fraction.png"
 COST_PLOT = "cost_vs_f1.png"
 GRADCAM_PLOT = "gradcam_validation.png"
 REPORT_PLOTS = (KEPT_FRACTION_PLOT, COST_PLOT, GRADCAM_PLOT)
+LOCK = "run.lock"
 
 
 def eval_name(split: str) -> str:
@@ -48,6 +55,10 @@ _FOLDERS = (LOGS, CHECKPOINTS, EXPORT)
 
 class RunFolderError(Exception):
     """A folder does not hold the part of a run that a command needs (message is for the user)."""
+
+
+class RunFolderBusy(Exception):
+    """Another process holds the folder's ``run.lock`` (message is for the user)."""
 
 
 def path(run_dir: str, *names: str) -> str:
@@ -142,3 +153,49 @@ def load_model(run_dir: str):
     from erts_tf import models  # noqa: F401  (registers the custom layers of every backbone)
 
     return keras.models.load_model(source, compile=False)
+
+
+@contextlib.contextmanager
+def lock(run_dir: str):
+    """Holds ``run_dir/run.lock`` while the block runs; ``RunFolderBusy`` if another process holds it.
+
+    The lock is an exclusive ``flock`` on the file, which the kernel releases when its process ends,
+    however it ends: a killed run leaves no lock behind. The file names the holder (pid, host, start
+    time) for the error message and is removed on release. ``run_dir`` is created if missing, and
+    removed again on release if the block left it empty.
+    """
+    created = not os.path.isdir(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    lock_path = path(run_dir, LOCK)
+    fd = _acquire(lock_path, run_dir)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n"
+                 .encode())
+        yield
+    finally:
+        os.unlink(lock_path)  # while still holding it: a process waiting on this file retries on the new one
+        os.close(fd)
+        if created and not os.listdir(run_dir):
+            os.rmdir(run_dir)
+
+
+def _acquire(lock_path: str, run_dir: str) -> int:
+    """An open descriptor of ``lock_path`` holding its exclusive lock. Retries when the file it locked was
+    removed or replaced meanwhile (its holder released it), so two processes never hold different files."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "a process that has not named itself yet"
+            os.close(fd)
+            raise RunFolderBusy(f"{run_dir} is in use by another training ({holder}); wait for it to end or "
+                                "choose another --output_dir") from None
+        try:
+            current = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            return fd
+        os.close(fd)

@@ -1,12 +1,15 @@
 """``run_folder``: the names a run writes and the loaders every command reads a run with."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from erts_tf import run_folder
-from erts_tf.run_folder import RunFolderError
+from erts_tf.run_folder import RunFolderBusy, RunFolderError
 
 
 def test_eval_files_are_named_by_split_and_removed_with_the_run(tmp_path):
@@ -57,3 +60,36 @@ def test_load_model_gives_the_saved_backbone(tmp_path):
     signal = np.random.default_rng(0).standard_normal((2, 1000, 12)).astype(np.float32)
     loaded = run_folder.load_model(str(tmp_path))
     np.testing.assert_allclose(loaded(signal, training=False), backbone(signal, training=False), atol=1e-6)
+
+
+def test_a_held_folder_refuses_a_second_lock_that_names_the_holder(tmp_path):
+    out = str(tmp_path / "run")
+    with run_folder.lock(out):
+        assert (tmp_path / "run" / "run.lock").read_text().startswith(f"pid {os.getpid()} on ")
+        with pytest.raises(RunFolderBusy, match=rf"run is in use by another training \(pid {os.getpid()} on .* since "
+                                                r".*\); wait for it to end or choose another --output_dir"):
+            with run_folder.lock(out):
+                pass
+    assert not (tmp_path / "run").exists()  # the lock made the folder, and nothing else was written there
+    with run_folder.lock(out):  # free again
+        (tmp_path / "run" / "notes.txt").write_text("mine")
+    assert os.listdir(out) == ["notes.txt"]  # the lock file goes, the folder and what is in it stay
+
+
+def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
+    out = str(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom erts_tf import run_folder\nwith run_folder.lock(sys.argv[1]):\n"
+                               "    print('held', flush=True)\n    time.sleep(600)\n", out],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderBusy, match=f"pid {holder.pid} on "):
+            with run_folder.lock(out):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / "run.lock").exists()  # SIGKILL: the holder could not remove its file ...
+    with run_folder.lock(out):  # ... but the kernel released its lock with the process
+        assert (tmp_path / "run.lock").read_text().startswith(f"pid {os.getpid()} on ")

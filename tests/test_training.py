@@ -193,6 +193,22 @@ def test_overwrite_of_a_run_folder_removes_only_what_a_run_writes(tiny_config, t
     assert (out / "summary.json").exists()
 
 
+def test_a_run_into_a_folder_another_run_holds_is_refused_and_touches_nothing(tiny_config, tiny_data, tmp_path):
+    import dataclasses
+
+    from erts_tf import run_folder
+
+    config = tiny_config(mode="full", epochs=1)
+    run.run(config, tiny_data)
+    out = tmp_path / "run"
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert "run.lock" not in before  # a finished run leaves no lock
+    with run_folder.lock(str(out)):  # another training in this folder, as far as this process can tell
+        with pytest.raises(run.RunError, match="run is in use by another training .*choose another --output_dir"):
+            run.run(dataclasses.replace(config, overwrite=True), tiny_data)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
 def test_a_run_writes_the_run_folder_and_no_evaluation_or_report(tiny_config, tiny_data, tmp_path):
     """``run.run`` as a library call trains and writes the run folder only, whatever ``report`` says."""
     run.run(tiny_config(mode="full", epochs=1, report=True), tiny_data)

@@ -14,6 +14,7 @@ bootstrap evaluation and the report that ``--report`` asks for are the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -66,7 +67,7 @@ def _check_output_dir(config: RunConfig) -> None:
     out = config.output_dir
     finished = os.path.exists(run_folder.path(out, run_folder.SUMMARY))
     started = os.path.exists(run_folder.path(out, run_folder.PROGRESS))
-    if config.overwrite and os.path.isdir(out) and os.listdir(out):
+    if config.overwrite and any(name != run_folder.LOCK for name in os.listdir(out)):  # the lock is this run's
         if not run_folder.is_run_folder(out):
             raise RunError(f"--overwrite: {out} is not an erts-tf run folder (no {', '.join(run_folder.MARKERS)}); "
                            "refusing to delete anything in it")
@@ -210,6 +211,10 @@ def run(config: RunConfig, data: Data | None = None, extra_callbacks=None,
     ``strategy``: the run's ``make_strategy(config)`` if the caller needs it afterwards
     (made here otherwise).
 
+    The run holds ``config.output_dir``'s lock (``run_folder.lock``) from its first check of the
+    folder to its last write: a second run into the same folder is a ``RunError``, and nothing in
+    the folder is touched by it.
+
     Under ``--strategy=multiworker`` only the chief writes ``config.output_dir``; every other
     worker writes into a scratch folder (a copy of the run when resuming) that it removes at
     the end. A resumed multi-worker run therefore needs ``output_dir`` on a shared filesystem.
@@ -217,7 +222,12 @@ def run(config: RunConfig, data: Data | None = None, extra_callbacks=None,
     strategy = make_strategy(config) if strategy is None else strategy
     if not distribute.is_chief(strategy):
         return _run_as_worker(config, data, strategy)
-    return _run(config, data, strategy, extra_callbacks)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(run_folder.lock(config.output_dir))
+        except run_folder.RunFolderBusy as error:
+            raise RunError(str(error)) from error
+        return _run(config, data, strategy, extra_callbacks)
 
 
 def _run_as_worker(config: RunConfig, data: Data | None, strategy) -> dict:
