@@ -65,7 +65,9 @@ import common  # noqa: E402
 NAME = "baselines"
 RECIPES = ("reference", "recommended")
 SMOKE_FLAGFILE = "configs/quickstart.cfg"  # with --mode=full: the recommended recipe on synthetic data
-# The field's metric of each dataset: "aami" (Se/PPV of S and V), "challenge2017" (mean F1 of N, A, O), "auroc".
+# What the result JSON keeps of each run beside its record's file name (the runs folder holds the record).
+RUN_HEADLINES = ("recipe", "seed", "train_fraction", "n_train", "test_macro_f1", "validation_macro_f1", "best_epoch",
+                 "weights_epoch", "cpu_s")
 # How many times more records the whole database holds than the subset in ../shared/data.
 SUBSET_FACTOR = {"ptbxl": 21799 / 4359, "cinc2017": 8528 / 2842}
 # The reference's input where the recommended baseline reads another dataset config: CinC 2017's first 9 s
@@ -73,6 +75,7 @@ SUBSET_FACTOR = {"ptbxl": 21799 / 4359, "cinc2017": 8528 / 2842}
 # MLII window (the recommended baseline adds the rhythm channel). Every reference run reads whole records
 # (--window_s=0 --eval_window_stride_s=0).
 REFERENCE_INPUT = {"cinc2017": ["--dataset_config=9s"], "mitbih_arrhythmia": ["--dataset_config=mlii"]}
+# The field's metric of each dataset: "aami" (Se/PPV of S and V), "challenge2017" (mean F1 of N, A, O), "auroc".
 FIELD_METRIC = {"mitbih_arrhythmia": "aami", "cinc2017": "challenge2017", "ptbxl": "auroc"}
 # The metrics each kind adds to macro-F1 (``field_round_values``), with their table headers.
 FIELD_COLUMNS = {
@@ -414,11 +417,12 @@ def main(argv=None) -> dict:
     args = parse(argv)
     if args.reaggregate:
         path = pathlib.Path(args.reaggregate)
-        result = json.loads(path.read_text())
-        result["aggregate"] = aggregate(result)
+        written = json.loads(path.read_text())
+        result = {**written, "runs": common.read_records(written, path)}
+        result["aggregate"] = written["aggregate"] = aggregate(result)
         text = tables(result)
         print(text)
-        common.write_json(path, result)
+        common.write_json(path, written)
         return result
     common.quiet_tensorflow()
     import dataclasses
@@ -432,7 +436,7 @@ def main(argv=None) -> dict:
     machine_before = common.machine()
     runs_dir = common.runs_dir(args, NAME)
     store_probs = FIELD_METRIC.get(args.dataset) == "auroc"
-    records, splits, configs, data_of = [], {}, {}, {}
+    records, files, splits, configs, data_of = [], [], {}, {}, {}
     jobs = [(recipe, None) for recipe in args.recipes] + [("recommended", f) for f in args.train_fractions]
     for seed in args.seeds:  # seed-major, so that a stopped benchmark has both recipes of the first seeds
         for recipe, fraction in jobs:
@@ -450,6 +454,7 @@ def main(argv=None) -> dict:
                 part = stratified_part(data.train.label, fraction, seed)
                 data = dataclasses.replace(data, train=pipeline.take_samples(data.train, part))
             path = runs_dir / f"{name}_s{seed}.json"
+            files.append(path.name)
             if path.exists():
                 records.append(json.loads(path.read_text()))
                 print(f"{name:<18} seed {seed}: reused {path}", flush=True)
@@ -476,7 +481,8 @@ def main(argv=None) -> dict:
         "runs": records,
     }
     result["aggregate"] = aggregate(result)
-    return common.publish(args, NAME, result, tables(result))
+    written = common.naming_records(result, common.output_path(args, NAME), runs_dir, files, RUN_HEADLINES)
+    return common.publish(args, NAME, result, tables(result), written=written)
 
 
 if __name__ == "__main__":

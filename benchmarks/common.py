@@ -349,11 +349,26 @@ def save_figure(fig, path) -> pathlib.Path:
     return pathlib.Path(path)
 
 
-def publish(args, name: str, result: dict, text: str, plot=None) -> dict:
-    """Prints a benchmark's ``text``, writes ``result`` as JSON (and ``plot(result, png_path)``
-    beside it); returns ``result`` with the text under ``"table"``."""
+def naming_records(result: dict, out: pathlib.Path, runs_dir: pathlib.Path, files: list[str], headlines) -> dict:
+    """``result`` as a benchmark writes it to ``out``: each of its ``runs`` is named by its record's file in
+    ``runs_dir`` (which already holds the whole record) and keeps only its ``headlines`` fields; ``runs_dir``
+    is stored relative to ``out``'s folder. ``read_records`` reads the records back."""
+    runs = [{"file": f, **{k: r[k] for k in headlines if k in r}} for f, r in zip(files, result["runs"], strict=True)]
+    return {**result, "runs_dir": os.path.relpath(runs_dir, out.parent), "runs": runs}
+
+
+def read_records(result: dict, path) -> list[dict]:
+    """The whole records of the result written to ``path``: read from its runs folder when it names them
+    (``naming_records``), or as held in results written before they were named."""
+    folder = pathlib.Path(path).parent / result.get("runs_dir", "")
+    return [json.loads((folder / r["file"]).read_text()) if "file" in r else r for r in result["runs"]]
+
+
+def publish(args, name: str, result: dict, text: str, plot=None, written: dict | None = None) -> dict:
+    """Prints a benchmark's ``text``, writes ``written`` (default ``result``) as JSON (and
+    ``plot(result, png_path)`` beside it); returns ``result`` with the text under ``"table"``."""
     print(text)
-    out = write_json(output_path(args, name), result)
+    out = write_json(output_path(args, name), result if written is None else written)
     png = plot(result, output_path(args, name, ".png")) if plot else None
     print(f"wrote {out}" + (f" and {png}" if png else ""))
     result["table"] = text

@@ -69,6 +69,9 @@ NAME = "modes"
 EPOCH_MODES = ("full", "dbpd", "srd", "smrd", "erts", "erts_smrd")
 BATCH_MODES = ("dbpd", "erts")
 COMPARE_WITH = ("full", "dbpd", "smrd", "srd", "erts_smrd")
+# What the result JSON keeps of each run beside its record's file name (the runs folder holds the record).
+RUN_HEADLINES = ("mode", "policy_mode", "level", "seed", "test_macro_f1", "validation_macro_f1", "best_epoch",
+                 "effective_epochs", "total_work_ratio", "cpu_s")
 # Named epoch-level runs: the selection mode and the settings that differ from the recipe's.
 _INFOBATCH = {"warm_up_epochs": 1, "anneal_frac": 0.125, "rescore_every": 0}
 VARIANTS = {
@@ -734,13 +737,14 @@ def reaggregate(args) -> dict:
     import json
 
     path = pathlib.Path(args.reaggregate)
-    result = json.loads(path.read_text())
+    written = json.loads(path.read_text())
+    result = {**written, "runs": common.read_records(written, path)}
     stored = argparse_namespace(result["settings"])
     n_classes = len(result["class_names"]) if "class_names" in result else 1 + max(result["test_labels"])
-    result["aggregate"] = aggregate(stored, result["runs"], result["test_labels"], n_classes)
+    result["aggregate"] = written["aggregate"] = aggregate(stored, result["runs"], result["test_labels"], n_classes)
     text = tables(result)
     print(text)
-    common.write_json(path, result)
+    common.write_json(path, written)
     plot(result, path.with_suffix(".png"))
     result["table"] = text
     return result
@@ -766,7 +770,7 @@ def main(argv=None) -> dict:
         data = with_label_noise(data, args.label_noise, args.label_noise_seed)
     combos = _combos(args)
     runs_dir = common.runs_dir(args, NAME)
-    records = []
+    records, files = [], []
     for index, seed in enumerate(args.seeds):
         shift = index % len(combos)
         order = combos[shift:] + combos[:shift]
@@ -774,6 +778,7 @@ def main(argv=None) -> dict:
             order.sort(key=lambda c: c[1] == "full_matched")
         for level, name in order:
             path = runs_dir / f"{level}_{name}_s{seed}.json"
+            files.append(path.name)
             if path.exists():
                 import json
 
@@ -803,7 +808,8 @@ def main(argv=None) -> dict:
         "test_labels": data.test.label.astype(int).tolist(),
         "class_names": list(data.test.class_names),
     }
-    return common.publish(args, NAME, result, tables(result), plot)
+    written = common.naming_records(result, common.output_path(args, NAME), runs_dir, files, RUN_HEADLINES)
+    return common.publish(args, NAME, result, tables(result), plot, written)
 
 
 if __name__ == "__main__":

@@ -174,7 +174,11 @@ def test_modes_on_a_shipped_flagfile(tmp_path, common_args):
     out = tmp_path / "modes_flagfile.json"
     _load("modes").main([*common_args, "--output", str(out), "--flagfile", "configs/quickstart.cfg",
                          "--epochs", "4", "--variants", "erts_infobatch,full_matched"])
-    runs = {r["mode"]: r for r in json.loads(out.read_text())["runs"]}
+    common = _load("common")
+    saved = json.loads(out.read_text())
+    assert [r["file"] for r in saved["runs"]] == [f"epoch_{m}_s0.json" for m in ("full", "erts_infobatch", "full_matched")]
+    assert saved["runs_dir"] == "modes_flagfile_runs"  # beside the JSON, which names the records and does not repeat them
+    runs = {r["mode"]: r for r in common.read_records(saved, out)}
     assert set(runs) == {"full", "erts_infobatch", "full_matched"}
     for name, run in runs.items():
         settings = run["settings"]
@@ -187,6 +191,9 @@ def test_modes_on_a_shipped_flagfile(tmp_path, common_args):
     assert matched["epochs"] == max(1, round(4 * runs["erts_infobatch"]["total_work_ratio"]))
     assert runs["full"]["settings"]["lr_warmup_epochs"] == 2 and matched["lr_warmup_epochs"] == round(
         2 * matched["epochs"] / 4)
+    out.write_text(json.dumps({**saved, "aggregate": None}))
+    _load("modes").main(["--reaggregate", str(out)])  # from the named records, as it was
+    assert json.loads(out.read_text()) == saved
 
 
 def test_baselines_smoke(tmp_path, common_args):
@@ -213,12 +220,17 @@ def test_baselines_smoke(tmp_path, common_args):
         assert tuned["metrics"]["macro_f1"]["point"] == pytest.approx(np.mean(tuned["test_macro_f1_by_seed"]))
     assert sorted(p.name for p in (tmp_path / "baselines_runs").iterdir()) == [
         "recommended_f0.5_s0.json", "recommended_s0.json", "reference_s0.json"]
-    for r in saved["runs"]:  # the kept weights (the best epoch's) score on test what they scored after their epoch
+    assert [r["file"] for r in saved["runs"]] == ["reference_s0.json", "recommended_s0.json", "recommended_f0.5_s0.json"]
+    common = _load("common")
+    for r in common.read_records(saved, out):  # the kept weights (the best epoch's) score on test what they scored after their epoch
         assert r["weights_epoch"] == r["best_epoch"]
         assert r["test_macro_f1"] == pytest.approx(r["test_macro_f1_by_epoch"][r["weights_epoch"]], abs=1e-6)
     assert "majority level" in result["table"] and "operating point chosen on validation" in result["table"]
     again = module.main([*common_args, "--output", str(out), "--train_fractions", "0.5"])  # all reused, none retrained
     assert [r["cpu_s"] for r in again["runs"]] == [r["cpu_s"] for r in saved["runs"]]
+    out.write_text(json.dumps({**saved, "aggregate": None}))
+    module.main(["--reaggregate", str(out)])  # from the named records, as it was
+    assert json.loads(out.read_text()) == saved
 
 
 def test_baselines_field_metrics_match_scikit_learn():
