@@ -173,10 +173,11 @@ def lock(run_dir: str):
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n"
                  .encode())
         yield
-    finally:
-        os.unlink(lock_path)  # while still holding it: a process waiting on this file retries on the new one
+    finally:  # the folder may be gone by now (removed by hand); the block's own error is the one to raise
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)  # while still holding it: a process that opened this file retries on a new one
         os.close(fd)
-        if created and not os.listdir(run_dir):
+        if created and os.path.isdir(run_dir) and not os.listdir(run_dir):
             os.rmdir(run_dir)
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -74,6 +75,10 @@ def test_a_held_folder_refuses_a_second_lock_that_names_the_holder(tmp_path):
     with run_folder.lock(out):  # free again
         (tmp_path / "run" / "notes.txt").write_text("mine")
     assert os.listdir(out) == ["notes.txt"]  # the lock file goes, the folder and what is in it stay
+    with pytest.raises(KeyError):  # the folder removed while held: the block's own error comes out, not the lock's
+        with run_folder.lock(out):
+            shutil.rmtree(out)
+            raise KeyError("the block's")
 
 
 def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
