@@ -209,6 +209,13 @@ def test_a_run_into_a_folder_another_run_holds_is_refused_and_touches_nothing(ti
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
+def test_an_output_dir_that_is_a_file_is_a_clear_error_and_the_file_stays(tiny_config, tiny_data, tmp_path):
+    (tmp_path / "run").write_text("not a folder")
+    with pytest.raises(run.RunError, match="--output_dir=.*run is a file, not a folder"):
+        run.run(tiny_config(mode="full", epochs=1), tiny_data)
+    assert (tmp_path / "run").read_text() == "not a folder"
+
+
 def test_a_run_writes_the_run_folder_and_no_evaluation_or_report(tiny_config, tiny_data, tmp_path):
     """``run.run`` as a library call trains and writes the run folder only, whatever ``report`` says."""
     run.run(tiny_config(mode="full", epochs=1, report=True), tiny_data)

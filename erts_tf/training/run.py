@@ -222,6 +222,8 @@ def run(config: RunConfig, data: Data | None = None, extra_callbacks=None,
     strategy = make_strategy(config) if strategy is None else strategy
     if not distribute.is_chief(strategy):
         return _run_as_worker(config, data, strategy)
+    if os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
+        raise RunError(f"--output_dir={config.output_dir} is a file, not a folder")
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(run_folder.lock(config.output_dir))
