@@ -290,10 +290,9 @@ def main(argv=None) -> dict:
     # The records (predictions and all) stay in the runs folder; the result names them and keeps their headlines.
     result.pop("held_out_sample_groups")
     result.pop("test_labels")
-    result["runs_dir"] = str(runs_dir)
-    result["runs"] = [{"file": f"{run_name(r['value'], r['fold'], r['seed'])}.json",
-                       **{k: r[k] for k in RUN_HEADLINES}} for r in records]
-    return common.publish(args, NAME, result, tables(result))
+    files = [f"{run_name(r['value'], r['fold'], r['seed'])}.json" for r in records]
+    written = common.naming_records(result, common.output_path(args, NAME), runs_dir, files, RUN_HEADLINES)
+    return common.publish(args, NAME, written, tables(written))
 
 
 def _split_facts(args, records) -> tuple[dict, dict]:

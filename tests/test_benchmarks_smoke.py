@@ -380,7 +380,7 @@ def test_cross_validation_smoke(tmp_path, common_args, tiny_data):
     _check_machine(saved)
     assert sorted((r["value"], r["fold"]) for r in saved["runs"]) == [("0.001", 0), ("0.001", 1), ("0.003", 0),
                                                                       ("0.003", 1)]
-    runs = [json.loads((pathlib.Path(saved["runs_dir"]) / r["file"]).read_text()) for r in saved["runs"]]
+    runs = _load("common").read_records(saved, out)
     # the two folds hold out disjoint corruption types and together every pooled training record once
     by_fold = {r["fold"]: r for r in runs if r["value"] == "0.001"}
     assert not set(by_fold[0]["held_out_groups"]) & set(by_fold[1]["held_out_groups"])

@@ -64,6 +64,8 @@ def load_data(config: RunConfig) -> Data:
 
 
 def _check_output_dir(config: RunConfig) -> None:
+    """``RunError`` unless the run may start in ``config.output_dir``, a folder that exists (the lock or the
+    worker's scratch folder made it); clears the folder's run for ``--overwrite``."""
     out = config.output_dir
     finished = os.path.exists(run_folder.path(out, run_folder.SUMMARY))
     started = os.path.exists(run_folder.path(out, run_folder.PROGRESS))
@@ -81,7 +83,6 @@ def _check_output_dir(config: RunConfig) -> None:
     elif not config.resume and (finished or started):
         state = "a finished" if finished else "an unfinished"
         raise RunError(f"{out} holds {state} run; pass --resume to continue it or --overwrite to replace it")
-    os.makedirs(out, exist_ok=True)
 
 
 # Settings a resumed run may change: where things are, how they are read (both data backends give the
