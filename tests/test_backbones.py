@@ -36,6 +36,8 @@ EXPECTED_TARGET_SHAPES = {
     "efficientnetv2s_2d": {(1000, 12): (1, 32, 256), (3600, 1): (1, 113, 256)},
     "inception1d": {(1000, 12): (1000, 128), (3600, 1): (3600, 128)},
     "xresnet1d": {(1000, 12): (63, 64), (3600, 1): (225, 64)},
+    "resnet1d": {(1000, 12): (63, 128), (3600, 1): (225, 128)},
+    "resnet1d5": {(1000, 12): (32, 160), (3600, 1): (113, 160)},
     "xresnet1d101": {(1000, 12): (63, 256), (3600, 1): (225, 256)},
 }
 TWO_D = ("resnet18_2d", "mobilenetv2_2d", "efficientnetv2s_2d")
@@ -84,6 +86,23 @@ def test_target_layer_keeps_time_axis(name, shape):
         assert target_shape[1] >= 1, f"{name}: lead axis collapsed"
     if name in EXPECTED_TARGET_SHAPES:
         assert target_shape[1:] == EXPECTED_TARGET_SHAPES[name][shape]
+
+
+@pytest.mark.parametrize("name, receptive_field", [("resnet1d", 753), ("resnet1d5", 1521)])
+def test_resnet1d_receptive_field(name, receptive_field):
+    """The input samples one feature of the last stage depends on span the documented receptive field."""
+    time = 4096
+    model = _model(name, (time, 1))
+    last = model.get_layer("pool").input
+    features = keras.Model(model.inputs, last)
+    x = tf.constant(np.random.default_rng(0).standard_normal((1, time, 1)).astype("float32"))
+    centre = int(last.shape[1]) // 2
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = tf.reduce_sum(features(x, training=False)[0, centre])
+    touched = np.flatnonzero(tape.gradient(value, x).numpy()[0, :, 0])
+    span = touched[-1] - touched[0] + 1
+    assert receptive_field - 64 <= span <= receptive_field, span
 
 
 @pytest.mark.parametrize(

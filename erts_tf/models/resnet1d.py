@@ -5,6 +5,15 @@ stem (conv k15 s2 + BN + ReLU + maxpool 2) -> four residual stages (one block
 each, stride 1, 2, 2, 2) -> global average pooling -> dense logits.
 The Grad-CAM target is ``stage3`` (the second-to-last stage, stride 16):
 ``(batch, ceil(time / 16), 128)``; 63 time bins for 1000 samples.
+Its receptive field is 753 samples (2.5 s at 300 Hz): a feature of the last
+stage sees two or three beats, so an irregular rhythm shows in it as at most
+one or two RR intervals that differ.
+
+``resnet1d5`` adds a fifth stage (192 filters, stride 2, so stride 64 in all):
+a receptive field of 1,521 samples (5.1 s at 300 Hz), five or six beats, for
+rhythm classes (atrial fibrillation) on single-lead records such as CinC 2017's.
+Its Grad-CAM target is its second-to-last stage, ``stage4`` (stride 32,
+160 filters).
 
 Batch-norm momentum is 0.9 (PyTorch's 0.1), not Keras's default 0.99: with
 0.99 the running statistics average over ~100 steps, several epochs of a
@@ -21,8 +30,8 @@ from erts_tf.models.registry import register
 
 TARGET_LAYER = "stage3"
 BN_MOMENTUM = 0.9
-_STAGE_FILTERS = (32, 64, 128, 160)
-_STAGE_STRIDES = (1, 2, 2, 2)
+_STAGE_FILTERS = (32, 64, 128, 160, 192)
+_STAGE_STRIDES = (1, 2, 2, 2, 2)
 
 
 def _residual_block(x, filters: int, stride: int, kernel_size: int, name: str):
@@ -40,16 +49,27 @@ def _residual_block(x, filters: int, stride: int, kernel_size: int, name: str):
     return layers.Activation("relu", name=name)(y)
 
 
-@register("resnet1d", TARGET_LAYER, "compact 1-D ResNet, 4 stages; Grad-CAM at stage3 (stride 16)")
-def build_resnet1d(input_shape: tuple[int, int], n_classes: int, kernel_size: int = 9) -> keras.Model:
-    """Builds the 1-D ResNet: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
+def _build(input_shape: tuple[int, int], n_classes: int, stages: int, name: str, kernel_size: int = 9) -> keras.Model:
+    """The stem and the first ``stages`` residual stages: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
     inputs = keras.Input(shape=input_shape, name="signal")
     x = layers.Conv1D(_STAGE_FILTERS[0], 15, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
     x = layers.MaxPooling1D(2, padding="same", name="stem_pool")(x)
-    for index, (filters, stride) in enumerate(zip(_STAGE_FILTERS, _STAGE_STRIDES), start=1):
+    for index, (filters, stride) in enumerate(zip(_STAGE_FILTERS[:stages], _STAGE_STRIDES[:stages]), start=1):
         x = _residual_block(x, filters, stride, kernel_size, name=f"stage{index}")
     x = layers.GlobalAveragePooling1D(name="pool")(x)
     logits = layers.Dense(n_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name="resnet1d")
+    return keras.Model(inputs, logits, name=name)
+
+
+@register("resnet1d", TARGET_LAYER, "compact 1-D ResNet, 4 stages; Grad-CAM at stage3 (stride 16)")
+def build_resnet1d(input_shape: tuple[int, int], n_classes: int) -> keras.Model:
+    """Builds the 1-D ResNet: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
+    return _build(input_shape, n_classes, stages=4, name="resnet1d")
+
+
+@register("resnet1d5", "stage4", "resnet1d with a fifth stage (receptive field 5.1 s at 300 Hz); Grad-CAM at stage4 (stride 32)")
+def build_resnet1d5(input_shape: tuple[int, int], n_classes: int) -> keras.Model:
+    """Builds the 5-stage 1-D ResNet: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
+    return _build(input_shape, n_classes, stages=5, name="resnet1d5")
