@@ -16,6 +16,7 @@ Only local paths are supported (``manual_dir`` on a local filesystem).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import fnmatch
 import hashlib
 import json
@@ -208,8 +209,27 @@ def extract(
     The folder ``<dest_root>/<archive name>.<cache_key>`` is reused while the
     archive's size and modification time are unchanged. Extraction goes to a
     temporary folder that is renamed when complete, so an interrupted
-    extraction is never reused.
+    extraction is never reused. Processes extracting the same folder at once
+    (two trainings preparing one dataset) take turns on an exclusive lock of
+    ``<dest_root>/.<archive name>.<cache_key>.lock``: the second waits and then
+    reuses the first's folder, which is never replaced while another build
+    reads it.
     """
+    dest_root.mkdir(parents=True, exist_ok=True)
+    with open(dest_root / f".{archive.name}.{cache_key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when the process ends
+        return _extract_locked(archive, dest_root, source, members, cache_key, checksums_path)
+
+
+def _extract_locked(
+    archive: pathlib.Path,
+    dest_root: pathlib.Path,
+    source: Source,
+    members: Callable[[str], bool] | None,
+    cache_key: str,
+    checksums_path: pathlib.Path | None,
+) -> pathlib.Path:
+    """:func:`extract`'s work, done while holding its lock."""
     stat = archive.stat()
     stamp = {"archive": archive.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "key": cache_key}
     dest = dest_root / f"{archive.name}.{cache_key}"
@@ -222,7 +242,6 @@ def extract(
         except (OSError, ValueError):
             pass
     verify_archive(archive, source, checksums_path)
-    dest_root.mkdir(parents=True, exist_ok=True)
     tmp = dest_root / f".{archive.name}.{cache_key}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     log.info("%s: extracting %s (%s) into %s", source.dataset, archive, cache_key, dest)
@@ -238,11 +257,8 @@ def extract(
         ) from err
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / ".erts_extracted.json").write_text(json.dumps(stamp))
-    shutil.rmtree(dest, ignore_errors=True)
-    try:
-        tmp.rename(dest)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(dest, ignore_errors=True)  # an extraction of an older archive of that name
+    tmp.rename(dest)
     return dest
 
 
