@@ -37,6 +37,12 @@ extrapolated to ``--size_factor`` times the split (PTB-XL: the subset holds
 1/5 of the database). The extrapolation says how much of a gap to a
 full-data figure the data size can explain; it is an estimate, not a result.
 
+``--paired_with`` another baselines JSON of the same dataset and test records
+(e.g. the recommended recipe on another backbone): each recipe both hold gets
+the difference of every field metric, this JSON's seed mean minus the other's,
+with a 95 % CI over the same bootstrap resamples of the test records (paired),
+and the per-seed test macro-F1 differences of the seeds both ran.
+
 Each run's record is written to ``baselines_<dataset>_runs/<recipe>_s<seed>.json``
 as soon as it finishes; a rerun skips the records already there.
 
@@ -45,6 +51,8 @@ Usage:
   python benchmarks/baselines.py --dataset cinc2017 --seeds 0,1,2
   python benchmarks/baselines.py --smoke                         # synthetic_ecg/tiny, 2 epochs, 1 seed
   python benchmarks/baselines.py --reaggregate benchmarks/results/baselines_cinc2017.json
+  python benchmarks/baselines.py --dataset cinc2017 --model resnet1d5 \
+      --paired_with benchmarks/results/baselines_cinc2017_operating_point.json
 
 Writes benchmarks/results/baselines_<dataset>.json.
 """
@@ -131,6 +139,8 @@ def parse(argv=None):
     parser.add_argument("--keep_runs", action="store_true", help="keep the run directories under --work_dir")
     parser.add_argument("--runs_dir", default=None, help="folder of the per-run records (default <output stem>_runs)")
     parser.add_argument("--reaggregate", default=None, help="recompute the tables of an existing baselines JSON")
+    parser.add_argument("--paired_with", default=None,
+                        help="another baselines JSON of the same test records: paired differences against its recipes")
     args = parser.parse_args(argv)
     if args.reaggregate:
         return args
@@ -346,7 +356,47 @@ def aggregate(result) -> dict:
             }
     metric = {"aami": "macro_f1", "challenge2017": "challenge_f1", "auroc": "macro_auroc"}.get(kind, "macro_f1")
     curve = learning_curve(rows, metric, result["settings"].get("size_factor") or 1.0)
+    other = result["settings"].get("paired_with")
+    if other:
+        paired_differences(result, rows, kind, other)
     return {"rows": rows, "field_metric": kind, "learning_curve": curve}
+
+
+def paired_differences(result, rows: dict, kind: str, other_path: str) -> None:
+    """Adds ``rows[recipe]["minus_paired"]`` for each recipe ``other_path`` (a baselines JSON, relative to the
+    repository root) also holds: every field metric's seed mean here minus there, on the same bootstrap
+    resamples of the same test records, and the test macro-F1 differences of the seeds both ran."""
+    from erts_tf import bootstrap
+
+    path = pathlib.Path(other_path)
+    path = path if path.is_absolute() else common.REPO_ROOT / path
+    other = json.loads(path.read_text())
+    other_runs = common.read_records(other, path)
+    rounds = result["settings"]["rounds"]
+    for recipe, row in rows.items():
+        theirs = sorted((r for r in other_runs if r["recipe"] == recipe), key=lambda r: r["seed"])
+        if not theirs:
+            continue
+        split, their_split = result["splits"][recipe.split("_f")[0]], other["splits"][recipe.split("_f")[0]]
+        if split["test_labels"] != their_split["test_labels"] or split["class_names"] != their_split["class_names"]:
+            raise ValueError(f"--paired_with {other_path}: its {recipe} test records are not these")
+        ours = sorted((r for r in result["runs"] if r["recipe"] == recipe), key=lambda r: r["seed"])
+        values = []
+        for group in (ours, theirs):
+            probs = [r["test_probs"] for r in group] if kind == "auroc" else None
+            values.append(field_round_values(kind, split["test_labels"], [r["test_pred"] for r in group],
+                                             split["class_names"], rounds, probs))
+        (point, by_round), (their_point, their_by_round) = values
+        metrics_ = {}
+        for key in point:
+            low, high = bootstrap.percentile_interval(by_round[key] - their_by_round[key])
+            metrics_[key] = {"point": point[key] - their_point[key], "low": low, "high": high}
+        their_by_seed = {r["seed"]: r["test_macro_f1"] for r in theirs}
+        row["minus_paired"] = {
+            "against": other_path, "their_seeds": [r["seed"] for r in theirs], "metrics": metrics_,
+            "test_macro_f1_by_seed": {r["seed"]: r["test_macro_f1"] - their_by_seed[r["seed"]]
+                                      for r in ours if r["seed"] in their_by_seed},
+        }
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -377,6 +427,12 @@ def tables(result) -> str:
                      "not scored" if row.get("test_epochs_not_above_majority") is None
                      else ",".join(map(str, row["test_epochs_not_above_majority"])) or "none",
                      ",".join(map(str, row["best_epochs"]))])
+        paired = row.get("minus_paired")
+        if paired:
+            by_seed = ", ".join(f"{d:+.3f}" for d in paired["test_macro_f1_by_seed"].values())
+            body.append([f"{recipe} minus {paired['against']} (paired)", f"test macro-F1 per seed {by_seed}", "",
+                         common.fmt_ci(paired["metrics"]["macro_f1"], "+.3f"),
+                         *(common.fmt_ci(paired["metrics"][k], "+.3f") for k, _ in columns), "", "", "", "", ""])
         tuned = row.get("at_validation_offsets")
         if tuned:
             body.append([f"{recipe}, operating point chosen on validation", "the same models", "",
