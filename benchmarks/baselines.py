@@ -37,8 +37,8 @@ extrapolated to ``--size_factor`` times the split (PTB-XL: the subset holds
 1/5 of the database). The extrapolation says how much of a gap to a
 full-data figure the data size can explain; it is an estimate, not a result.
 
-``--paired_with`` another baselines JSON of the same dataset and test records
-(e.g. the recommended recipe on another backbone): each recipe both hold gets
+``--paired_with`` other baselines JSONs (comma-separated) of the same dataset and
+test records (e.g. the recommended recipe on another backbone): each recipe both hold gets
 the difference of every field metric, this JSON's seed mean minus the other's,
 with a 95 % CI over the same bootstrap resamples of the test records (paired),
 and the per-seed test macro-F1 differences of the seeds both ran.
@@ -140,7 +140,8 @@ def parse(argv=None):
     parser.add_argument("--runs_dir", default=None, help="folder of the per-run records (default <output stem>_runs)")
     parser.add_argument("--reaggregate", default=None, help="recompute the tables of an existing baselines JSON")
     parser.add_argument("--paired_with", default=None,
-                        help="another baselines JSON of the same test records: paired differences against its recipes")
+                        help="other baselines JSONs (comma-separated) of the same test records: paired differences "
+                             "against their recipes")
     args = parser.parse_args(argv)
     if args.reaggregate:
         return args
@@ -356,14 +357,14 @@ def aggregate(result) -> dict:
             }
     metric = {"aami": "macro_f1", "challenge2017": "challenge_f1", "auroc": "macro_auroc"}.get(kind, "macro_f1")
     curve = learning_curve(rows, metric, result["settings"].get("size_factor") or 1.0)
-    other = result["settings"].get("paired_with")
-    if other:
-        paired_differences(result, rows, kind, other)
+    for other in (result["settings"].get("paired_with") or "").split(","):
+        if other:
+            paired_differences(result, rows, kind, other)
     return {"rows": rows, "field_metric": kind, "learning_curve": curve}
 
 
 def paired_differences(result, rows: dict, kind: str, other_path: str) -> None:
-    """Adds ``rows[recipe]["minus_paired"]`` for each recipe ``other_path`` (a baselines JSON, relative to the
+    """Appends to ``rows[recipe]["minus_paired"]`` for each recipe ``other_path`` (a baselines JSON, relative to the
     repository root) also holds: every field metric's seed mean here minus there, on the same bootstrap
     resamples of the same test records, and the test macro-F1 differences of the seeds both ran."""
     from erts_tf import bootstrap
@@ -392,11 +393,11 @@ def paired_differences(result, rows: dict, kind: str, other_path: str) -> None:
             low, high = bootstrap.percentile_interval(by_round[key] - their_by_round[key])
             metrics_[key] = {"point": point[key] - their_point[key], "low": low, "high": high}
         their_by_seed = {r["seed"]: r["test_macro_f1"] for r in theirs}
-        row["minus_paired"] = {
+        row.setdefault("minus_paired", []).append({
             "against": other_path, "their_seeds": [r["seed"] for r in theirs], "metrics": metrics_,
             "test_macro_f1_by_seed": {r["seed"]: r["test_macro_f1"] - their_by_seed[r["seed"]]
                                       for r in ours if r["seed"] in their_by_seed},
-        }
+        })
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -427,8 +428,7 @@ def tables(result) -> str:
                      "not scored" if row.get("test_epochs_not_above_majority") is None
                      else ",".join(map(str, row["test_epochs_not_above_majority"])) or "none",
                      ",".join(map(str, row["best_epochs"]))])
-        paired = row.get("minus_paired")
-        if paired:
+        for paired in row.get("minus_paired", []):
             by_seed = ", ".join(f"{d:+.3f}" for d in paired["test_macro_f1_by_seed"].values())
             body.append([f"{recipe} minus {paired['against']} (paired)", f"test macro-F1 per seed {by_seed}", "",
                          common.fmt_ci(paired["metrics"]["macro_f1"], "+.3f"),

@@ -231,14 +231,15 @@ def test_baselines_smoke(tmp_path, common_args):
     out.write_text(json.dumps({**saved, "aggregate": None}))
     module.main(["--reaggregate", str(out)])  # from the named records, as it was
     assert json.loads(out.read_text()) == saved
-    # paired with itself: every difference is 0 on every resample, so the CI is [0, 0]
+    # paired with itself (twice): every difference is 0 on every resample, so the CI is [0, 0]
     paired = tmp_path / "paired.json"
-    paired.write_text(json.dumps({**saved, "settings": {**saved["settings"], "paired_with": str(out)}}))
+    paired.write_text(json.dumps({**saved, "settings": {**saved["settings"], "paired_with": f"{out},{out}"}}))
     rows = module.main(["--reaggregate", str(paired)])["aggregate"]["rows"]
     for row in rows.values():
-        assert row["minus_paired"]["against"] == str(out)
-        assert {k: tuple(v.values()) for k, v in row["minus_paired"]["metrics"].items()} == {"macro_f1": (0, 0, 0)}
-        assert row["minus_paired"]["test_macro_f1_by_seed"] == {0: 0.0}
+        assert [p["against"] for p in row["minus_paired"]] == [str(out)] * 2
+        for p in row["minus_paired"]:
+            assert {k: tuple(v.values()) for k, v in p["metrics"].items()} == {"macro_f1": (0, 0, 0)}
+            assert p["test_macro_f1_by_seed"] == {0: 0.0}
     other = json.loads(out.read_text())
     other["splits"]["recommended"]["test_labels"][0] += 1
     (tmp_path / "other.json").write_text(json.dumps(other))
