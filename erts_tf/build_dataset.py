@@ -68,13 +68,14 @@ def prepare(name: str, config: str | None, data_dir: str | None, manual_dir: str
             download_dir: str | None, overwrite: bool) -> tuple[tfds.core.DatasetBuilder, bool]:
     """Prepares one config as ``tfds build`` does; returns its builder and whether it was prepared before
     (and kept: ``overwrite`` deletes a prepared copy first)."""
-    builder = registry.builder(name, config, data_dir=data_dir)
-    if overwrite and builder.is_prepared():
-        builder.data_path.rmtree()
+    with registry.preparing(name, config, data_dir):  # a training preparing it at once waits, and so do we
         builder = registry.builder(name, config, data_dir=data_dir)
-    was_prepared = builder.is_prepared()
-    builder.download_and_prepare(download_dir=download_dir,
-                                 download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+        if overwrite and builder.is_prepared():
+            builder.data_path.rmtree()
+            builder = registry.builder(name, config, data_dir=data_dir)
+        was_prepared = builder.is_prepared()
+        builder.download_and_prepare(download_dir=download_dir,
+                                     download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return builder, was_prepared
 
 

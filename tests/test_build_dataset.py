@@ -102,3 +102,30 @@ def test_too_many_bad_records_exit_2_with_one_line_and_write_nothing(tmp_path):
     assert len(errors) == 1 and "skipped 3 of 20 records" in errors[0] and "nothing was written" in errors[0]
     assert "Traceback" not in result.stderr
     assert not (data_dir / "ptbxl" / "100hz" / "1.0.0" / "dataset_info.json").exists()
+
+
+PREPARE_AT_ONCE = """
+import pathlib, sys, time
+from erts_tf.data import pipeline
+me, other = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+me.touch()
+while not other.exists():  # both processes are imported and ready: they call prepare within milliseconds
+    time.sleep(0.01)
+builder = pipeline.prepare("synthetic_ecg", "tiny", sys.argv[1])
+print(builder.info.splits["train"].num_examples)
+"""
+
+
+def test_two_trainings_preparing_one_dataset_at_once_both_get_it(tmp_path):
+    """Without a lock both build it, and the second fails to rename its copy into place (FileExistsError)."""
+    env = {k: v for k, v in os.environ.items() if k != "ERTS_TF_DATASETS"}
+    ready = [tmp_path / "ready0", tmp_path / "ready1"]
+    processes = [subprocess.Popen([sys.executable, "-c", PREPARE_AT_ONCE, str(tmp_path / "tfds"),
+                                   str(ready[i]), str(ready[1 - i])], cwd=REPO, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-2000:]
+        assert int(out.strip().splitlines()[-1]) > 0
+    config_dir = tmp_path / "tfds" / "synthetic_ecg" / "tiny"
+    assert sorted(p.name for p in config_dir.iterdir()) == [".erts_prepare.lock", "1.0.0"]  # one copy, no leftovers

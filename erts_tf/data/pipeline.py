@@ -531,12 +531,14 @@ def prepare(name: str, config: str | tfds.core.BuilderConfig | None, data_dir: s
     """Builds dataset ``name`` (if needed) and returns its builder.
 
     ``backend="lazy"``: the dataset also gets its ArrayRecord copy (``lazy.add_array_record``, once).
+    Processes preparing the same dataset at once take turns (``registry.preparing``).
     """
-    builder = registry.builder(name, config, data_dir=data_dir)
-    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-    builder.download_and_prepare(download_config=download_config)
-    if backend == "lazy" and not lazy.has_array_record(builder):
-        log.info("%s: writing the ArrayRecord copy for --data_backend=lazy", builder.data_dir)
-        lazy.add_array_record(builder)
+    with registry.preparing(name, config, data_dir):  # one process at a time prepares it
         builder = registry.builder(name, config, data_dir=data_dir)
+        download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+        builder.download_and_prepare(download_config=download_config)
+        if backend == "lazy" and not lazy.has_array_record(builder):
+            log.info("%s: writing the ArrayRecord copy for --data_backend=lazy", builder.data_dir)
+            lazy.add_array_record(builder)
+            builder = registry.builder(name, config, data_dir=data_dir)
     return builder

@@ -8,13 +8,17 @@ folder is looked up in ``$ERTS_TF_DATASETS`` if set, else beside the
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pathlib
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 
 import tensorflow_datasets as tfds
+
+from erts_tf.data import file_lock
 
 CORE_FEATURES = ("sample_id", "signal", "label")
 # What a dataset may declare about its signal (``declared_fact``), and its key in ``info.metadata``.
@@ -75,6 +79,16 @@ def builder(name: str, config: str | tfds.core.BuilderConfig | None = None, data
         if known and config not in known:
             raise ValueError(f"dataset {name!r} has no config {config!r}; choose one of {', '.join(known)}")
     return cls(config=config, data_dir=data_dir, **kwargs)
+
+
+@contextlib.contextmanager
+def preparing(name: str, config: str | tfds.core.BuilderConfig | None, data_dir: str | None) -> Iterator[None]:
+    """Held while this process prepares ``name``/``config`` in ``data_dir``: another process preparing the same
+    one waits, then finds it prepared (TFDS would build it again and fail to rename its copy into place).
+    Build the builder inside the block, so that it reads what the other process wrote."""
+    folder = pathlib.Path(builder(name, config, data_dir=data_dir).data_dir).parent  # <data_dir>/<name>/<config>
+    with file_lock.exclusive(folder / ".erts_prepare.lock"):
+        yield
 
 
 def declared_fact(builder: tfds.core.DatasetBuilder, fact: str) -> tuple[object, str | None]:

@@ -16,7 +16,6 @@ Only local paths are supported (``manual_dir`` on a local filesystem).
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import fnmatch
 import hashlib
 import json
@@ -31,6 +30,8 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 
 import tensorflow_datasets as tfds
+
+from erts_tf.data import file_lock
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 EXTRACT_DIR_NAME = "erts_extracted"
@@ -215,9 +216,7 @@ def extract(
     reuses the first's folder, which is never replaced while another build
     reads it.
     """
-    dest_root.mkdir(parents=True, exist_ok=True)
-    with open(dest_root / f".{archive.name}.{cache_key}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when the process ends
+    with file_lock.exclusive(dest_root / f".{archive.name}.{cache_key}.lock"):
         return _extract_locked(archive, dest_root, source, members, cache_key, checksums_path)
 
 
