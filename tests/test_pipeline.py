@@ -111,3 +111,17 @@ def test_worker_shards_split_each_global_batch_and_read_only_their_part(train):
         np.testing.assert_array_equal(np.concatenate(replicas), batch)
         assert [len(p) for p in replicas] == [(q + 1) * len(batch) // 4 - q * len(batch) // 4 for q in range(4)]
     assert sum(reads) == int(keep.numpy().sum()) and max(reads) < int(keep.numpy().sum())
+
+
+def test_a_prepared_dataset_is_read_without_taking_the_preparing_lock(tfds_dir, tiny_data, monkeypatch):
+    """A prepared data_dir is only read (it may be read-only), so the lock file is neither made nor needed."""
+    from erts_tf.data import file_lock
+
+    def refuse(path):
+        raise AssertionError(f"took the lock {path} for a prepared dataset")
+
+    monkeypatch.setattr(file_lock, "exclusive", refuse)
+    builder = pipeline.prepare("synthetic_ecg", "tiny", tfds_dir)  # prepared by tiny_data
+    assert builder.is_prepared() and builder.info.splits["train"].num_examples == tiny_data.train.n
+    with pytest.raises(AssertionError, match="took the lock"):  # one that is not prepared takes it
+        pipeline.prepare("synthetic_ecg", "quickstart", tfds_dir + "_fresh")

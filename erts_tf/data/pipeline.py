@@ -531,8 +531,12 @@ def prepare(name: str, config: str | tfds.core.BuilderConfig | None, data_dir: s
     """Builds dataset ``name`` (if needed) and returns its builder.
 
     ``backend="lazy"``: the dataset also gets its ArrayRecord copy (``lazy.add_array_record``, once).
-    Processes preparing the same dataset at once take turns (``registry.preparing``).
+    Processes preparing the same dataset at once take turns (``registry.preparing``); a dataset already
+    prepared is only read.
     """
+    builder = registry.builder(name, config, data_dir=data_dir)
+    if builder.is_prepared() and (backend != "lazy" or lazy.has_array_record(builder)):
+        return builder  # nothing to write, no lock to take: a read-only data_dir works
     with registry.preparing(name, config, data_dir):  # one process at a time prepares it
         builder = registry.builder(name, config, data_dir=data_dir)
         download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
