@@ -26,7 +26,9 @@ Options:
     macro-AUC and total-work ratio, and the macro-AUC difference to full per seed.
 
 Each run's record is written to ``<output stem>_runs/<name>.json`` as soon as it
-finishes; a rerun reuses the records already there.
+finishes; a rerun reuses the records already there. The JSON names each record
+by its file (``runs_dir`` relative to the JSON) with a few headline fields;
+``common.read_records`` reads the records back.
 
 Usage:
   python benchmarks/multilabel.py --models resnet1d --label_sets superdiagnostic --seeds 0
@@ -62,6 +64,9 @@ LEADERBOARD = {
                         "inception1d": ("inception1d", 0.921)},
     "rhythm": {"xresnet1d101": ("xresnet1d101", 0.957)},
 }
+# The fields of a run the JSON keeps beside its record's file name (the record, in the runs folder, has them all).
+RUN_HEADLINES = ("name", "label_set", "model", "mode", "seed", "train_fraction", "test_macro_auc", "total_work_ratio",
+                 "cpu_s")
 LEADERBOARD_NOTE = ("not the same data: our subset holds 1/5 of the records (the leaderboard trains and tests on "
                     "the whole of PTB-XL), so a lower score is expected")
 
@@ -273,7 +278,7 @@ def main(argv=None) -> dict:
     machine_before = common.machine()
     runs_dir = common.runs_dir(args, NAME)
     modes = [False, True] if args.selection else [False]
-    records, data_of, test_labels = [], {}, {}
+    records, files, data_of, test_labels = [], [], {}, {}
     for label_set in args.label_sets:
         for model in args.models:
             for seed in args.seeds:
@@ -287,6 +292,7 @@ def main(argv=None) -> dict:
                             data_of[label_set] = run.load_data(config)
                             test_labels[label_set] = data_of[label_set].test.label.astype(int).tolist()
                         path = runs_dir / f"{name}.json"
+                        files.append(path.name)
                         if path.exists():
                             records.append(json.loads(path.read_text()))
                             print(f"{name}: reused {path}", flush=True)
@@ -311,7 +317,8 @@ def main(argv=None) -> dict:
     }
     result["aggregate"] = aggregate(result)
     result["learning_curves"] = learning_curves(result["aggregate"])
-    return common.publish(args, NAME, result, table(result["aggregate"]))
+    written = common.naming_records(result, common.output_path(args, NAME), runs_dir, files, RUN_HEADLINES)
+    return common.publish(args, NAME, result, table(result["aggregate"]), written=written)
 
 
 if __name__ == "__main__":
