@@ -388,13 +388,13 @@ def paired_differences(result, rows: dict, kind: str, other_path: str) -> None:
             values.append(field_round_values(kind, split["test_labels"], [r["test_pred"] for r in group],
                                              split["class_names"], rounds, probs))
         (point, by_round), (their_point, their_by_round) = values
-        metrics_ = {}
+        differences = {}
         for key in point:
             low, high = bootstrap.percentile_interval(by_round[key] - their_by_round[key])
-            metrics_[key] = {"point": point[key] - their_point[key], "low": low, "high": high}
+            differences[key] = {"point": point[key] - their_point[key], "low": low, "high": high}
         their_by_seed = {r["seed"]: r["test_macro_f1"] for r in theirs}
         row.setdefault("minus_paired", []).append({
-            "against": other_path, "their_seeds": [r["seed"] for r in theirs], "metrics": metrics_,
+            "against": other_path, "their_seeds": [r["seed"] for r in theirs], "metrics": differences,
             "test_macro_f1_by_seed": {r["seed"]: r["test_macro_f1"] - their_by_seed[r["seed"]]
                                       for r in ours if r["seed"] in their_by_seed},
         })
