@@ -139,7 +139,8 @@ def test_cpsc2018_multi_hot_is_a_label_feature(tmp_path):
 
 def test_multilabel_benchmark_smoke(tmp_path, ptbxl_dummy, tiny_backbone):
     """benchmarks/multilabel.py --smoke on the PTB-XL dummy: full and the recommended selection, a learning-curve
-    point, one JSON per run (reused on rerun), the table with the leaderboard note."""
+    point, one JSON per run (reused on rerun) that the result names instead of repeating, the table with the
+    leaderboard note."""
     import importlib.util
     import sys
 
@@ -162,6 +163,13 @@ def test_multilabel_benchmark_smoke(tmp_path, ptbxl_dummy, tiny_backbone):
     assert "not the same data" in result["table"]
     saved = json.loads((tmp_path / "multilabel.json").read_text())
     assert saved["aggregate"][0]["test_macro_auc"]["point"] is not None
+    import common
+
+    assert saved["runs_dir"] == "multilabel_runs"
+    assert sorted(r["file"] for r in saved["runs"]) == sorted(p.name for p in (tmp_path / "multilabel_runs").glob("*.json"))
+    records = common.read_records(saved, tmp_path / "multilabel.json")
+    assert [r["test_macro_auc"] for r in records] == [r["test_macro_auc"] for r in result["runs"]]
+    assert all("test_probs" in r and "test_probs" not in s for r, s in zip(records, saved["runs"]))
     curves = {c["mode"]: c for c in saved["learning_curves"]}
     assert set(curves) == {"full", "erts_infobatch"}
     full_points = [(rows[("full", f)]["n_train"], rows[("full", f)]["test_macro_auc"]["point"]) for f in (0.5, None)]
@@ -170,37 +178,3 @@ def test_multilabel_benchmark_smoke(tmp_path, ptbxl_dummy, tiny_backbone):
     assert "Learning curve, superdiagnostic" in result["table"]
     again = module.main(argv)  # every run reused
     assert [r["test_macro_auc"] for r in again["runs"]] == [r["test_macro_auc"] for r in result["runs"]]
-
-
-def test_multilabel_benchmark_smoke(tmp_path, ptbxl_dummy, tiny_backbone):
-    """benchmarks/multilabel.py on the dummy, with a learning-curve part: it trains, scores macro-AUC with a CI,
-    and its JSON names the records it wrote beside it (a rerun reuses them)."""
-    import importlib.util
-    import sys
-
-    benchmarks = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(benchmarks))
-    try:
-        spec = importlib.util.spec_from_file_location("erts_tf_benchmark_multilabel", benchmarks / "multilabel.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        import common
-    finally:
-        sys.path.remove(str(benchmarks))
-    data_dir, manual_dir, _ = ptbxl_dummy
-    out = tmp_path / "multilabel.json"
-    argv = ["--smoke", "--models", tiny_backbone, "--data_dir", data_dir, "--manual_dir", manual_dir,
-            "--work_dir", str(tmp_path / "work"), "--output", str(out), "--train_fractions", "0.5"]
-    module.main(argv)
-    saved = json.loads(out.read_text())
-    names = [f"superdiagnostic_{tiny_backbone}_full_s0.json", f"superdiagnostic_{tiny_backbone}_full_f0.5_s0.json"]
-    assert saved["runs_dir"] == "multilabel_runs" and [r["file"] for r in saved["runs"]] == names
-    assert sorted(p.name for p in (tmp_path / "multilabel_runs").iterdir()) == sorted(names)
-    records = common.read_records(saved, out)
-    assert [r["train_fraction"] for r in records] == [None, 0.5]
-    assert all("test_probs" in r and "test_probs" not in s for r, s in zip(records, saved["runs"]))
-    for row in saved["aggregate"]:
-        ci = row["test_macro_auc"]
-        assert 0 <= ci["low"] <= ci["point"] <= ci["high"] <= 1
-    again = module.main(argv)  # every record reused: the same aggregate
-    assert again["aggregate"] == saved["aggregate"]
