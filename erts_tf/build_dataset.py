@@ -71,7 +71,7 @@ def prepare(name: str, config: str | None, data_dir: str | None, manual_dir: str
     builder = registry.builder(name, config, data_dir=data_dir)
     if builder.is_prepared() and not overwrite:
         return builder, True  # nothing to write, no lock to take: a read-only data_dir works
-    with registry.preparing(name, config, data_dir):  # a training preparing it at once waits, and so do we
+    with registry.preparing(builder):  # a training preparing it at once waits, and so do we
         builder = registry.builder(name, config, data_dir=data_dir)
         if overwrite and builder.is_prepared():
             builder.data_path.rmtree()

@@ -537,7 +537,7 @@ def prepare(name: str, config: str | tfds.core.BuilderConfig | None, data_dir: s
     builder = registry.builder(name, config, data_dir=data_dir)
     if builder.is_prepared() and (backend != "lazy" or lazy.has_array_record(builder)):
         return builder  # nothing to write, no lock to take: a read-only data_dir works
-    with registry.preparing(name, config, data_dir):  # one process at a time prepares it
+    with registry.preparing(builder):  # one process at a time prepares it
         builder = registry.builder(name, config, data_dir=data_dir)
         download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
         builder.download_and_prepare(download_config=download_config)

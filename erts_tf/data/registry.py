@@ -82,11 +82,11 @@ def builder(name: str, config: str | tfds.core.BuilderConfig | None = None, data
 
 
 @contextlib.contextmanager
-def preparing(name: str, config: str | tfds.core.BuilderConfig | None, data_dir: str | None) -> Iterator[None]:
-    """Held while this process prepares ``name``/``config`` in ``data_dir``: another process preparing the same
+def preparing(dataset_builder: tfds.core.DatasetBuilder) -> Iterator[None]:
+    """Held while this process prepares (or replaces) the dataset of ``dataset_builder``: another process preparing the same
     one waits, then finds it prepared (TFDS would build it again and fail to rename its copy into place).
-    Build the builder inside the block, so that it reads what the other process wrote."""
-    folder = pathlib.Path(builder(name, config, data_dir=data_dir).data_dir).parent  # <data_dir>/<name>/<config>
+    Make a new builder inside the block, so that it reads what the other process wrote."""
+    folder = pathlib.Path(dataset_builder.data_dir).parent  # <data_dir>/<name>/<config>
     with file_lock.exclusive(folder / ".erts_prepare.lock"):
         yield
 
