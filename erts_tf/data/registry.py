@@ -83,9 +83,9 @@ def builder(name: str, config: str | tfds.core.BuilderConfig | None = None, data
 
 @contextlib.contextmanager
 def preparing(dataset_builder: tfds.core.DatasetBuilder) -> Iterator[None]:
-    """Held while this process prepares (or replaces) the dataset of ``dataset_builder``: another process preparing the same
-    one waits, then finds it prepared (TFDS would build it again and fail to rename its copy into place).
-    Make a new builder inside the block, so that it reads what the other process wrote."""
+    """Held while this process prepares (or replaces) the dataset of ``dataset_builder``: another process
+    preparing the same one waits, then finds it prepared (TFDS would build it again and fail to rename its copy
+    into place). Make a new builder inside the block, so that it reads what the other process wrote."""
     folder = pathlib.Path(dataset_builder.data_dir).parent  # <data_dir>/<name>/<config>
     with file_lock.exclusive(folder / ".erts_prepare.lock"):
         yield
