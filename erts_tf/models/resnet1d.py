@@ -15,6 +15,12 @@ rhythm classes (atrial fibrillation) on single-lead records such as CinC 2017's.
 Its Grad-CAM target is its second-to-last stage, ``stage4`` (stride 32,
 160 filters).
 
+``resnet1d5_pool2`` is resnet1d5 on its input average-pooled by 2 (half the
+sampling rate, a two-tap low-pass before the decimation): the same layers and
+parameters, half the computation, and twice the receptive field in seconds,
+3,042 samples (10.1 s at 300 Hz, ten or more beats). Its Grad-CAM target,
+``stage4``, has stride 64. The exported model still takes the dataset's rate.
+
 Batch-norm momentum is 0.9 (PyTorch's 0.1), not Keras's default 0.99: with
 0.99 the running statistics average over ~100 steps, several epochs of a
 small or pruned training set, and lag the weights; validation macro-F1 then
@@ -49,10 +55,17 @@ def _residual_block(x, filters: int, stride: int, kernel_size: int, name: str):
     return layers.Activation("relu", name=name)(y)
 
 
-def _build(input_shape: tuple[int, int], n_classes: int, stages: int, name: str, kernel_size: int = 9) -> keras.Model:
-    """The stem and the first ``stages`` residual stages: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
+def _build(input_shape: tuple[int, int], n_classes: int, stages: int, name: str, kernel_size: int = 9,
+           input_pool: int = 1) -> keras.Model:
+    """The stem and the first ``stages`` residual stages: ``(batch, time, leads) -> (batch, n_classes)`` logits.
+
+    ``input_pool`` > 1 average-pools the input by that factor before the stem (a lower sampling rate).
+    """
     inputs = keras.Input(shape=input_shape, name="signal")
-    x = layers.Conv1D(_STAGE_FILTERS[0], 15, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = inputs
+    if input_pool > 1:
+        x = layers.AveragePooling1D(input_pool, padding="same", name="input_pool")(x)
+    x = layers.Conv1D(_STAGE_FILTERS[0], 15, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
     x = layers.MaxPooling1D(2, padding="same", name="stem_pool")(x)
@@ -73,3 +86,11 @@ def build_resnet1d(input_shape: tuple[int, int], n_classes: int) -> keras.Model:
 def build_resnet1d5(input_shape: tuple[int, int], n_classes: int) -> keras.Model:
     """Builds the 5-stage 1-D ResNet: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
     return _build(input_shape, n_classes, stages=5, name="resnet1d5")
+
+
+@register("resnet1d5_pool2", "stage4",
+          "resnet1d5 on the input average-pooled by 2 (receptive field 10.1 s at 300 Hz, half the computation); "
+          "Grad-CAM at stage4 (stride 64)")
+def build_resnet1d5_pool2(input_shape: tuple[int, int], n_classes: int) -> keras.Model:
+    """Builds resnet1d5 behind a 2x average pool of the input: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
+    return _build(input_shape, n_classes, stages=5, name="resnet1d5_pool2", input_pool=2)
