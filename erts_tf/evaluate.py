@@ -52,7 +52,7 @@ class EvaluateError(Exception):
 
 
 # What ``evaluate`` raises with a message for the user: a command that evaluates catches these.
-ERRORS = (run_folder.RunFolderError, run_data.DataError, EvaluateError)
+ERRORS = (run_folder.RunFolderError, run_folder.RunFolderBusy, run_data.DataError, EvaluateError)
 
 
 def multi_hot_feature(builder, n_classes: int) -> str | None:
@@ -268,7 +268,8 @@ def main(argv: list[str]) -> None:
     if not f["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TFDS logs every dataset it opens at INFO
     try:
-        result = evaluate(f.run_dir, f.split, f.bootstrap, f.seed, f.data_dir, f.batch_size)
+        with run_folder.lock_existing([f.run_dir], "an evaluation"):
+            result = evaluate(f.run_dir, f.split, f.bootstrap, f.seed, f.data_dir, f.batch_size)
     except ERRORS as error:
         cli.exit_with_error(str(error))
     print(table(result))

@@ -4,7 +4,9 @@ A folder is an erts-tf run folder when it holds ``config.json``, ``progress.json
 or ``summary.json``. ``--overwrite`` removes only the entries listed here, never
 anything else a user keeps in the folder. A training holds ``run.lock`` in the
 folder while it runs (``lock``), so a second training into the same folder is
-refused instead of writing over the first. Every command that reads a run
+refused instead of writing over the first; evaluate, export and report hold it
+too while they read the run and write beside it (``lock_existing``), so none of
+them reads a model a training is rewriting, and no training starts under them. Every command that reads a run
 (evaluate, report, export, benchmarks) reads it through the loaders here:
 ``read_config``, ``read_summary``, ``read_eval``, ``load_model``.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import glob
 import json
@@ -156,13 +159,13 @@ def load_model(run_dir: str):
 
 
 @contextlib.contextmanager
-def lock(run_dir: str):
+def lock(run_dir: str, holder: str = "a training"):
     """Holds ``run_dir/run.lock`` while the block runs; ``RunFolderBusy`` if another process holds it.
 
     The lock is an exclusive ``flock`` on the file, which the kernel releases when its process ends,
-    however it ends: a killed run leaves no lock behind. The file names the holder (pid, host, start
-    time) for the error message and is removed on release. ``run_dir`` is created if missing, and
-    removed again on release if the block left it empty.
+    however it ends: a killed run leaves no lock behind. The file names the holder (``holder``, e.g.
+    "a training", then pid, host and start time) for the error message and is removed on release.
+    ``run_dir`` is created if missing, and removed again on release if the block left it empty.
     """
     created = not os.path.isdir(run_dir)
     os.makedirs(run_dir, exist_ok=True)
@@ -170,8 +173,8 @@ def lock(run_dir: str):
     fd = _acquire(lock_path, run_dir)
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n"
-                 .encode())
+        os.write(fd, f"{holder}, pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
         yield
     finally:  # the folder may be gone by now (removed by hand); the block's own error is the one to raise
         with contextlib.suppress(FileNotFoundError):
@@ -179,6 +182,26 @@ def lock(run_dir: str):
         os.close(fd)
         if created and os.path.isdir(run_dir) and not os.listdir(run_dir):
             os.rmdir(run_dir)
+
+
+@contextlib.contextmanager
+def lock_existing(run_dirs: list[str], holder: str):
+    """Holds the lock (``lock``) of each of ``run_dirs`` that exists, while a command reads the runs.
+
+    ``RunFolderBusy`` if a training (or another reader) holds one. A folder that does not exist is left
+    to the command's own error, not created. A folder where the lock file cannot be written (read-only
+    files or filesystem) is read without the lock: no training can write there either.
+    """
+    with contextlib.ExitStack() as held:
+        for run_dir in dict.fromkeys(os.path.realpath(d) for d in run_dirs):
+            if not os.path.isdir(run_dir):
+                continue
+            try:
+                held.enter_context(lock(run_dir, holder))
+            except OSError as error:
+                if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+        yield
 
 
 def _acquire(lock_path: str, run_dir: str) -> int:
@@ -191,8 +214,7 @@ def _acquire(lock_path: str, run_dir: str) -> int:
         except BlockingIOError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "a process that has not named itself yet"
             os.close(fd)
-            raise RunFolderBusy(f"{run_dir} is in use by another training ({holder}); wait for it to end or "
-                                "choose another --output_dir") from None
+            raise RunFolderBusy(f"{run_dir} is in use by {holder}; wait for it to end") from None
         try:
             current = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:

@@ -90,8 +90,10 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     facts = {"sampling_rate_hz": f.sampling_rate, "lead_names": f.lead_names, "units": f.units}
     try:
-        result = export_run(f.run_dir, f.out, f.opset, f.split, f.n_samples, f.data_dir, f.tolerance, f.variants,
-                            f.calibration_samples, facts, latency_rounds=f.latency_rounds, threads=f.threads)
+        with run_folder.lock_existing([f.run_dir], "an export"):
+            result = export_run(f.run_dir, f.out, f.opset, f.split, f.n_samples, f.data_dir, f.tolerance,
+                                f.variants, f.calibration_samples, facts, latency_rounds=f.latency_rounds,
+                                threads=f.threads)
     except (*evaluate.ERRORS, ExportError) as error:
         cli.exit_with_error(str(error))
     print(table(result))

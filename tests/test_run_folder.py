@@ -1,5 +1,7 @@
 """``run_folder``: the names a run writes and the loaders every command reads a run with."""
 
+import errno
+import functools
 import json
 import os
 import shutil
@@ -66,9 +68,9 @@ def test_load_model_gives_the_saved_backbone(tmp_path):
 def test_a_held_folder_refuses_a_second_lock_that_names_the_holder(tmp_path):
     out = str(tmp_path / "run")
     with run_folder.lock(out):
-        assert (tmp_path / "run" / "run.lock").read_text().startswith(f"pid {os.getpid()} on ")
-        with pytest.raises(RunFolderBusy, match=rf"run is in use by another training \(pid {os.getpid()} on .* since "
-                                                r".*\); wait for it to end or choose another --output_dir"):
+        assert (tmp_path / "run" / "run.lock").read_text().startswith(f"a training, pid {os.getpid()} on ")
+        with pytest.raises(RunFolderBusy, match=rf"run is in use by a training, pid {os.getpid()} on .* since "
+                                                r".*; wait for it to end$"):
             with run_folder.lock(out):
                 pass
     assert not (tmp_path / "run").exists()  # the lock made the folder, and nothing else was written there
@@ -97,4 +99,49 @@ def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
         holder.wait()
     assert (tmp_path / "run.lock").exists()  # SIGKILL: the holder could not remove its file ...
     with run_folder.lock(out):  # ... but the kernel released its lock with the process
-        assert (tmp_path / "run.lock").read_text().startswith(f"pid {os.getpid()} on ")
+        assert (tmp_path / "run.lock").read_text().startswith(f"a training, pid {os.getpid()} on ")
+
+
+def test_lock_existing_locks_the_folders_there_are_and_creates_none(tmp_path, monkeypatch):
+    run, other, missing = (str(tmp_path / name) for name in ("run", "other", "missing"))
+    os.makedirs(run)
+    os.makedirs(other)
+    with run_folder.lock_existing([run, other, missing, run + "/"], "an evaluation"):  # one folder named twice
+        assert (tmp_path / "run" / "run.lock").read_text().startswith(f"an evaluation, pid {os.getpid()} on ")
+        assert (tmp_path / "other" / "run.lock").exists()
+        with pytest.raises(RunFolderBusy, match="run is in use by an evaluation, pid"):
+            with run_folder.lock(run):  # a training cannot start under a reader
+                pass
+    assert not os.path.exists(missing) and os.listdir(run) == [] and os.listdir(other) == []
+    with run_folder.lock(run):
+        with pytest.raises(RunFolderBusy, match="run is in use by a training, pid"):
+            with run_folder.lock_existing([run], "a report"):
+                pass
+    real_open = os.open
+
+    def open_refusing_lock_files(path, *args, error=errno.EROFS):
+        if str(path).endswith(run_folder.LOCK):
+            raise OSError(error, os.strerror(error), path)
+        return real_open(path, *args)
+
+    monkeypatch.setattr(os, "open", open_refusing_lock_files)  # a read-only folder or filesystem: read unlocked
+    with run_folder.lock_existing([run], "an export"):
+        assert os.listdir(run) == []
+    monkeypatch.setattr(os, "open", functools.partial(open_refusing_lock_files, error=errno.ENOSPC))
+    with pytest.raises(OSError, match="No space left"):  # any other failure to lock is an error
+        with run_folder.lock_existing([run], "an export"):
+            pass
+
+
+@pytest.mark.parametrize("command", [["erts_tf.evaluate", "--run_dir={}"], ["export", "--run_dir={}"],
+                                     ["erts_tf.report", "{}"]], ids=["evaluate", "export", "report"])
+def test_commands_that_read_a_run_refuse_a_folder_a_training_holds(tmp_path, command):
+    run = str(tmp_path / "run")
+    with run_folder.lock(run):
+        (tmp_path / "run" / "config.json").write_text("{}")
+        done = subprocess.run([sys.executable, "-m", command[0], *(a.format(run) for a in command[1:])],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 2, done.stderr
+    assert f"{run} is in use by a training, pid {os.getpid()} on " in done.stderr
+    assert sorted(os.listdir(run)) == ["config.json"]  # nothing written, and the reader left no lock of its own

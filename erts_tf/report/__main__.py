@@ -5,7 +5,8 @@ Several runs: writes ``comparison.md`` and ``comparison.png`` into ``--out``
 (required), evaluating runs without ``eval_test.json`` first (it is written
 into their folders; ``--noevaluate_missing`` skips that), and with
 ``--per_run`` also each run's own report into its folder. Exit code 2 with a
-one-line message for bad flags or a folder that holds no finished run.
+one-line message for bad flags, a folder that holds no finished run, or one
+that a training (or another command) holds (``run_folder.lock_existing``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 
 from absl import app, flags, logging
 
-from erts_tf import cli
+from erts_tf import cli, run_folder
 
 
 def _define_flags():
@@ -44,20 +45,25 @@ def main(argv):
     from erts_tf.report import report
 
     try:
-        if len(run_dirs) == 1:
-            path = report.write_run_report(run_dirs[0], f.out, f.top, f.gradcam_examples)
-            print(f"wrote {path}")
-            return
-        for run_dir in run_dirs:
-            report.load_run(run_dir)  # fail before any work if one folder is not a finished run
-        path, rows = report.compare_runs(run_dirs, f.out, f.evaluate_missing, f.bootstrap, f.seed)
-        print(report.comparison_table(rows))
-        print(f"wrote {path}, {os.path.join(f.out, 'comparison.png')}")
-        if f.per_run:
-            for run_dir in run_dirs:
-                print(f"wrote {report.write_run_report(run_dir, None, f.top, f.gradcam_examples)}")
+        with run_folder.lock_existing(run_dirs, "a report"):
+            _report(report, run_dirs, f)
     except (report.ReportError, *evaluate.ERRORS) as error:
         cli.exit_with_error(str(error))
+
+
+def _report(report, run_dirs: list[str], f) -> None:
+    """One run's report, or the comparison of several (see the module docstring); prints what it wrote."""
+    if len(run_dirs) == 1:
+        print(f"wrote {report.write_run_report(run_dirs[0], f.out, f.top, f.gradcam_examples)}")
+        return
+    for run_dir in run_dirs:
+        report.load_run(run_dir)  # fail before any work if one folder is not a finished run
+    path, rows = report.compare_runs(run_dirs, f.out, f.evaluate_missing, f.bootstrap, f.seed)
+    print(report.comparison_table(rows))
+    print(f"wrote {path}, {os.path.join(f.out, 'comparison.png')}")
+    if f.per_run:
+        for run_dir in run_dirs:
+            print(f"wrote {report.write_run_report(run_dir, None, f.top, f.gradcam_examples)}")
 
 
 if __name__ == "__main__":

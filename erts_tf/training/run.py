@@ -229,7 +229,7 @@ def run(config: RunConfig, data: Data | None = None, extra_callbacks=None,
         try:
             held.enter_context(run_folder.lock(config.output_dir))
         except run_folder.RunFolderBusy as error:
-            raise RunError(str(error)) from error
+            raise RunError(f"{error}, or choose another --output_dir") from error
         return _run(config, data, strategy, extra_callbacks)
 
 
