@@ -39,6 +39,7 @@ EXPECTED_TARGET_SHAPES = {
     "resnet1d": {(1000, 12): (63, 128), (3600, 1): (225, 128)},
     "resnet1d5": {(1000, 12): (32, 160), (3600, 1): (113, 160)},
     "resnet1d5_pool2": {(1000, 12): (16, 160), (3600, 1): (57, 160)},
+    "resnet1d5_pool3": {(1000, 12): (11, 160), (3600, 1): (38, 160)},
     "xresnet1d101": {(1000, 12): (63, 256), (3600, 1): (225, 256)},
 }
 TWO_D = ("resnet18_2d", "mobilenetv2_2d", "efficientnetv2s_2d")
@@ -90,10 +91,10 @@ def test_target_layer_keeps_time_axis(name, shape):
 
 
 @pytest.mark.parametrize("name, receptive_field", [("resnet1d", 753), ("resnet1d5", 1521),
-                                                           ("resnet1d5_pool2", 3042)])
+                                                           ("resnet1d5_pool2", 3042), ("resnet1d5_pool3", 4563)])
 def test_resnet1d_receptive_field(name, receptive_field):
     """The input samples one feature of the last stage depends on span the documented receptive field."""
-    time = 4096
+    time = 8192  # longer than every receptive field measured here
     model = _model(name, (time, 1))
     last = model.get_layer("pool").input
     features = keras.Model(model.inputs, last)

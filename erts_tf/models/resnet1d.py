@@ -20,6 +20,8 @@ sampling rate, a two-tap low-pass before the decimation): the same layers and
 parameters, half the computation, and twice the receptive field in seconds,
 3,042 samples (10.1 s at 300 Hz, ten or more beats). Its Grad-CAM target,
 ``stage4``, has stride 64. The exported model still takes the dataset's rate.
+``resnet1d5_pool3`` pools by 3 (a third of the rate, 100 Hz for 300 Hz input):
+4,563 samples (15.2 s at 300 Hz), stride 96 at ``stage4``.
 
 Batch-norm momentum is 0.9 (PyTorch's 0.1), not Keras's default 0.99: with
 0.99 the running statistics average over ~100 steps, several epochs of a
@@ -94,3 +96,11 @@ def build_resnet1d5(input_shape: tuple[int, int], n_classes: int) -> keras.Model
 def build_resnet1d5_pool2(input_shape: tuple[int, int], n_classes: int) -> keras.Model:
     """Builds resnet1d5 behind a 2x average pool of the input: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
     return _build(input_shape, n_classes, stages=5, name="resnet1d5_pool2", input_pool=2)
+
+
+@register("resnet1d5_pool3", "stage4",
+          "resnet1d5 on the input average-pooled by 3 (receptive field 15.2 s at 300 Hz, a third of the computation); "
+          "Grad-CAM at stage4 (stride 96)")
+def build_resnet1d5_pool3(input_shape: tuple[int, int], n_classes: int) -> keras.Model:
+    """Builds resnet1d5 behind a 3x average pool of the input: ``(batch, time, leads) -> (batch, n_classes)`` logits."""
+    return _build(input_shape, n_classes, stages=5, name="resnet1d5_pool3", input_pool=3)
