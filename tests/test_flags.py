@@ -122,8 +122,9 @@ def test_recommended_configs_of_each_real_dataset(dataset, tmp_path):
     assert (baseline.exclude_classes == "Q") == (dataset == "mitbih_arrhythmia")  # the AAMI convention
     assert (baseline.dataset_config == "mlii_rhythm_intervals") == (dataset == "mitbih_arrhythmia")
     assert (baseline.keep_weights == "last") == (dataset == "mitbih_arrhythmia")
-    # CinC's single-lead rhythm classes need 5 s of context (resnet1d5); beat windows and 2.5 s crops fit resnet1d's 2.5 s
-    assert baseline.model == ("resnet1d5" if dataset == "cinc2017" else "resnet1d")
+    # CinC's single-lead rhythm classes need 15 s of context (resnet1d5_pool3); beat windows and 2.5 s crops fit
+    # resnet1d's 2.5 s
+    assert baseline.model == ("resnet1d5_pool3" if dataset == "cinc2017" else "resnet1d")
 
 
 def test_flags_module_does_not_import_the_keras_training_model():
