@@ -148,7 +148,7 @@ def test_every_flag_default_is_the_run_config_default():
     assert not differing, f"flag default != RunConfig default: {differing}"
 
 
-@pytest.mark.parametrize("dataset, window, stride", [("ptbxl", 2.5, 1.25), ("cinc2017", 9.0, 4.5)])
+@pytest.mark.parametrize("dataset, window, stride", [("ptbxl", 2.5, 1.25), ("cinc2017", 18.0, 9.0)])
 def test_recommended_baselines_train_on_windows(dataset, window, stride, tmp_path):
     _parse([f"--flagfile=configs/{dataset}/recommended_full.cfg"], tmp_path)
     config = erts_flags.run_config()

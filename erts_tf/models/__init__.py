@@ -1,6 +1,6 @@
 """Backbone registry. Importing this package registers every backbone."""
 
-from erts_tf.models import resnet1d  # noqa: F401  (registers "resnet1d", "resnet1d5", "resnet1d5_pool2", "resnet1d5_pool3")
+from erts_tf.models import resnet1d  # noqa: F401  (registers "resnet1d", "resnet1d5", "resnet1d5_pool2", "_pool3")
 from erts_tf.models import efficientnetv2s_2d  # noqa: F401  (registers "efficientnetv2s_2d")
 from erts_tf.models import inception1d  # noqa: F401  (registers "inception1d")
 from erts_tf.models import mobilenetv2_2d  # noqa: F401  (registers "mobilenetv2_2d")
