@@ -204,7 +204,8 @@ def test_a_run_into_a_folder_another_run_holds_is_refused_and_touches_nothing(ti
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert "run.lock" not in before  # a finished run leaves no lock
     with run_folder.lock(str(out)):  # another training in this folder, as far as this process can tell
-        with pytest.raises(run.RunError, match="run is in use by a training, pid .*; wait for it to end, or choose another --output_dir"):
+        with pytest.raises(run.RunError,
+                           match="run is in use by a training, pid .*; wait for it to end, or choose another --output_dir"):
             run.run(dataclasses.replace(config, overwrite=True), tiny_data)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
