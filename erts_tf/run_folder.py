@@ -6,8 +6,9 @@ anything else a user keeps in the folder. A training holds ``run.lock`` in the
 folder while it runs (``lock``), so a second training into the same folder is
 refused instead of writing over the first; evaluate, export and report hold it
 too while they read the run and write beside it (``lock_existing``), so none of
-them reads a model a training is rewriting, and no training starts under them. Every command that reads a run
-(evaluate, report, export, benchmarks) reads it through the loaders here:
+them reads a model a training is rewriting, and no training starts under them.
+Every command that reads a run (evaluate, report, export, benchmarks) reads it
+through the loaders here:
 ``read_config``, ``read_summary``, ``read_eval``, ``load_model``.
 """
 
